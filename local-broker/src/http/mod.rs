@@ -1,0 +1,137 @@
+//! The front door: one HTTP endpoint that routes each request to its service by `X-Amz-Target`
+//! and encodes the answer. It knows nothing about streams or tables.
+
+pub mod error;
+pub mod protocol;
+pub mod validation;
+
+use crate::dynamodb::DynamoDb;
+use crate::kinesis::Kinesis;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use bytes::Bytes;
+use error::ApiError;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use protocol::{Protocol, Wire};
+use std::sync::Arc;
+
+/// Largest request body accepted. PutRecords may carry 10 MiB of data, which base64 inflates by a
+/// third; anything bigger is refused before it is buffered.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+/// The services behind the front door.
+pub struct Services {
+    pub kinesis: Kinesis,
+    pub dynamodb: DynamoDb,
+}
+
+/// Which service a target prefix belongs to, and how its errors are spelled.
+#[derive(Clone, Copy)]
+enum Service {
+    Kinesis,
+    DynamoDb,
+}
+
+impl Service {
+    fn from_prefix(prefix: &str) -> Option<Self> {
+        match prefix {
+            "Kinesis_20131202" => Some(Service::Kinesis),
+            "DynamoDB_20120810" => Some(Service::DynamoDb),
+            _ => None,
+        }
+    }
+
+    /// The `__type` value of an error body.
+    fn error_type(self, code: &str) -> String {
+        match self {
+            Service::DynamoDb => format!("com.amazonaws.dynamodb.v20120810#{code}"),
+            Service::Kinesis => code.to_owned(),
+        }
+    }
+}
+
+/// Builds the router for all services.
+pub fn router(services: Arc<Services>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(services)
+}
+
+async fn handle(State(services): State<Arc<Services>>, request: http::Request<Body>) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (parts, body) = request.into_parts();
+    let protocol = Protocol::from_content_type(
+        parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let (prefix, operation) = target.split_once('.').unwrap_or(("", ""));
+    let service = Service::from_prefix(prefix);
+    let outcome = match service {
+        None => Err(ApiError::unknown_operation(&target)),
+        Some(_) if parts.method != http::Method::POST => Err(ApiError::unknown_operation(&target)),
+        Some(service) => match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
+            Err(_) => Err(ApiError::validation(format!(
+                "Request body is larger than the {MAX_REQUEST_BYTES} bytes this server accepts"
+            ))
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE)),
+            Ok(body) => {
+                let wire = Wire { protocol, body };
+                let span = tracing::debug_span!("request", %target, %request_id);
+                let _enter = span.enter();
+                match service {
+                    Service::Kinesis => services.kinesis.dispatch(operation, &wire),
+                    Service::DynamoDb => services.dynamodb.dispatch(operation, &wire),
+                }
+            }
+        },
+    };
+    match outcome {
+        Ok(body) => respond(StatusCode::OK, protocol, &request_id, body, None),
+        Err(err) => {
+            let service = service.unwrap_or(Service::Kinesis);
+            if err.status.is_server_error() {
+                tracing::error!(%target, code = err.code, message = %err.message, "request failed");
+            } else {
+                tracing::debug!(%target, code = err.code, message = %err.message, "request rejected");
+            }
+            let body = serde_json::json!({
+                "__type": service.error_type(err.code),
+                "message": err.message,
+            });
+            let encoded = protocol::encode(protocol, &body).unwrap_or_default();
+            respond(err.status, protocol, &request_id, encoded, Some(err.code))
+        }
+    }
+}
+
+fn respond(
+    status: StatusCode,
+    protocol: Protocol,
+    request_id: &str,
+    body: Bytes,
+    error_code: Option<&str>,
+) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(protocol.content_type()),
+    );
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amzn-requestid", id.clone());
+        headers.insert("x-amz-id-2", id);
+    }
+    if let Some(code) = error_code.and_then(|c| HeaderValue::from_str(c).ok()) {
+        headers.insert("x-amzn-errortype", code);
+    }
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}

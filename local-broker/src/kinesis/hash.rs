@@ -1,0 +1,94 @@
+//! The 128-bit hash key space and how partition keys map into it.
+
+use md5::{Digest, Md5};
+
+/// An inclusive range of hash keys owned by one shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashRange {
+    pub start: u128,
+    pub end: u128,
+}
+
+impl HashRange {
+    /// The whole key space.
+    pub const ALL: HashRange = HashRange {
+        start: 0,
+        end: u128::MAX,
+    };
+
+    /// Whether `key` falls in this range.
+    pub fn contains(&self, key: u128) -> bool {
+        self.start <= key && key <= self.end
+    }
+
+    /// Splits the whole key space into `n` contiguous ranges of (nearly) equal size, the way
+    /// CreateStream lays out its shards.
+    pub fn even(n: u32) -> Vec<HashRange> {
+        let n = u128::from(n.max(1));
+        let width = u128::MAX / n;
+        (0..n)
+            .map(|i| HashRange {
+                start: i * width,
+                end: if i + 1 == n {
+                    u128::MAX
+                } else {
+                    (i + 1) * width - 1
+                },
+            })
+            .collect()
+    }
+}
+
+/// The hash key of a partition key: MD5 of its UTF-8 bytes read as a big-endian integer.
+pub fn partition_key_hash(partition_key: &str) -> u128 {
+    let digest = Md5::digest(partition_key.as_bytes());
+    u128::from_be_bytes(digest.into())
+}
+
+/// Parses a decimal hash key, `None` when it is not an integer in `0..=2^128-1`.
+pub fn parse_hash_key(text: &str) -> Option<u128> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<u128>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn even_ranges_tile_the_key_space() {
+        for n in [1u32, 2, 3, 4, 7, 100] {
+            let ranges = HashRange::even(n);
+            assert_eq!(ranges.len(), n as usize);
+            assert_eq!(ranges[0].start, 0);
+            assert_eq!(ranges.last().unwrap().end, u128::MAX);
+            for pair in ranges.windows(2) {
+                assert_eq!(pair[0].end + 1, pair[1].start);
+            }
+        }
+    }
+
+    #[test]
+    fn partition_key_hash_matches_md5() {
+        // md5("a") = 0cc175b9c0f1b6a831c399e269772661
+        assert_eq!(
+            partition_key_hash("a"),
+            0x0cc175b9c0f1b6a831c399e269772661u128
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn hash_keys_round_trip(key: u128) {
+            prop_assert_eq!(parse_hash_key(&key.to_string()), Some(key));
+        }
+
+        #[test]
+        fn parse_hash_key_never_panics(text in ".{0,50}") {
+            let _ = parse_hash_key(&text);
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! The data plane: PutRecord, PutRecords, GetShardIterator, GetRecords.
+
+use super::api::*;
+use super::hash::{parse_hash_key, partition_key_hash};
+use super::iterator::ShardPosition;
+use super::sequence::SequenceNumber;
+use super::shard::Shard;
+use super::stream::{Stream, StreamMeta};
+use super::{Kinesis, validate_shard_id};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::protocol::{Blob, Timestamp};
+use crate::http::validation::Validator;
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// Most records one PutRecords call may carry.
+const MAX_PUT_RECORDS: usize = 500;
+/// Most bytes (data and partition keys) one PutRecords call may carry.
+const MAX_PUT_RECORDS_BYTES: usize = 10 * 1024 * 1024;
+/// Largest blob the model allows; a stream's own limit (MaxRecordSizeInKiB) is usually lower.
+const MAX_DATA_BYTES: usize = 10 * 1024 * 1024;
+/// Most data one GetRecords call returns.
+const MAX_GET_RECORDS_BYTES: usize = 10 * 1024 * 1024;
+/// Most records one GetRecords call returns, and the default `Limit`.
+const MAX_GET_RECORDS: i64 = 10_000;
+
+const ITERATOR_TYPES: [&str; 5] = [
+    "AT_SEQUENCE_NUMBER",
+    "AFTER_SEQUENCE_NUMBER",
+    "TRIM_HORIZON",
+    "LATEST",
+    "AT_TIMESTAMP",
+];
+
+/// One record to append, validated.
+struct Entry {
+    partition_key: String,
+    data: Bytes,
+    hash_key: u128,
+}
+
+/// Checks one record's members; `member` is its path in the request for messages.
+fn validate_entry(
+    data: &Option<Blob>,
+    partition_key: &Option<String>,
+    explicit_hash_key: &Option<String>,
+    member: &str,
+    v: &mut Validator,
+) {
+    if let Some(data) = v.required(data, &format!("{member}data")) {
+        if data.0.len() > MAX_DATA_BYTES {
+            v.violation(
+                "java.nio.HeapByteBuffer",
+                &format!("{member}data"),
+                format_args!("Member must have length less than or equal to {MAX_DATA_BYTES}"),
+            );
+        }
+    }
+    if let Some(key) = v.required(partition_key, &format!("{member}partitionKey")) {
+        v.length(key, &format!("{member}partitionKey"), 1, 256);
+    }
+    if let Some(hash) = explicit_hash_key {
+        v.chars(
+            hash,
+            &format!("{member}explicitHashKey"),
+            "0|([1-9]\\d{0,38})",
+            |c| c.is_ascii_digit(),
+        );
+    }
+}
+
+/// Turns validated members into an entry, checking the explicit hash key's range and the
+/// stream's record size limit.
+fn entry(
+    data: Option<Blob>,
+    partition_key: Option<String>,
+    explicit_hash_key: Option<String>,
+    meta: &StreamMeta,
+) -> ApiResult<Entry> {
+    let (Some(Blob(data)), Some(partition_key)) = (data, partition_key) else {
+        return Err(ApiError::internal("validated record lost a member"));
+    };
+    let hash_key = match explicit_hash_key {
+        Some(text) => parse_hash_key(&text).ok_or_else(|| {
+            ApiError::invalid_argument(format!(
+                "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {text}"
+            ))
+        })?,
+        None => partition_key_hash(&partition_key),
+    };
+    let limit = meta.max_record_size_kib as usize * 1024;
+    if data.len() + partition_key.len() > limit {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value at 'data' failed to satisfy constraint: Record size (data plus partition key, {} bytes) must be less than or equal to the stream's maximum record size of {} KiB",
+            data.len() + partition_key.len(),
+            meta.max_record_size_kib
+        )));
+    }
+    Ok(Entry {
+        partition_key,
+        data,
+        hash_key,
+    })
+}
+
+fn encryption_type(meta: &StreamMeta) -> &'static str {
+    if meta.encryption_key.is_some() {
+        "KMS"
+    } else {
+        "NONE"
+    }
+}
+
+impl Kinesis {
+    pub(super) fn put_record(&self, input: PutRecordInput) -> ApiResult<PutRecordOutput> {
+        let mut v = Validator::new();
+        validate_entry(
+            &input.data,
+            &input.partition_key,
+            &input.explicit_hash_key,
+            "",
+            &mut v,
+        );
+        if let Some(seq) = &input.sequence_number_for_ordering {
+            v.chars(
+                seq,
+                "sequenceNumberForOrdering",
+                "0|([1-9]\\d{0,128})",
+                |c| c.is_ascii_digit(),
+            );
+        }
+        let stream = self.resolve_readable(&input, v)?;
+        let meta = stream.meta();
+        let entry = entry(
+            input.data,
+            input.partition_key,
+            input.explicit_hash_key,
+            &meta,
+        )?;
+        // Our sequence numbers already grow with every append to a shard, so a later put always
+        // gets a larger number than SequenceNumberForOrdering: nothing more to do for it.
+        let shard = route(&meta, entry.hash_key)?;
+        let counters = shard.append(
+            self.now(),
+            meta.retention_ms(),
+            [(entry.partition_key, entry.data)],
+            meta.encryption_key.is_some(),
+        );
+        let counter = counters
+            .first()
+            .copied()
+            .ok_or_else(|| ApiError::internal("append returned no sequence number"))?;
+        Ok(PutRecordOutput {
+            shard_id: shard.id.clone(),
+            sequence_number: shard.sequence_number(counter).to_string(),
+            encryption_type: encryption_type(&meta),
+        })
+    }
+
+    pub(super) fn put_records(&self, input: PutRecordsInput) -> ApiResult<PutRecordsOutput> {
+        let mut v = Validator::new();
+        let mut total_bytes = 0usize;
+        if let Some(records) = v.required(&input.records, "records") {
+            v.count(records.len(), "records", 1, MAX_PUT_RECORDS);
+            for (i, r) in records.iter().enumerate() {
+                validate_entry(
+                    &r.data,
+                    &r.partition_key,
+                    &r.explicit_hash_key,
+                    &format!("records.{}.member.", i + 1),
+                    &mut v,
+                );
+                total_bytes += r.data.as_ref().map_or(0, |d| d.0.len())
+                    + r.partition_key.as_ref().map_or(0, String::len);
+            }
+        }
+        let stream = self.resolve_readable(&input, v)?;
+        if total_bytes > MAX_PUT_RECORDS_BYTES {
+            return Err(ApiError::invalid_argument(format!(
+                "Records size exceeds {} MB limit",
+                MAX_PUT_RECORDS_BYTES / (1024 * 1024)
+            )));
+        }
+        let meta = stream.meta();
+        let entries = input
+            .records
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| entry(r.data, r.partition_key, r.explicit_hash_key, &meta))
+            .collect::<ApiResult<Vec<Entry>>>()?;
+        // Route everything before appending anything: the request is all-or-nothing.
+        let targets = entries
+            .iter()
+            .map(|e| route(&meta, e.hash_key).map(Arc::clone))
+            .collect::<ApiResult<Vec<Arc<Shard>>>>()?;
+        let mut results: Vec<Option<PutRecordsResultEntry>> = std::iter::repeat_with(|| None)
+            .take(entries.len())
+            .collect();
+        // One lock acquisition per shard, records in request order within each shard.
+        let mut pending: Vec<(usize, Entry)> = entries.into_iter().enumerate().collect();
+        let now = self.now();
+        let retention_ms = meta.retention_ms();
+        let encrypted = meta.encryption_key.is_some();
+        while let Some((first, _)) = pending.first() {
+            let shard = Arc::clone(&targets[*first]);
+            let (mine, rest): (Vec<_>, Vec<_>) = pending
+                .into_iter()
+                .partition(|(i, _)| Arc::ptr_eq(&targets[*i], &shard));
+            pending = rest;
+            let indices: Vec<usize> = mine.iter().map(|(i, _)| *i).collect();
+            let counters = shard.append(
+                now,
+                retention_ms,
+                mine.into_iter().map(|(_, e)| (e.partition_key, e.data)),
+                encrypted,
+            );
+            for (i, counter) in indices.into_iter().zip(counters) {
+                results[i] = Some(PutRecordsResultEntry {
+                    sequence_number: shard.sequence_number(counter).to_string(),
+                    shard_id: shard.id.clone(),
+                });
+            }
+        }
+        let records = results
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| ApiError::internal("a record was not appended"))?;
+        Ok(PutRecordsOutput {
+            failed_record_count: 0,
+            records,
+            encryption_type: encryption_type(&meta),
+        })
+    }
+
+    pub(super) fn get_shard_iterator(
+        &self,
+        input: GetShardIteratorInput,
+    ) -> ApiResult<GetShardIteratorOutput> {
+        let mut v = Validator::new();
+        if let Some(id) = v.required(&input.shard_id, "shardId") {
+            validate_shard_id(id, "shardId", &mut v);
+        }
+        if let Some(kind) = v.required(&input.shard_iterator_type, "shardIteratorType") {
+            v.one_of(kind, "shardIteratorType", &ITERATOR_TYPES);
+        }
+        if let Some(seq) = &input.starting_sequence_number {
+            v.chars(seq, "startingSequenceNumber", "0|([1-9]\\d{0,128})", |c| {
+                c.is_ascii_digit()
+            });
+        }
+        let stream = self.resolve_readable(&input, v)?;
+        let shard_id = input.shard_id.unwrap_or_default();
+        let kind = input.shard_iterator_type.unwrap_or_default();
+        let meta = stream.meta();
+        let now = self.now();
+        let horizon = now - meta.retention_ms();
+        let shard = meta
+            .shard(&shard_id)
+            .filter(|s| s.closed().is_none_or(|c| c.at_ms >= horizon))
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "Shard {shard_id} in stream {} under account {} does not exist",
+                    stream.name, self.config.account_id
+                ))
+            })?;
+        let next_counter = match kind.as_str() {
+            "TRIM_HORIZON" => shard.trim_horizon_counter(horizon),
+            "LATEST" => shard.next_counter(),
+            "AT_TIMESTAMP" => {
+                let Some(Timestamp(at)) = input.timestamp else {
+                    return Err(ApiError::invalid_argument(
+                        "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.",
+                    ));
+                };
+                shard.counter_at_timestamp(at, horizon)
+            }
+            _ => {
+                let Some(text) = input.starting_sequence_number else {
+                    return Err(ApiError::invalid_argument(format!(
+                        "Must specify a StartingSequenceNumber for iterator of type {kind}."
+                    )));
+                };
+                let counter = self.counter_of(&stream, shard, &text)?;
+                if kind == "AT_SEQUENCE_NUMBER" {
+                    counter.max(1)
+                } else {
+                    counter + 1
+                }
+            }
+        };
+        let token = self.iterators.encode(&ShardPosition {
+            stream_name: stream.name.clone(),
+            stream_epoch: stream.created_ms,
+            shard_index: shard.index,
+            next_counter,
+            issued_at_ms: now,
+        });
+        Ok(GetShardIteratorOutput {
+            shard_iterator: token,
+        })
+    }
+
+    /// The record counter a client's sequence number names in this shard.
+    fn counter_of(&self, stream: &Stream, shard: &Shard, text: &str) -> ApiResult<u64> {
+        let invalid = || {
+            ApiError::invalid_argument(format!(
+                "StartingSequenceNumber {text} used in GetShardIterator on shard {} in stream {} under account {} is invalid because it did not come from this stream.",
+                shard.id, stream.name, self.config.account_id
+            ))
+        };
+        let seq = SequenceNumber::parse(text).ok_or_else(invalid)?;
+        if seq.shard_index != shard.index || seq.stream_epoch != stream.created_ms {
+            return Err(invalid());
+        }
+        if seq.counter >= shard.next_counter() {
+            return Err(ApiError::invalid_argument(format!(
+                "StartingSequenceNumber {text} used in GetShardIterator on shard {} in stream {} under account {} is invalid because it has not been issued yet.",
+                shard.id, stream.name, self.config.account_id
+            )));
+        }
+        Ok(seq.counter)
+    }
+
+    pub(super) fn get_records(&self, input: GetRecordsInput) -> ApiResult<GetRecordsOutput> {
+        let mut v = Validator::new();
+        if let Some(token) = v.required(&input.shard_iterator, "shardIterator") {
+            v.length(token, "shardIterator", 1, 512);
+        }
+        if let Some(limit) = input.limit {
+            v.range(limit, "limit", 1, MAX_GET_RECORDS);
+        }
+        v.finish()?;
+        let now = self.now();
+        let position = self
+            .iterators
+            .decode(input.shard_iterator.as_deref().unwrap_or(""), now)?;
+        let stream = self.stream(&position.stream_name)?;
+        if stream.created_ms != position.stream_epoch || !stream.meta().status.is_readable() {
+            return Err(self.not_found(&position.stream_name));
+        }
+        if let Some(arn) = &input.stream_arn {
+            if *arn != stream.arn {
+                return Err(ApiError::invalid_argument(format!(
+                    "StreamARN {arn} does not match the stream of the shard iterator."
+                )));
+            }
+        }
+        let meta = stream.meta();
+        let horizon = now - meta.retention_ms();
+        let shard = meta
+            .shards
+            .iter()
+            .find(|s| s.index == position.shard_index)
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "Shard {} in stream {} under account {} does not exist",
+                    super::shard::shard_id(position.shard_index),
+                    stream.name,
+                    self.config.account_id
+                ))
+            })?;
+        let limit = input.limit.unwrap_or(MAX_GET_RECORDS) as usize;
+        let batch = shard.read(position.next_counter, limit, MAX_GET_RECORDS_BYTES, horizon);
+        let millis_behind_latest = batch
+            .next_unread_arrival_ms
+            .map_or(0, |arrival| (now - arrival).max(0));
+        let next_shard_iterator = (!batch.exhausted).then(|| {
+            self.iterators.encode(&ShardPosition {
+                next_counter: batch.next_counter,
+                issued_at_ms: now,
+                ..position
+            })
+        });
+        let child_shards = batch.exhausted.then(|| {
+            batch
+                .children
+                .iter()
+                .filter_map(|id| meta.shard(id))
+                .map(|child| ChildShard {
+                    shard_id: child.id.clone(),
+                    parent_shards: child
+                        .parent
+                        .iter()
+                        .chain(child.adjacent_parent.iter())
+                        .cloned()
+                        .collect(),
+                    hash_key_range: HashKeyRange {
+                        starting_hash_key: child.range.start.to_string(),
+                        ending_hash_key: child.range.end.to_string(),
+                    },
+                })
+                .collect()
+        });
+        let records = batch
+            .records
+            .into_iter()
+            .map(|r| RecordOut {
+                sequence_number: shard.sequence_number(r.counter).to_string(),
+                approximate_arrival_timestamp: Timestamp(r.arrival_ms),
+                data: Blob(r.data),
+                partition_key: r.partition_key,
+                encryption_type: if r.encrypted { "KMS" } else { "NONE" },
+            })
+            .collect();
+        Ok(GetRecordsOutput {
+            records,
+            next_shard_iterator,
+            millis_behind_latest,
+            child_shards,
+        })
+    }
+}
+
+/// The open shard for a hash key. The open shards tile the key space, so this only fails if the
+/// broker's own invariants are broken.
+fn route(meta: &StreamMeta, hash_key: u128) -> ApiResult<&Arc<Shard>> {
+    meta.route(hash_key)
+        .ok_or_else(|| ApiError::internal(format!("no open shard owns hash key {hash_key}")))
+}
