@@ -1,1 +1,52 @@
+//! Shared set-up for the end-to-end tests: an in-process broker and real SDK clients for it.
 
+use aws_credential_types::Credentials;
+
+/// Credentials the broker accepts (it accepts any).
+fn credentials() -> Credentials {
+    Credentials::new("AKIDTEST", "secret", None, None, "integration-tests")
+}
+
+/// An `aws-sdk-kinesis` client for a broker endpoint.
+pub fn kinesis_client(endpoint: &str) -> aws_sdk_kinesis::Client {
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(credentials())
+        .build();
+    aws_sdk_kinesis::Client::from_conf(config)
+}
+
+/// Starts a broker on an ephemeral port and returns it with a Kinesis client for it.
+pub async fn broker_with_kinesis() -> (local_broker::RunningBroker, aws_sdk_kinesis::Client) {
+    let broker = local_broker::LocalBroker::builder()
+        .start()
+        .await
+        .expect("the broker binds 127.0.0.1:0");
+    let client = kinesis_client(&broker.endpoint());
+    (broker, client)
+}
+
+/// Creates a provisioned stream with `shards` shards (ACTIVE at once: the test broker has no
+/// state-transition delay).
+pub async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
+    client
+        .create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+        .expect("CreateStream succeeds");
+}
+
+/// An `aws-sdk-dynamodb` client for a broker endpoint.
+pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(credentials())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}

@@ -290,19 +290,38 @@ impl Kinesis {
         let meta = stream.meta();
         let horizon = now - meta.retention_ms();
         let limit = input.max_results.unwrap_or(1000) as usize;
-        let selected: Vec<&Arc<Shard>> = live_shards(&meta, horizon)
+        let live: Vec<&Arc<Shard>> = live_shards(&meta, horizon).collect();
+        // The oldest readable generation: live shards none of whose parents are still live.
+        let at_trim_horizon = |s: &Shard| {
+            [&s.parent, &s.adjacent_parent]
+                .into_iter()
+                .flatten()
+                .all(|p| !live.iter().any(|l| &l.id == p))
+        };
+        // Before the first split or merge everything started at creation, so a timestamp at or
+        // before it means the first generation, whatever the millisecond ties say.
+        let at_time = |s: &Shard, at: i64| {
+            if at <= stream.created_ms {
+                at_trim_horizon(s)
+            } else {
+                open_at(s, at)
+            }
+        };
+        let selected: Vec<&Arc<Shard>> = live
+            .iter()
+            .copied()
             .filter(|s| after.is_empty() || s.id > after)
             .filter(|s| match &filter {
                 None => true,
                 Some((kind, shard_id, at)) => match kind.as_str() {
                     "AFTER_SHARD_ID" => shard_id.as_deref().is_none_or(|id| s.id.as_str() > id),
                     "AT_LATEST" => s.closed().is_none(),
-                    "AT_TRIM_HORIZON" => open_at(s, horizon.max(stream.created_ms)),
+                    "AT_TRIM_HORIZON" => at_trim_horizon(s),
                     "FROM_TRIM_HORIZON" => true,
-                    "AT_TIMESTAMP" => open_at(s, at.unwrap_or(now).max(stream.created_ms)),
+                    "AT_TIMESTAMP" => at_time(s, at.unwrap_or(now)),
                     "FROM_TIMESTAMP" => {
-                        let at = at.unwrap_or(now).max(stream.created_ms);
-                        open_at(s, at) || s.created_ms > at
+                        let at = at.unwrap_or(now);
+                        at_time(s, at) || s.created_ms > at
                     }
                     _ => true,
                 },

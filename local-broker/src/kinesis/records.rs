@@ -47,14 +47,14 @@ fn validate_entry(
     member: &str,
     v: &mut Validator,
 ) {
-    if let Some(data) = v.required(data, &format!("{member}data")) {
-        if data.0.len() > MAX_DATA_BYTES {
-            v.violation(
-                "java.nio.HeapByteBuffer",
-                &format!("{member}data"),
-                format_args!("Member must have length less than or equal to {MAX_DATA_BYTES}"),
-            );
-        }
+    if let Some(data) = v.required(data, &format!("{member}data"))
+        && data.0.len() > MAX_DATA_BYTES
+    {
+        v.violation(
+            "java.nio.HeapByteBuffer",
+            &format!("{member}data"),
+            format_args!("Member must have length less than or equal to {MAX_DATA_BYTES}"),
+        );
     }
     if let Some(key) = v.required(partition_key, &format!("{member}partitionKey")) {
         v.length(key, &format!("{member}partitionKey"), 1, 256);
@@ -338,12 +338,12 @@ impl Kinesis {
         if stream.created_ms != position.stream_epoch || !stream.meta().status.is_readable() {
             return Err(self.not_found(&position.stream_name));
         }
-        if let Some(arn) = &input.stream_arn {
-            if *arn != stream.arn {
-                return Err(ApiError::invalid_argument(format!(
-                    "StreamARN {arn} does not match the stream of the shard iterator."
-                )));
-            }
+        if let Some(arn) = &input.stream_arn
+            && *arn != stream.arn
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "StreamARN {arn} does not match the stream of the shard iterator."
+            )));
         }
         let meta = stream.meta();
         let horizon = now - meta.retention_ms();
