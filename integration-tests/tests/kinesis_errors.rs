@@ -228,6 +228,6 @@ async fn malformed_requests_get_aws_errors_over_raw_http() {
     let response = send("Kinesis_20131202.CreateStream", r#"{"StreamName": 5}"#).await;
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     assert!(response.contains("SerializationException"));
-    let response = send("Kinesis_20131202.SubscribeToShard", "{}").await;
+    let response = send("Kinesis_20131202.CreateQueue", "{}").await;
     assert!(response.contains("UnknownOperationException"), "{response}");
 }

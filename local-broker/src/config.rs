@@ -9,6 +9,9 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// Default account id used in ARNs (the one the AWS docs use in examples).
 pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
 
+/// AWS ends every SubscribeToShard stream after five minutes.
+pub const DEFAULT_SUBSCRIPTION_LIFETIME: Duration = Duration::from_secs(300);
+
 /// What every service needs to know about the broker it runs in.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -21,6 +24,8 @@ pub struct BrokerConfig {
     pub state_transition_delay: Duration,
     /// The time source.
     pub clock: Arc<dyn Clock>,
+    /// How long one SubscribeToShard call streams before the server ends it (AWS: 5 minutes).
+    pub subscription_lifetime: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -30,6 +35,7 @@ impl Default for BrokerConfig {
             account_id: DEFAULT_ACCOUNT_ID.to_owned(),
             state_transition_delay: Duration::ZERO,
             clock: Arc::new(SystemClock),
+            subscription_lifetime: DEFAULT_SUBSCRIPTION_LIFETIME,
         }
     }
 }

@@ -98,6 +98,12 @@ impl LocalBrokerBuilder {
         self
     }
 
+    /// How long a SubscribeToShard stream lasts before the server ends it (default 5 minutes).
+    pub fn subscription_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.subscription_lifetime = lifetime;
+        self
+    }
+
     /// The time source (default the system clock); tests pass a [`ShiftableClock`].
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.config.clock = Arc::new(clock);

@@ -2,6 +2,7 @@
 //! and encodes the answer. It knows nothing about streams or tables.
 
 pub mod error;
+pub mod eventstream;
 pub mod protocol;
 pub mod validation;
 
@@ -12,6 +13,7 @@ use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
 use error::ApiError;
+use futures::stream::BoxStream;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use protocol::{Protocol, Wire};
 use std::sync::Arc;
@@ -24,6 +26,15 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 pub struct Services {
     pub kinesis: Kinesis,
     pub dynamodb: DynamoDb,
+}
+
+/// What an operation answers: a body, or an event stream that is pushed until it ends.
+pub enum Reply {
+    /// A complete response body in the request's protocol.
+    Body(Bytes),
+    /// Event-stream messages (`application/vnd.amazon.eventstream`), produced as the client
+    /// reads them: a slow reader slows the producer instead of growing a buffer.
+    EventStream(BoxStream<'static, Bytes>),
 }
 
 /// Which service a target prefix belongs to, and how its errors are spelled.
@@ -87,13 +98,34 @@ async fn handle(State(services): State<Arc<Services>>, request: http::Request<Bo
                 let _enter = span.enter();
                 match service {
                     Service::Kinesis => services.kinesis.dispatch(operation, &wire),
-                    Service::DynamoDb => services.dynamodb.dispatch(operation, &wire),
+                    Service::DynamoDb => services
+                        .dynamodb
+                        .dispatch(operation, &wire)
+                        .map(Reply::Body),
                 }
             }
         },
     };
     match outcome {
-        Ok(body) => respond(StatusCode::OK, protocol, &request_id, body, None),
+        Ok(Reply::Body(body)) => respond(
+            StatusCode::OK,
+            protocol,
+            &request_id,
+            Body::from(body),
+            None,
+        ),
+        Ok(Reply::EventStream(events)) => {
+            let body = Body::from_stream(futures::StreamExt::map(
+                events,
+                Ok::<_, std::convert::Infallible>,
+            ));
+            let mut response = respond(StatusCode::OK, protocol, &request_id, body, None);
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.amazon.eventstream"),
+            );
+            response
+        }
         Err(err) => {
             let service = service.unwrap_or(Service::Kinesis);
             if err.status.is_server_error() {
@@ -106,7 +138,13 @@ async fn handle(State(services): State<Arc<Services>>, request: http::Request<Bo
                 "message": err.message,
             });
             let encoded = protocol::encode(protocol, &body).unwrap_or_default();
-            respond(err.status, protocol, &request_id, encoded, Some(err.code))
+            respond(
+                err.status,
+                protocol,
+                &request_id,
+                Body::from(encoded),
+                Some(err.code),
+            )
         }
     }
 }
@@ -115,7 +153,7 @@ fn respond(
     status: StatusCode,
     protocol: Protocol,
     request_id: &str,
-    body: Bytes,
+    body: Body,
     error_code: Option<&str>,
 ) -> Response {
     let mut headers = HeaderMap::new();
@@ -130,7 +168,7 @@ fn respond(
     if let Some(code) = error_code.and_then(|c| HeaderValue::from_str(c).ok()) {
         headers.insert("x-amzn-errortype", code);
     }
-    let mut response = Response::new(Body::from(body));
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response

@@ -27,7 +27,7 @@ macro_rules! stream_address {
 }
 
 stream_address!(
-    CreateStreamArn,
+    ArnAddress,
     DeleteStreamInput,
     DescribeStreamInput,
     StreamOnlyInput,
@@ -50,8 +50,8 @@ stream_address!(
     UpdateStreamRecordDistributionStrategyInput,
 );
 
-/// CreateStream only takes a name; this adapter lets it share the address validation.
-pub struct CreateStreamArn {
+/// A stream addressed by ARN alone (resource operations, consumers).
+pub struct ArnAddress {
     pub stream_name: Option<String>,
     pub stream_arn: Option<String>,
 }
@@ -619,4 +619,105 @@ pub struct MinimumThroughputBillingCommitmentOutput {
 #[serde(rename_all = "PascalCase")]
 pub struct AccountSettingsOutput {
     pub minimum_throughput_billing_commitment: MinimumThroughputBillingCommitmentOutput,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RegisterStreamConsumerInput {
+    #[serde(rename = "StreamARN")]
+    pub stream_arn: Option<String>,
+    pub consumer_name: Option<String>,
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConsumerOut {
+    pub consumer_name: String,
+    #[serde(rename = "ConsumerARN")]
+    pub consumer_arn: String,
+    pub consumer_status: &'static str,
+    pub consumer_creation_timestamp: Timestamp,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RegisterStreamConsumerOutput {
+    pub consumer: ConsumerOut,
+}
+
+/// DescribeStreamConsumer and DeregisterStreamConsumer: a consumer ARN, or stream ARN and name.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConsumerAddressInput {
+    #[serde(rename = "StreamARN")]
+    pub stream_arn: Option<String>,
+    pub consumer_name: Option<String>,
+    #[serde(rename = "ConsumerARN")]
+    pub consumer_arn: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConsumerDescription {
+    pub consumer_name: String,
+    #[serde(rename = "ConsumerARN")]
+    pub consumer_arn: String,
+    pub consumer_status: &'static str,
+    pub consumer_creation_timestamp: Timestamp,
+    #[serde(rename = "StreamARN")]
+    pub stream_arn: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeStreamConsumerOutput {
+    pub consumer_description: ConsumerDescription,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListStreamConsumersInput {
+    #[serde(rename = "StreamARN")]
+    pub stream_arn: Option<String>,
+    pub next_token: Option<String>,
+    pub max_results: Option<i64>,
+    pub stream_creation_timestamp: Option<Timestamp>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListStreamConsumersOutput {
+    pub consumers: Vec<ConsumerOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StartingPosition {
+    #[serde(rename = "Type")]
+    pub kind: Option<String>,
+    pub sequence_number: Option<String>,
+    pub timestamp: Option<Timestamp>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SubscribeToShardInput {
+    #[serde(rename = "ConsumerARN")]
+    pub consumer_arn: Option<String>,
+    pub shard_id: Option<String>,
+    pub starting_position: Option<StartingPosition>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SubscribeToShardEvent {
+    pub records: Vec<RecordOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continuation_sequence_number: Option<String>,
+    pub millis_behind_latest: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child_shards: Option<Vec<ChildShard>>,
 }

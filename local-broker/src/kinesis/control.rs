@@ -204,6 +204,23 @@ impl Kinesis {
 
     pub(super) fn delete_stream(&self, input: DeleteStreamInput) -> ApiResult<Empty> {
         let stream = self.resolve(&input, Validator::new())?;
+        let consumers: Vec<String> = stream
+            .meta()
+            .consumers
+            .values()
+            .map(|c| c.arn.clone())
+            .collect();
+        if !consumers.is_empty() && input.enforce_consumer_deletion != Some(true) {
+            return Err(ApiError::in_use(format!(
+                "Stream {} has {} registered consumers; deregister them or pass EnforceConsumerDeletion.",
+                stream.name,
+                consumers.len()
+            )));
+        }
+        stream.meta_mut().consumers.clear();
+        for arn in &consumers {
+            self.end_subscriptions_of(arn);
+        }
         let delay = self.config.state_transition_delay;
         if delay.is_zero() {
             self.remove_stream(&stream);
@@ -445,7 +462,7 @@ impl Kinesis {
         if let Some(arn) = &arn {
             v.length(arn, "resourceARN", 1, 2048);
         }
-        let address = CreateStreamArn {
+        let address = ArnAddress {
             stream_name: None,
             stream_arn: arn,
         };

@@ -139,7 +139,7 @@ impl Kinesis {
                 },
                 key_id: meta.encryption_key.clone(),
                 open_shard_count: meta.open.len(),
-                consumer_count: 0,
+                consumer_count: meta.consumers.len(),
                 warm_throughput: meta.warm_throughput_mibps.map(|mibps| WarmThroughput {
                     target_mi_bps: mibps,
                     current_mi_bps: mibps,

@@ -6,14 +6,17 @@
 //! | [`control`] | stream lifecycle, settings, tags, policies, account settings |
 //! | [`listing`] | ListStreams, ListShards, DescribeStream(Summary) |
 //! | [`records`] | PutRecord(s), GetShardIterator, GetRecords |
+//! | `fanout` | consumers and SubscribeToShard event streams |
 //! | [`stream`], [`shard`] | the domain: routing, resharding, the record log |
 //! | [`hash`], [`sequence`], [`iterator`] | hash keys, sequence numbers, iterator tokens |
 //!
-//! Enhanced fan-out (consumers, SubscribeToShard), queues and channels are not served yet: they
-//! answer `UnknownOperationException`, never a fake success.
+//! Queues and channels (2026 API) are not served yet: they answer `UnknownOperationException`,
+//! never a fake success.
 
 pub mod api;
+pub mod consumer;
 mod control;
+mod fanout;
 pub mod hash;
 pub mod iterator;
 mod listing;
@@ -23,11 +26,11 @@ pub mod shard;
 pub mod stream;
 
 use crate::config::BrokerConfig;
+use crate::http::Reply;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::protocol::Wire;
 use crate::http::validation::Validator;
 use api::StreamAddress;
-use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use stream::{Stream, StreamStatus};
@@ -43,6 +46,7 @@ pub struct Kinesis {
     streams: Arc<RwLock<BTreeMap<String, Arc<Stream>>>>,
     iterators: iterator::IteratorCodec,
     account: Mutex<control::AccountSettings>,
+    subscriptions: fanout::Subscriptions,
 }
 
 impl Kinesis {
@@ -53,17 +57,23 @@ impl Kinesis {
             streams: Arc::new(RwLock::new(BTreeMap::new())),
             iterators: iterator::IteratorCodec::new(),
             account: Mutex::new(control::AccountSettings::default()),
+            subscriptions: fanout::Subscriptions::default(),
         }
     }
 
     /// Runs one operation.
-    pub fn dispatch(&self, operation: &str, wire: &Wire) -> ApiResult<Bytes> {
+    pub fn dispatch(&self, operation: &str, wire: &Wire) -> ApiResult<Reply> {
         macro_rules! route {
             ($($name:literal => $handler:ident),* $(,)?) => {
                 match operation {
-                    $($name => wire.encode(&self.$handler(wire.decode()?)?),)*
-                    "DescribeLimits" => wire.encode(&self.describe_limits()),
-                    "DescribeAccountSettings" => wire.encode(&self.describe_account_settings()),
+                    $($name => wire.encode(&self.$handler(wire.decode()?)?).map(Reply::Body),)*
+                    "DescribeLimits" => wire.encode(&self.describe_limits()).map(Reply::Body),
+                    "DescribeAccountSettings" => {
+                        wire.encode(&self.describe_account_settings()).map(Reply::Body)
+                    }
+                    "SubscribeToShard" => self
+                        .subscribe_to_shard(wire.decode()?, wire.protocol)
+                        .map(Reply::EventStream),
                     _ => Err(ApiError::unknown_operation(operation)),
                 }
             };
@@ -102,6 +112,10 @@ impl Kinesis {
             "UpdateMaxRecordSize" => update_max_record_size,
             "UpdateStreamWarmThroughput" => update_stream_warm_throughput,
             "UpdateStreamRecordDistributionStrategy" => update_record_distribution_strategy,
+            "RegisterStreamConsumer" => register_stream_consumer,
+            "DescribeStreamConsumer" => describe_stream_consumer,
+            "ListStreamConsumers" => list_stream_consumers,
+            "DeregisterStreamConsumer" => deregister_stream_consumer,
         }
     }
 
@@ -200,20 +214,27 @@ impl Kinesis {
 
     /// Moves a stream to `to` after the configured delay (at once when the delay is zero).
     fn settle(&self, stream: &Arc<Stream>, to: StreamStatus) {
+        self.after_delay(stream, move |meta| meta.status = to);
+    }
+
+    /// Applies a change to a stream's metadata once the state-transition delay has passed (at
+    /// once when it is zero, or when there is no runtime to wait on).
+    fn after_delay(
+        &self,
+        stream: &Arc<Stream>,
+        change: impl FnOnce(&mut stream::StreamMeta) + Send + 'static,
+    ) {
         let delay = self.config.state_transition_delay;
-        if delay.is_zero() {
-            stream.meta_mut().status = to;
-            return;
-        }
-        let stream = Arc::clone(stream);
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
+        let runtime = tokio::runtime::Handle::try_current();
+        match runtime {
+            Ok(runtime) if !delay.is_zero() => {
+                let stream = Arc::clone(stream);
                 runtime.spawn(async move {
                     tokio::time::sleep(delay).await;
-                    stream.meta_mut().status = to;
+                    change(&mut stream.meta_mut());
                 });
             }
-            Err(_) => stream.meta_mut().status = to,
+            _ => change(&mut stream.meta_mut()),
         }
     }
 }

@@ -4,7 +4,7 @@ use super::api::*;
 use super::hash::{parse_hash_key, partition_key_hash};
 use super::iterator::ShardPosition;
 use super::sequence::SequenceNumber;
-use super::shard::Shard;
+use super::shard::{Shard, StoredRecord};
 use super::stream::{Stream, StreamMeta};
 use super::{Kinesis, validate_shard_id};
 use crate::http::error::{ApiError, ApiResult};
@@ -263,31 +263,14 @@ impl Kinesis {
                     stream.name, self.config.account_id
                 ))
             })?;
-        let next_counter = match kind.as_str() {
-            "TRIM_HORIZON" => shard.trim_horizon_counter(horizon),
-            "LATEST" => shard.next_counter(),
-            "AT_TIMESTAMP" => {
-                let Some(Timestamp(at)) = input.timestamp else {
-                    return Err(ApiError::invalid_argument(
-                        "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.",
-                    ));
-                };
-                shard.counter_at_timestamp(at, horizon)
-            }
-            _ => {
-                let Some(text) = input.starting_sequence_number else {
-                    return Err(ApiError::invalid_argument(format!(
-                        "Must specify a StartingSequenceNumber for iterator of type {kind}."
-                    )));
-                };
-                let counter = self.counter_of(&stream, shard, &text)?;
-                if kind == "AT_SEQUENCE_NUMBER" {
-                    counter.max(1)
-                } else {
-                    counter + 1
-                }
-            }
-        };
+        let next_counter = self.start_counter(
+            &stream,
+            shard,
+            &kind,
+            input.starting_sequence_number.as_deref(),
+            input.timestamp,
+            horizon,
+        )?;
         let token = self.iterators.encode(&ShardPosition {
             stream_name: stream.name.clone(),
             stream_epoch: stream.created_ms,
@@ -297,6 +280,43 @@ impl Kinesis {
         });
         Ok(GetShardIteratorOutput {
             shard_iterator: token,
+        })
+    }
+
+    /// The first record counter a reader starting at `kind` gets (iterators and subscriptions).
+    pub(super) fn start_counter(
+        &self,
+        stream: &Stream,
+        shard: &Shard,
+        kind: &str,
+        sequence: Option<&str>,
+        timestamp: Option<Timestamp>,
+        horizon: i64,
+    ) -> ApiResult<u64> {
+        Ok(match kind {
+            "TRIM_HORIZON" => shard.trim_horizon_counter(horizon),
+            "LATEST" => shard.next_counter(),
+            "AT_TIMESTAMP" => {
+                let Some(Timestamp(at)) = timestamp else {
+                    return Err(ApiError::invalid_argument(
+                        "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.",
+                    ));
+                };
+                shard.counter_at_timestamp(at, horizon)
+            }
+            _ => {
+                let Some(text) = sequence else {
+                    return Err(ApiError::invalid_argument(format!(
+                        "Must specify a StartingSequenceNumber for iterator of type {kind}."
+                    )));
+                };
+                let counter = self.counter_of(stream, shard, text)?;
+                if kind == "AT_SEQUENCE_NUMBER" {
+                    counter.max(1)
+                } else {
+                    counter + 1
+                }
+            }
         })
     }
 
@@ -371,36 +391,13 @@ impl Kinesis {
                 ..position
             })
         });
-        let child_shards = batch.exhausted.then(|| {
-            batch
-                .children
-                .iter()
-                .filter_map(|id| meta.shard(id))
-                .map(|child| ChildShard {
-                    shard_id: child.id.clone(),
-                    parent_shards: child
-                        .parent
-                        .iter()
-                        .chain(child.adjacent_parent.iter())
-                        .cloned()
-                        .collect(),
-                    hash_key_range: HashKeyRange {
-                        starting_hash_key: child.range.start.to_string(),
-                        ending_hash_key: child.range.end.to_string(),
-                    },
-                })
-                .collect()
-        });
+        let child_shards = batch
+            .exhausted
+            .then(|| child_shards(&meta, &batch.children));
         let records = batch
             .records
             .into_iter()
-            .map(|r| RecordOut {
-                sequence_number: shard.sequence_number(r.counter).to_string(),
-                approximate_arrival_timestamp: Timestamp(r.arrival_ms),
-                data: Blob(r.data),
-                partition_key: r.partition_key,
-                encryption_type: if r.encrypted { "KMS" } else { "NONE" },
-            })
+            .map(|r| record_out(shard, r))
             .collect();
         Ok(GetRecordsOutput {
             records,
@@ -416,4 +413,36 @@ impl Kinesis {
 fn route(meta: &StreamMeta, hash_key: u128) -> ApiResult<&Arc<Shard>> {
     meta.route(hash_key)
         .ok_or_else(|| ApiError::internal(format!("no open shard owns hash key {hash_key}")))
+}
+
+/// A stored record on the wire.
+pub(super) fn record_out(shard: &Shard, record: StoredRecord) -> RecordOut {
+    RecordOut {
+        sequence_number: shard.sequence_number(record.counter).to_string(),
+        approximate_arrival_timestamp: Timestamp(record.arrival_ms),
+        data: Blob(record.data),
+        partition_key: record.partition_key,
+        encryption_type: if record.encrypted { "KMS" } else { "NONE" },
+    }
+}
+
+/// The children a reader is sent to at the end of a closed shard.
+pub(super) fn child_shards(meta: &StreamMeta, children: &[String]) -> Vec<ChildShard> {
+    children
+        .iter()
+        .filter_map(|id| meta.shard(id))
+        .map(|child| ChildShard {
+            shard_id: child.id.clone(),
+            parent_shards: child
+                .parent
+                .iter()
+                .chain(child.adjacent_parent.iter())
+                .cloned()
+                .collect(),
+            hash_key_range: HashKeyRange {
+                starting_hash_key: child.range.start.to_string(),
+                ending_hash_key: child.range.end.to_string(),
+            },
+        })
+        .collect()
 }

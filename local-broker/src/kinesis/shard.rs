@@ -9,6 +9,7 @@ use super::sequence::SequenceNumber;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
+use tokio::sync::watch;
 
 /// One record as stored.
 #[derive(Debug, Clone)]
@@ -51,6 +52,8 @@ pub struct Shard {
     pub created_ms: i64,
     pub stream_epoch: i64,
     log: Mutex<ShardLog>,
+    /// Bumped after every append and on close, so fan-out subscribers wake instead of polling.
+    changed: watch::Sender<u64>,
 }
 
 /// What a read returned.
@@ -90,7 +93,13 @@ impl Shard {
                 closed: None,
                 children: Vec::new(),
             }),
+            changed: watch::Sender::new(1),
         }
+    }
+
+    /// A receiver that is marked changed whenever records are appended or the shard closes.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// The log, even if a thread panicked while holding it: every mutation keeps it consistent.
@@ -133,6 +142,9 @@ impl Shard {
             });
             counters.push(counter);
         }
+        let next = log.next_counter;
+        drop(log);
+        self.changed.send_replace(next);
         counters
     }
 
@@ -145,6 +157,9 @@ impl Shard {
             last_counter,
         });
         log.children = children;
+        let next = log.next_counter;
+        drop(log);
+        self.changed.send_replace(next);
     }
 
     /// When and where the shard was closed, if it was.

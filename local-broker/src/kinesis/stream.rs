@@ -4,6 +4,7 @@
 //! resharding holds it exclusively while it closes parents and opens children, so no record can
 //! land in a shard after it was closed.
 
+use super::consumer::Consumer;
 use super::hash::HashRange;
 use super::shard::Shard;
 use crate::http::error::{ApiError, ApiResult};
@@ -77,6 +78,8 @@ pub struct StreamMeta {
     pub warm_throughput_mibps: Option<u32>,
     pub record_distribution_strategy: Option<String>,
     pub policy: Option<String>,
+    /// Registered enhanced fan-out consumers, by name.
+    pub consumers: BTreeMap<String, Consumer>,
     next_shard_index: u32,
 }
 
@@ -135,6 +138,7 @@ impl Stream {
                 warm_throughput_mibps: spec.warm_throughput_mibps,
                 record_distribution_strategy: spec.record_distribution_strategy,
                 policy: None,
+                consumers: BTreeMap::new(),
             }),
         }
     }
