@@ -24,9 +24,11 @@ pub mod config;
 pub mod dynamodb;
 pub mod http;
 pub mod kinesis;
+pub mod tls;
 
 pub use clock::{Clock, ShiftableClock, SystemClock};
 pub use config::BrokerConfig;
+pub use tls::TlsSettings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,6 +46,9 @@ pub enum BrokerError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS certificate or key could not be loaded or generated.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Entry point: `LocalBroker::builder()`.
@@ -56,6 +61,7 @@ impl LocalBroker {
             host: "127.0.0.1".to_owned(),
             port: 0,
             config: BrokerConfig::default(),
+            tls: None,
         }
     }
 }
@@ -65,6 +71,7 @@ pub struct LocalBrokerBuilder {
     host: String,
     port: u16,
     config: BrokerConfig,
+    tls: Option<TlsSettings>,
 }
 
 impl LocalBrokerBuilder {
@@ -110,6 +117,12 @@ impl LocalBrokerBuilder {
         self
     }
 
+    /// Serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of cleartext HTTP.
+    pub fn tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Binds the socket and starts serving in the background.
     pub async fn start(self) -> Result<RunningBroker, BrokerError> {
         let addr = format!("{}:{}", self.host, self.port);
@@ -126,38 +139,102 @@ impl LocalBrokerBuilder {
             kinesis: kinesis::Kinesis::new(self.config.clone()),
             dynamodb: dynamodb::DynamoDb::new(self.config.clone()),
         });
+        let tls = self.tls.as_ref().map(TlsSettings::load).transpose()?;
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let app = http::router(services);
-        let server = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-            if let Err(err) = served {
-                tracing::error!(%err, "broker stopped with an error");
-            }
-        });
-        tracing::info!(endpoint = %format!("http://{local_addr}"), "local broker listening");
+        let (scheme, certificate_pem) = match &tls {
+            Some(tls) => ("https", Some(tls.certificate_pem.clone())),
+            None => ("http", None),
+        };
+        let server = match tls {
+            None => tokio::spawn(async move {
+                // Cleartext: HTTP/1.1, and HTTP/2 with prior knowledge (h2c), detected per connection.
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                if let Err(err) = served {
+                    tracing::error!(%err, "broker stopped with an error");
+                }
+            }),
+            Some(tls) => tokio::spawn(serve_tls(listener, tls.acceptor, app, stop)),
+        };
+        tracing::info!(endpoint = %format!("{scheme}://{local_addr}"), "local broker listening");
         Ok(RunningBroker {
             local_addr,
+            scheme,
+            certificate_pem,
             shutdown,
             server,
         })
     }
 }
 
+/// Accepts TLS connections and serves each with HTTP/1.1 or HTTP/2 as ALPN chose, until `stop`;
+/// then waits for open connections to finish their requests.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: axum::Router,
+    stop: CancellationToken,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(%err, "accept failed");
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        let acceptor = acceptor.clone();
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(stream) => stream,
+                Err(err) => {
+                    tracing::debug!(%peer, %err, "TLS handshake failed");
+                    return;
+                }
+            };
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(err) = watcher.watch(connection).await {
+                tracing::debug!(%peer, %err, "connection ended with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
+}
+
 /// A broker serving in the background. Dropping it leaves the server running until the runtime
 /// ends; call [`RunningBroker::shutdown`] to stop it gracefully.
 pub struct RunningBroker {
     local_addr: SocketAddr,
+    scheme: &'static str,
+    certificate_pem: Option<String>,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
 }
 
 impl RunningBroker {
-    /// The base URL to give SDK clients as `endpoint_url`, e.g. `http://127.0.0.1:40321`.
+    /// The base URL to give SDK clients as `endpoint_url`, e.g. `http://127.0.0.1:40321`
+    /// (`https://` when serving TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.local_addr)
+        format!("{}://{}", self.scheme, self.local_addr)
+    }
+
+    /// The PEM certificate presented when serving TLS, for clients to trust.
+    pub fn certificate_pem(&self) -> Option<&str> {
+        self.certificate_pem.as_deref()
     }
 
     /// The bound socket address.

@@ -22,6 +22,19 @@ struct Args {
     /// How long streams and tables stay CREATING/UPDATING/DELETING, in milliseconds.
     #[arg(long, default_value_t = 0)]
     state_transition_delay_ms: u64,
+    /// Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with a generated self-signed certificate, unless
+    /// --tls-cert and --tls-key name one.
+    #[arg(long)]
+    tls: bool,
+    /// PEM certificate chain for HTTPS (implies --tls).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for HTTPS (implies --tls).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Write the self-signed certificate (PEM) here, for clients to trust.
+    #[arg(long)]
+    tls_cert_out: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -32,7 +45,16 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let args = Args::parse();
-    let broker = local_broker::LocalBroker::builder()
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(local_broker::TlsSettings::Files { cert, key }),
+        _ if args.tls => Some(local_broker::TlsSettings::SelfSigned),
+        _ => None,
+    };
+    let mut builder = local_broker::LocalBroker::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls(tls);
+    }
+    let broker = builder
         .host(args.host)
         .port(args.port)
         .region(args.region)
@@ -47,6 +69,12 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if let (Some(path), Some(pem)) = (&args.tls_cert_out, broker.certificate_pem())
+        && let Err(err) = std::fs::write(path, pem)
+    {
+        eprintln!("local-broker: cannot write {}: {err}", path.display());
+        return std::process::ExitCode::FAILURE;
+    }
     println!("local-broker listening on {}", broker.endpoint());
     if let Err(err) = tokio::signal::ctrl_c().await {
         eprintln!("local-broker: cannot wait for Ctrl-C: {err}");
