@@ -310,3 +310,62 @@ async fn subscriptions_end_after_their_lifetime() {
     assert!(started.elapsed() < Duration::from_secs(5));
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn consumers_carry_their_own_tags_and_policies() {
+    let (_broker, client) = broker_with_kinesis().await;
+    create_stream(&client, "fan", 1).await;
+    let consumer = client
+        .register_stream_consumer()
+        .stream_arn(STREAM_ARN)
+        .consumer_name("tagged")
+        .tags("team", "payments")
+        .send()
+        .await
+        .unwrap()
+        .consumer
+        .unwrap()
+        .consumer_arn;
+    client
+        .tag_resource()
+        .resource_arn(&consumer)
+        .tags("env", "test")
+        .send()
+        .await
+        .unwrap();
+    let tags = client
+        .list_tags_for_resource()
+        .resource_arn(&consumer)
+        .send()
+        .await
+        .unwrap()
+        .tags
+        .unwrap_or_default();
+    let keys: Vec<&str> = tags.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(keys, ["env", "team"]);
+    let stream_tags = client
+        .list_tags_for_resource()
+        .resource_arn(STREAM_ARN)
+        .send()
+        .await
+        .unwrap()
+        .tags
+        .unwrap_or_default();
+    assert!(stream_tags.is_empty(), "consumer tags stay on the consumer");
+
+    let policy = r#"{"Version":"2012-10-17","Statement":[]}"#;
+    client
+        .put_resource_policy()
+        .resource_arn(&consumer)
+        .policy(policy)
+        .send()
+        .await
+        .unwrap();
+    let got = client
+        .get_resource_policy()
+        .resource_arn(&consumer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.policy, policy);
+}

@@ -26,6 +26,9 @@ pub struct Consumer {
     pub arn: String,
     pub status: ConsumerStatus,
     pub created_ms: i64,
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Resource policy document (JSON), if one was put.
+    pub policy: Option<String>,
 }
 
 /// Most consumers one stream may have.

@@ -2,6 +2,7 @@
 //! modes and limits, resource policies and account settings.
 
 use super::api::*;
+use super::consumer::parse_consumer_arn;
 use super::hash::parse_hash_key;
 use super::stream::{NewStream, Stream, StreamMeta, StreamMode, StreamStatus};
 use super::{
@@ -37,7 +38,7 @@ pub struct AccountSettings {
     commitment_ended_ms: Option<i64>,
 }
 
-fn validate_tags(tags: &BTreeMap<String, String>, member: &str, v: &mut Validator) {
+pub(super) fn validate_tags(tags: &BTreeMap<String, String>, member: &str, v: &mut Validator) {
     v.count(tags.len(), member, 1, 200);
     for (key, value) in tags {
         v.length(key, &format!("{member}.key"), 1, 128);
@@ -405,7 +406,12 @@ impl Kinesis {
             validate_tags(tags, "tags", &mut v);
         }
         let stream = self.resolve(&input, v)?;
-        add_tags(&stream, input.tags.unwrap_or_default())
+        let mut meta = stream.meta_mut();
+        add_tags(
+            &format!("Stream {}", stream.name),
+            &mut meta.tags,
+            input.tags.unwrap_or_default(),
+        )
     }
 
     pub(super) fn remove_tags_from_stream(
@@ -455,18 +461,36 @@ impl Kinesis {
         })
     }
 
-    /// The stream a resource ARN names. Only stream ARNs exist until consumers are served.
-    fn resource(&self, arn: &Option<String>, v: Validator) -> ApiResult<Arc<Stream>> {
-        let mut v = v;
+    /// The stream or consumer a resource ARN names.
+    fn resource(&self, arn: &Option<String>, mut v: Validator) -> ApiResult<Resource> {
         let arn = v.required(arn, "resourceARN").cloned();
         if let Some(arn) = &arn {
             v.length(arn, "resourceARN", 1, 2048);
         }
-        let address = ArnAddress {
-            stream_name: None,
-            stream_arn: arn,
-        };
-        self.resolve(&address, v)
+        match arn.as_deref().filter(|a| parse_consumer_arn(a).is_some()) {
+            Some(consumer_arn) => {
+                v.finish()?;
+                let (stream, consumer) = self.consumer(&ConsumerAddressInput {
+                    stream_arn: None,
+                    consumer_name: None,
+                    consumer_arn: Some(consumer_arn.to_owned()),
+                })?;
+                Ok(Resource {
+                    stream,
+                    consumer: Some(consumer.name),
+                })
+            }
+            None => {
+                let address = ArnAddress {
+                    stream_name: None,
+                    stream_arn: arn,
+                };
+                Ok(Resource {
+                    stream: self.resolve(&address, v)?,
+                    consumer: None,
+                })
+            }
+        }
     }
 
     pub(super) fn tag_resource(&self, input: TagResourceInput) -> ApiResult<Empty> {
@@ -474,8 +498,9 @@ impl Kinesis {
         if let Some(tags) = v.required(&input.tags, "tags") {
             validate_tags(tags, "tags", &mut v);
         }
-        let stream = self.resource(&input.resource_arn, v)?;
-        add_tags(&stream, input.tags.unwrap_or_default())
+        let resource = self.resource(&input.resource_arn, v)?;
+        let tags = input.tags.unwrap_or_default();
+        resource.update(|existing, _| add_tags(&resource.name(), existing, tags))?
     }
 
     pub(super) fn untag_resource(&self, input: UntagResourceInput) -> ApiResult<Empty> {
@@ -483,11 +508,12 @@ impl Kinesis {
         if let Some(keys) = v.required(&input.tag_keys, "tagKeys") {
             validate_tag_keys(keys, "tagKeys", &mut v);
         }
-        let stream = self.resource(&input.resource_arn, v)?;
-        let mut meta = stream.meta_mut();
-        for key in input.tag_keys.unwrap_or_default() {
-            meta.tags.remove(&key);
-        }
+        let resource = self.resource(&input.resource_arn, v)?;
+        resource.update(|tags, _| {
+            for key in input.tag_keys.unwrap_or_default() {
+                tags.remove(&key);
+            }
+        })?;
         Ok(Empty {})
     }
 
@@ -495,9 +521,9 @@ impl Kinesis {
         &self,
         input: ResourceInput,
     ) -> ApiResult<ListTagsForResourceOutput> {
-        let stream = self.resource(&input.resource_arn, Validator::new())?;
+        let resource = self.resource(&input.resource_arn, Validator::new())?;
         Ok(ListTagsForResourceOutput {
-            tags: tag_list(&stream.meta().tags),
+            tags: resource.update(|tags, _| tag_list(tags))?,
         })
     }
 
@@ -649,7 +675,7 @@ impl Kinesis {
     pub(super) fn put_resource_policy(&self, input: PutResourcePolicyInput) -> ApiResult<Empty> {
         let mut v = Validator::new();
         v.required(&input.policy, "policy");
-        let stream = self.resource(&input.resource_arn, v)?;
+        let resource = self.resource(&input.resource_arn, v)?;
         let policy = input.policy.unwrap_or_default();
         if serde_json::from_str::<serde_json::Value>(&policy)
             .map(|p| !p.is_object())
@@ -659,7 +685,7 @@ impl Kinesis {
                 "The resource policy is not a valid JSON policy document.",
             ));
         }
-        stream.meta_mut().policy = Some(policy);
+        resource.update(|_, existing| *existing = Some(policy))?;
         Ok(Empty {})
     }
 
@@ -667,19 +693,19 @@ impl Kinesis {
         &self,
         input: ResourceInput,
     ) -> ApiResult<GetResourcePolicyOutput> {
-        let stream = self.resource(&input.resource_arn, Validator::new())?;
-        let policy = stream.meta().policy.clone();
+        let resource = self.resource(&input.resource_arn, Validator::new())?;
+        let policy = resource.update(|_, policy| policy.clone())?;
         Ok(GetResourcePolicyOutput {
             policy: policy.unwrap_or_else(|| "{}".to_owned()),
         })
     }
 
     pub(super) fn delete_resource_policy(&self, input: ResourceInput) -> ApiResult<Empty> {
-        let stream = self.resource(&input.resource_arn, Validator::new())?;
-        if stream.meta_mut().policy.take().is_none() {
+        let resource = self.resource(&input.resource_arn, Validator::new())?;
+        if resource.update(|_, policy| policy.take())?.is_none() {
             return Err(ApiError::not_found(format!(
                 "No resource policy found for resource {}.",
-                stream.arn
+                resource.name()
             )));
         }
         Ok(Empty {})
@@ -835,19 +861,57 @@ impl Kinesis {
     }
 }
 
-fn add_tags(stream: &Stream, tags: BTreeMap<String, String>) -> ApiResult<Empty> {
-    let mut meta = stream.meta_mut();
-    let mut merged = meta.tags.clone();
+/// Merges tags into a resource's tags, refusing to exceed the per-resource limit.
+fn add_tags(
+    resource: &str,
+    existing: &mut BTreeMap<String, String>,
+    tags: BTreeMap<String, String>,
+) -> ApiResult<Empty> {
+    let mut merged = existing.clone();
     merged.extend(tags);
     if merged.len() > 200 {
         return Err(ApiError::limit_exceeded(format!(
-            "Stream {} would have {} tags; the limit is 200.",
-            stream.name,
+            "{resource} would have {} tags; the limit is 200.",
             merged.len()
         )));
     }
-    meta.tags = merged;
+    *existing = merged;
     Ok(Empty {})
+}
+
+/// A taggable resource: a stream, or one of its consumers.
+struct Resource {
+    stream: Arc<Stream>,
+    consumer: Option<String>,
+}
+
+impl Resource {
+    /// How messages name the resource.
+    fn name(&self) -> String {
+        match &self.consumer {
+            Some(consumer) => format!("Consumer {consumer} of stream {}", self.stream.name),
+            None => format!("Stream {}", self.stream.name),
+        }
+    }
+
+    /// Runs `change` on the resource's tags and policy under the stream's lock.
+    fn update<R>(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<String, String>, &mut Option<String>) -> R,
+    ) -> ApiResult<R> {
+        let mut meta = self.stream.meta_mut();
+        let meta = &mut *meta;
+        match &self.consumer {
+            None => Ok(change(&mut meta.tags, &mut meta.policy)),
+            Some(name) => match meta.consumers.get_mut(name) {
+                Some(c) => Ok(change(&mut c.tags, &mut c.policy)),
+                None => Err(ApiError::not_found(format!(
+                    "Consumer {name} of stream {} not found.",
+                    self.stream.name
+                ))),
+            },
+        }
+    }
 }
 
 /// A fresh `StreamId`: 20 lowercase alphanumerics, a dash, 3 more.

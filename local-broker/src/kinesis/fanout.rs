@@ -68,7 +68,10 @@ fn consumer_out(c: &Consumer) -> ConsumerOut {
 
 impl Kinesis {
     /// Resolves a consumer from its ARN, or from a stream ARN plus consumer name.
-    fn consumer(&self, input: &ConsumerAddressInput) -> ApiResult<(Arc<Stream>, Consumer)> {
+    pub(super) fn consumer(
+        &self,
+        input: &ConsumerAddressInput,
+    ) -> ApiResult<(Arc<Stream>, Consumer)> {
         let mut v = Validator::new();
         if let Some(name) = &input.consumer_name {
             validate_consumer_name(name, &mut v);
@@ -122,6 +125,9 @@ impl Kinesis {
         if let Some(name) = v.required(&input.consumer_name, "consumerName") {
             validate_consumer_name(name, &mut v);
         }
+        if let Some(tags) = &input.tags {
+            super::control::validate_tags(tags, "tags", &mut v);
+        }
         let stream = self.resolve(
             &ArnAddress {
                 stream_name: None,
@@ -155,6 +161,8 @@ impl Kinesis {
                     ConsumerStatus::Creating
                 },
                 created_ms: now,
+                tags: input.tags.clone().unwrap_or_default(),
+                policy: None,
             };
             meta.consumers.insert(name.clone(), consumer.clone());
             consumer
