@@ -1,6 +1,7 @@
 //! Settings shared by every service of one broker; defaults live here and nowhere else.
 
 use crate::clock::{Clock, SystemClock};
+use crate::http::sigv4::Credentials;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub struct BrokerConfig {
     pub clock: Arc<dyn Clock>,
     /// How long one SubscribeToShard call streams before the server ends it (AWS: 5 minutes).
     pub subscription_lifetime: Duration,
+    /// Credentials that must sign every request; `None` accepts any signature.
+    pub auth: Option<Credentials>,
 }
 
 impl Default for BrokerConfig {
@@ -36,6 +39,7 @@ impl Default for BrokerConfig {
             state_transition_delay: Duration::ZERO,
             clock: Arc::new(SystemClock),
             subscription_lifetime: DEFAULT_SUBSCRIPTION_LIFETIME,
+            auth: None,
         }
     }
 }

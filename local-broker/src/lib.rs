@@ -28,6 +28,7 @@ pub mod tls;
 
 pub use clock::{Clock, ShiftableClock, SystemClock};
 pub use config::BrokerConfig;
+pub use http::sigv4::Credentials;
 pub use tls::TlsSettings;
 
 use std::net::SocketAddr;
@@ -117,6 +118,13 @@ impl LocalBrokerBuilder {
         self
     }
 
+    /// Requires every request to be SigV4-signed by one of these credentials (default: any
+    /// signature is accepted).
+    pub fn auth(mut self, credentials: http::sigv4::Credentials) -> Self {
+        self.config.auth = Some(credentials);
+        self
+    }
+
     /// Serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of cleartext HTTP.
     pub fn tls(mut self, tls: TlsSettings) -> Self {
         self.tls = Some(tls);
@@ -138,6 +146,8 @@ impl LocalBrokerBuilder {
         let services = Arc::new(http::Services {
             kinesis: kinesis::Kinesis::new(self.config.clone()),
             dynamodb: dynamodb::DynamoDb::new(self.config.clone()),
+            auth: self.config.auth.clone(),
+            clock: Arc::clone(&self.config.clock),
         });
         let tls = self.tls.as_ref().map(TlsSettings::load).transpose()?;
         let shutdown = CancellationToken::new();

@@ -32,6 +32,10 @@ struct Args {
     /// PEM private key for HTTPS (implies --tls).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// Require SigV4 signatures from these credentials, `ACCESS_KEY_ID:SECRET` (repeatable).
+    /// Without it any signature is accepted.
+    #[arg(long = "credentials", value_name = "ACCESS_KEY_ID:SECRET")]
+    credentials: Vec<String>,
     /// Write the self-signed certificate (PEM) here, for clients to trust.
     #[arg(long)]
     tls_cert_out: Option<std::path::PathBuf>,
@@ -51,6 +55,17 @@ async fn main() -> std::process::ExitCode {
         _ => None,
     };
     let mut builder = local_broker::LocalBroker::builder();
+    if !args.credentials.is_empty() {
+        let mut credentials = local_broker::Credentials::new();
+        for pair in &args.credentials {
+            let Some((id, secret)) = local_broker::Credentials::parse_pair(pair) else {
+                eprintln!("local-broker: --credentials takes ACCESS_KEY_ID:SECRET, got {pair:?}");
+                return std::process::ExitCode::FAILURE;
+            };
+            credentials = credentials.with(id, secret);
+        }
+        builder = builder.auth(credentials);
+    }
     if let Some(tls) = tls {
         builder = builder.tls(tls);
     }

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod eventstream;
 pub mod protocol;
+pub mod sigv4;
 pub mod validation;
 
 use crate::dynamodb::DynamoDb;
@@ -22,10 +23,13 @@ use std::sync::Arc;
 /// third; anything bigger is refused before it is buffered.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
-/// The services behind the front door.
+/// The services behind the front door, and what it checks before calling them.
 pub struct Services {
     pub kinesis: Kinesis,
     pub dynamodb: DynamoDb,
+    /// When set, every request must be signed (SigV4) by one of these credentials.
+    pub auth: Option<sigv4::Credentials>,
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// What an operation answers: a body, or an event stream that is pushed until it ends.
@@ -93,6 +97,21 @@ async fn handle(State(services): State<Arc<Services>>, request: http::Request<Bo
             ))
             .with_status(StatusCode::PAYLOAD_TOO_LARGE)),
             Ok(body) => {
+                let signed = sigv4::SignedRequest {
+                    method: parts.method.as_str(),
+                    path: parts.uri.path(),
+                    query: parts.uri.query(),
+                    headers: &parts.headers,
+                    host: parts.uri.authority().map(|a| a.as_str()),
+                    body: &body,
+                };
+                let verified = match &services.auth {
+                    Some(credentials) => credentials.verify(&signed, services.clock.now_millis()),
+                    None => Ok(()),
+                };
+                if let Err(err) = verified {
+                    return error_response(Some(service), protocol, &request_id, &target, err);
+                }
                 let wire = Wire { protocol, body };
                 let span = tracing::debug_span!("request", %target, %request_id);
                 let _enter = span.enter();
@@ -126,27 +145,35 @@ async fn handle(State(services): State<Arc<Services>>, request: http::Request<Bo
             );
             response
         }
-        Err(err) => {
-            let service = service.unwrap_or(Service::Kinesis);
-            if err.status.is_server_error() {
-                tracing::error!(%target, code = err.code, message = %err.message, "request failed");
-            } else {
-                tracing::debug!(%target, code = err.code, message = %err.message, "request rejected");
-            }
-            let body = serde_json::json!({
-                "__type": service.error_type(err.code),
-                "message": err.message,
-            });
-            let encoded = protocol::encode(protocol, &body).unwrap_or_default();
-            respond(
-                err.status,
-                protocol,
-                &request_id,
-                Body::from(encoded),
-                Some(err.code),
-            )
-        }
+        Err(err) => error_response(service, protocol, &request_id, &target, err),
     }
+}
+
+fn error_response(
+    service: Option<Service>,
+    protocol: Protocol,
+    request_id: &str,
+    target: &str,
+    err: ApiError,
+) -> Response {
+    let service = service.unwrap_or(Service::Kinesis);
+    if err.status.is_server_error() {
+        tracing::error!(%target, code = err.code, message = %err.message, "request failed");
+    } else {
+        tracing::debug!(%target, code = err.code, message = %err.message, "request rejected");
+    }
+    let body = serde_json::json!({
+        "__type": service.error_type(err.code),
+        "message": err.message,
+    });
+    let encoded = protocol::encode(protocol, &body).unwrap_or_default();
+    respond(
+        err.status,
+        protocol,
+        request_id,
+        Body::from(encoded),
+        Some(err.code),
+    )
 }
 
 fn respond(
