@@ -29,6 +29,8 @@ pub struct BrokerConfig {
     pub subscription_lifetime: Duration,
     /// Credentials that must sign every request; `None` accepts any signature.
     pub auth: Option<Credentials>,
+    /// Enforce per-shard throughput limits (ProvisionedThroughputExceededException) like AWS.
+    pub enforce_limits: bool,
 }
 
 impl Default for BrokerConfig {
@@ -40,6 +42,7 @@ impl Default for BrokerConfig {
             clock: Arc::new(SystemClock),
             subscription_lifetime: DEFAULT_SUBSCRIPTION_LIFETIME,
             auth: None,
+            enforce_limits: false,
         }
     }
 }

@@ -125,6 +125,14 @@ impl LocalBrokerBuilder {
         self
     }
 
+    /// Enforces AWS's per-shard throughput limits (default off): writes beyond 1 MiB/s or
+    /// 1,000 records/s and reads beyond 5 calls/s or 2 MiB/s get
+    /// `ProvisionedThroughputExceededException`.
+    pub fn enforce_limits(mut self, enforce: bool) -> Self {
+        self.config.enforce_limits = enforce;
+        self
+    }
+
     /// Serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of cleartext HTTP.
     pub fn tls(mut self, tls: TlsSettings) -> Self {
         self.tls = Some(tls);

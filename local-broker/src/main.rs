@@ -32,6 +32,9 @@ struct Args {
     /// PEM private key for HTTPS (implies --tls).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// Enforce AWS's per-shard throughput limits (ProvisionedThroughputExceededException).
+    #[arg(long)]
+    enforce_limits: bool,
     /// Require SigV4 signatures from these credentials, `ACCESS_KEY_ID:SECRET` (repeatable).
     /// Without it any signature is accepted.
     #[arg(long = "credentials", value_name = "ACCESS_KEY_ID:SECRET")]
@@ -75,6 +78,7 @@ async fn main() -> std::process::ExitCode {
         .region(args.region)
         .account_id(args.account_id)
         .state_transition_delay(Duration::from_millis(args.state_transition_delay_ms))
+        .enforce_limits(args.enforce_limits)
         .start()
         .await;
     let broker = match broker {

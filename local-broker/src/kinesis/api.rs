@@ -301,8 +301,14 @@ pub struct PutRecordsInput {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PutRecordsResultEntry {
-    pub sequence_number: String,
-    pub shard_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
 }
 
 #[derive(Serialize)]

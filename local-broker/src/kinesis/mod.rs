@@ -19,6 +19,7 @@ mod control;
 mod fanout;
 pub mod hash;
 pub mod iterator;
+pub mod limits;
 mod listing;
 mod records;
 pub mod sequence;

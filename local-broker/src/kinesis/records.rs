@@ -140,6 +140,13 @@ impl Kinesis {
         // Our sequence numbers already grow with every append to a shard, so a later put always
         // gets a larger number than SequenceNumberForOrdering: nothing more to do for it.
         let shard = route(&meta, entry.hash_key)?;
+        if self.config.enforce_limits
+            && !shard
+                .limits()
+                .admit_write(entry.data.len() + entry.partition_key.len(), self.now())
+        {
+            return Err(self.throughput_exceeded(&stream, shard));
+        }
         let counters = shard.append(
             self.now(),
             meta.retention_ms(),
@@ -207,6 +214,26 @@ impl Kinesis {
                 .into_iter()
                 .partition(|(i, _)| Arc::ptr_eq(&targets[*i], &shard));
             pending = rest;
+            let mine: Vec<(usize, Entry)> = if self.config.enforce_limits {
+                let mut limits = shard.limits();
+                mine.into_iter()
+                    .filter_map(|(i, e)| {
+                        if limits.admit_write(e.data.len() + e.partition_key.len(), now) {
+                            return Some((i, e));
+                        }
+                        let err = self.throughput_exceeded(&stream, &shard);
+                        results[i] = Some(PutRecordsResultEntry {
+                            sequence_number: None,
+                            shard_id: None,
+                            error_code: Some(err.code),
+                            error_message: Some(err.message),
+                        });
+                        None
+                    })
+                    .collect()
+            } else {
+                mine
+            };
             let indices: Vec<usize> = mine.iter().map(|(i, _)| *i).collect();
             let counters = shard.append(
                 now,
@@ -216,8 +243,10 @@ impl Kinesis {
             );
             for (i, counter) in indices.into_iter().zip(counters) {
                 results[i] = Some(PutRecordsResultEntry {
-                    sequence_number: shard.sequence_number(counter).to_string(),
-                    shard_id: shard.id.clone(),
+                    sequence_number: Some(shard.sequence_number(counter).to_string()),
+                    shard_id: Some(shard.id.clone()),
+                    error_code: None,
+                    error_message: None,
                 });
             }
         }
@@ -225,8 +254,9 @@ impl Kinesis {
             .into_iter()
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| ApiError::internal("a record was not appended"))?;
+        let failed_record_count = records.iter().filter(|r| r.error_code.is_some()).count() as u32;
         Ok(PutRecordsOutput {
-            failed_record_count: 0,
+            failed_record_count,
             records,
             encryption_type: encryption_type(&meta),
         })
@@ -320,6 +350,17 @@ impl Kinesis {
         })
     }
 
+    /// The error for a shard over its throughput allowance.
+    fn throughput_exceeded(&self, stream: &Stream, shard: &Shard) -> ApiError {
+        ApiError::new(
+            "ProvisionedThroughputExceededException",
+            format!(
+                "Rate exceeded for shard {} in stream {} under account {}.",
+                shard.id, stream.name, self.config.account_id
+            ),
+        )
+    }
+
     /// The record counter a client's sequence number names in this shard.
     fn counter_of(&self, stream: &Stream, shard: &Shard, text: &str) -> ApiResult<u64> {
         let invalid = || {
@@ -379,8 +420,15 @@ impl Kinesis {
                     self.config.account_id
                 ))
             })?;
+        if self.config.enforce_limits && !shard.limits().admit_read(now) {
+            return Err(self.throughput_exceeded(&stream, shard));
+        }
         let limit = input.limit.unwrap_or(MAX_GET_RECORDS) as usize;
         let batch = shard.read(position.next_counter, limit, MAX_GET_RECORDS_BYTES, horizon);
+        if self.config.enforce_limits {
+            let bytes: usize = batch.records.iter().map(|r| r.data.len()).sum();
+            shard.limits().charge_read(bytes);
+        }
         let millis_behind_latest = batch
             .next_unread_arrival_ms
             .map_or(0, |arrival| (now - arrival).max(0));

@@ -5,6 +5,7 @@
 //! searched by time and trimmed from the front when records pass the retention period.
 
 use super::hash::HashRange;
+use super::limits::ShardLimits;
 use super::sequence::SequenceNumber;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -54,6 +55,8 @@ pub struct Shard {
     log: Mutex<ShardLog>,
     /// Bumped after every append and on close, so fan-out subscribers wake instead of polling.
     changed: watch::Sender<u64>,
+    /// Throughput allowance, when limits are enforced.
+    limits: Mutex<ShardLimits>,
 }
 
 /// What a read returned.
@@ -94,7 +97,13 @@ impl Shard {
                 children: Vec::new(),
             }),
             changed: watch::Sender::new(1),
+            limits: Mutex::new(ShardLimits::new(created_ms)),
         }
+    }
+
+    /// The shard's throughput allowance (consulted only when limits are enforced).
+    pub fn limits(&self) -> MutexGuard<'_, ShardLimits> {
+        self.limits.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A receiver that is marked changed whenever records are appended or the shard closes.
