@@ -1387,3 +1387,38 @@ async fn concurrent_conditional_increments_never_lose_an_update() {
     assert_eq!(successes.load(Ordering::SeqCst), 120);
     assert_eq!(final_value, n("120"));
 }
+
+#[tokio::test]
+async fn failed_conditions_return_the_current_item_when_asked() {
+    use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+    let (_broker, client) = start().await;
+    create_table(&client, "leases", None).await;
+    put(
+        &client,
+        "leases",
+        &[("pk", s("shard-0")), ("leaseCounter", n("7"))],
+    )
+    .await;
+    let err = client
+        .put_item()
+        .table_name("leases")
+        .item("pk", s("shard-0"))
+        .item("leaseCounter", n("8"))
+        .condition_expression("leaseCounter = :expected")
+        .expression_attribute_values(":expected", n("6"))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    let aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
+        failed,
+    ) = err
+    else {
+        panic!("expected ConditionalCheckFailedException, got {err:?}");
+    };
+    let item = failed
+        .item
+        .expect("ALL_OLD returns the item that failed the condition");
+    assert_eq!(item.get("leaseCounter"), Some(&n("7")));
+}

@@ -151,19 +151,27 @@ impl WritePlan {
         Ok(plan)
     }
 
-    /// `ConditionalCheckFailedException` unless the condition holds for `current`.
-    fn check(&self, current: Option<&Item>) -> ApiResult<()> {
+    /// `ConditionalCheckFailedException` unless the condition holds for `current`; with
+    /// `ReturnValuesOnConditionCheckFailure: ALL_OLD` the error carries the current item.
+    fn check(&self, current: Option<&Item>, return_on_failure: &Option<String>) -> ApiResult<()> {
         let Some(condition) = &self.condition else {
             return Ok(());
         };
         let empty = Item::new();
         if evaluate(condition, current.unwrap_or(&empty)) {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                "ConditionalCheckFailedException",
-                "The conditional request failed",
-            ))
+            return Ok(());
+        }
+        let err = ApiError::new(
+            "ConditionalCheckFailedException",
+            "The conditional request failed",
+        );
+        match current {
+            Some(item) if return_on_failure.as_deref() == Some("ALL_OLD") => {
+                let item = serde_json::to_value(item)
+                    .map_err(|e| ApiError::internal(format!("item encoding failed: {e}")))?;
+                Err(err.with_detail("Item", item))
+            }
+            _ => Err(err),
         }
     }
 
@@ -353,7 +361,10 @@ impl DynamoDb {
         let shared = self.usable_table(&name)?;
         let mut table = write(&shared);
         let key = table.check_item(&item, "Item size has exceeded the maximum allowed size")?;
-        plan.check(table.items.get(&key))?;
+        plan.check(
+            table.items.get(&key),
+            &input.return_values_on_condition_check_failure,
+        )?;
         let bytes = item_size(&item);
         let old = table.items.insert(key, item);
         Ok(WriteItemOutput {
@@ -392,7 +403,7 @@ impl DynamoDb {
             check_key_updates(update, &table)?;
         }
         let old = table.items.get(&primary);
-        plan.check(old)?;
+        plan.check(old, &input.return_values_on_condition_check_failure)?;
         let mut new = old.cloned().unwrap_or_else(|| key.clone());
         if let Some(update) = &plan.update {
             apply(update, &mut new).map_err(|e| update_error(e, plan.legacy_update))?;
@@ -441,7 +452,10 @@ impl DynamoDb {
         let shared = self.usable_table(&name)?;
         let mut table = write(&shared);
         let primary = table.key_schema.key_of_request(&key)?;
-        plan.check(table.items.get(&primary))?;
+        plan.check(
+            table.items.get(&primary),
+            &input.return_values_on_condition_check_failure,
+        )?;
         let old = table.items.remove(&primary);
         Ok(WriteItemOutput {
             consumed_capacity: consumed(

@@ -30,8 +30,6 @@
 //!   streams and encryption settings are recorded only.
 //! - Capacity is never exhausted: no throttling, `UnprocessedKeys`/`UnprocessedItems` are
 //!   always empty, and `ConsumedCapacity` is a size-based estimate.
-//! - `ConditionalCheckFailedException` does not carry the `Item` requested with
-//!   `ReturnValuesOnConditionCheckFailure`: the shared error encoding has no extra members.
 //! - `size()` of a string counts UTF-8 bytes (dynalite counts UTF-16 code units).
 //! - Tables and indexes are in memory; they live as long as the broker.
 

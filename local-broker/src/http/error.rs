@@ -15,6 +15,9 @@ pub struct ApiError {
     pub message: String,
     /// HTTP status: 400 for client errors, 500 for internal failures, 503 when unavailable.
     pub status: StatusCode,
+    /// Extra members of the error body some errors carry, e.g. DynamoDB's `Item` for
+    /// `ReturnValuesOnConditionCheckFailure`.
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
@@ -24,7 +27,16 @@ impl ApiError {
             code,
             message: message.into(),
             status: StatusCode::BAD_REQUEST,
+            details: None,
         }
+    }
+
+    /// Adds a member to the error body.
+    pub fn with_detail(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.details
+            .get_or_insert_with(serde_json::Map::new)
+            .insert(name.to_owned(), value);
+        self
     }
 
     /// Replaces the HTTP status.

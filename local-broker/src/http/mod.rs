@@ -162,10 +162,9 @@ fn error_response(
     } else {
         tracing::debug!(%target, code = err.code, message = %err.message, "request rejected");
     }
-    let body = serde_json::json!({
-        "__type": service.error_type(err.code),
-        "message": err.message,
-    });
+    let mut body = err.details.unwrap_or_default();
+    body.insert("__type".into(), service.error_type(err.code).into());
+    body.insert("message".into(), err.message.into());
     let encoded = protocol::encode(protocol, &body).unwrap_or_default();
     respond(
         err.status,
