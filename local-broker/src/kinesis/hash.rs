@@ -21,18 +21,27 @@ impl HashRange {
         self.start <= key && key <= self.end
     }
 
-    /// Splits the whole key space into `n` contiguous ranges of (nearly) equal size, the way
-    /// CreateStream lays out its shards.
+    /// Splits the whole key space into `n` contiguous ranges as AWS does: range `i` starts at
+    /// exactly ⌊i·2¹²⁸/n⌋ (4 shards start at multiples of 2¹²⁶).
     pub fn even(n: u32) -> Vec<HashRange> {
         let n = u128::from(n.max(1));
-        let width = u128::MAX / n;
+        if n == 1 {
+            return vec![HashRange::ALL];
+        }
+        // 2¹²⁸ = q·n + r, computed from u128::MAX = 2¹²⁸ − 1 without overflowing.
+        let (q, r) = match (u128::MAX / n, u128::MAX % n + 1) {
+            (q, r) if r == n => (q + 1, 0),
+            qr => qr,
+        };
+        // i·q never overflows (i < n), and i·r < n² fits for any u32 n.
+        let start = |i: u128| i * q + i * r / n;
         (0..n)
             .map(|i| HashRange {
-                start: i * width,
+                start: start(i),
                 end: if i + 1 == n {
                     u128::MAX
                 } else {
-                    (i + 1) * width - 1
+                    start(i + 1) - 1
                 },
             })
             .collect()
@@ -69,6 +78,28 @@ mod tests {
                 assert_eq!(pair[0].end + 1, pair[1].start);
             }
         }
+    }
+
+    #[test]
+    fn even_ranges_start_where_aws_starts_them() {
+        let starts: Vec<String> = HashRange::even(4)
+            .iter()
+            .map(|r| r.start.to_string())
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                "0",
+                "85070591730234615865843651857942052864",
+                "170141183460469231731687303715884105728",
+                "255211775190703847597530955573826158592",
+            ]
+        );
+        assert_eq!(HashRange::even(2)[1].start, 1u128 << 127);
+        assert_eq!(
+            HashRange::even(3)[1].start.to_string(),
+            "113427455640312821154458202477256070485"
+        );
     }
 
     #[test]

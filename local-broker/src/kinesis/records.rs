@@ -39,30 +39,41 @@ struct Entry {
     hash_key: u128,
 }
 
-/// Checks one record's members; `member` is its path in the request for messages.
+/// Checks one record's members. `member` names the record in messages (`records.3.member.`);
+/// it is only built when something is wrong, since valid batches are the hot path.
 fn validate_entry(
     data: &Option<Blob>,
     partition_key: &Option<String>,
     explicit_hash_key: &Option<String>,
-    member: &str,
+    member: impl Fn(&str) -> String,
     v: &mut Validator,
 ) {
-    if let Some(data) = v.required(data, &format!("{member}data"))
-        && data.0.len() > MAX_DATA_BYTES
-    {
-        v.violation(
+    match data {
+        None => {
+            v.required(data, &member("data"));
+        }
+        Some(data) if data.0.len() > MAX_DATA_BYTES => v.violation(
             "java.nio.HeapByteBuffer",
-            &format!("{member}data"),
+            &member("data"),
             format_args!("Member must have length less than or equal to {MAX_DATA_BYTES}"),
-        );
+        ),
+        Some(_) => {}
     }
-    if let Some(key) = v.required(partition_key, &format!("{member}partitionKey")) {
-        v.length(key, &format!("{member}partitionKey"), 1, 256);
+    match partition_key {
+        None => {
+            v.required(partition_key, &member("partitionKey"));
+        }
+        Some(key) if key.is_empty() || key.len() > 256 => {
+            v.length(key, &member("partitionKey"), 1, 256)
+        }
+        Some(_) => {}
     }
-    if let Some(hash) = explicit_hash_key {
+    if let Some(hash) = explicit_hash_key
+        && !hash.bytes().all(|b| b.is_ascii_digit())
+    {
         v.chars(
             hash,
-            &format!("{member}explicitHashKey"),
+            &member("explicitHashKey"),
             "0|([1-9]\\d{0,38})",
             |c| c.is_ascii_digit(),
         );
@@ -118,7 +129,7 @@ impl Kinesis {
             &input.data,
             &input.partition_key,
             &input.explicit_hash_key,
-            "",
+            str::to_owned,
             &mut v,
         );
         if let Some(seq) = &input.sequence_number_for_ordering {
@@ -174,7 +185,7 @@ impl Kinesis {
                     &r.data,
                     &r.partition_key,
                     &r.explicit_hash_key,
-                    &format!("records.{}.member.", i + 1),
+                    |field| format!("records.{}.member.{field}", i + 1),
                     &mut v,
                 );
                 total_bytes += r.data.as_ref().map_or(0, |d| d.0.len())

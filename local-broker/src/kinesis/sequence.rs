@@ -34,11 +34,23 @@ impl SequenceNumber {
 
 impl fmt::Display for SequenceNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "49{:012}{:022}{:020}",
-            self.shard_index, self.counter, self.stream_epoch
-        )
+        // Every PutRecords result formats one of these; plain digit writing into a fixed buffer
+        // costs a fraction of the formatting machinery.
+        let mut digits = [b'0'; 56];
+        digits[..2].copy_from_slice(b"49");
+        write_digits(&mut digits[2..14], u128::from(self.shard_index));
+        write_digits(&mut digits[14..36], u128::from(self.counter));
+        write_digits(&mut digits[36..56], self.stream_epoch.max(0) as u128);
+        // Only ASCII digits were written.
+        f.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// Writes `value` right-aligned into `out`, which is pre-filled with zeros.
+fn write_digits(out: &mut [u8], mut value: u128) {
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
     }
 }
 
