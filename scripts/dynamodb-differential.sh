@@ -46,7 +46,7 @@ trap cleanup EXIT
 node "$dynalite" --host 127.0.0.1 --port "$reference_port" \
     --createTableMs 0 --deleteTableMs 0 --updateTableMs 0 >"$logs/dynalite.log" 2>&1 &
 pids+=($!)
-target/release/local-broker --host 127.0.0.1 --port "$broker_port" >"$logs/broker.log" 2>&1 &
+"${CARGO_TARGET_DIR:-target}/release/local-broker" --host 127.0.0.1 --port "$broker_port" >"$logs/broker.log" 2>&1 &
 pids+=($!)
 
 wait_for() {

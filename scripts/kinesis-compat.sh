@@ -12,7 +12,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 VENV=target/compat-venv
-BROKER=target/release/local-broker
+BROKER="${CARGO_TARGET_DIR:-target}/release/local-broker"
 
 # ---- toolchain -------------------------------------------------------------------------------
 if [ ! -x "$VENV/bin/python" ]; then

@@ -1,0 +1,236 @@
+//! Tuning knobs, with the Java KCL's defaults, in one place.
+
+use std::time::{Duration, SystemTime};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+/// Where a worker starts reading a shard that has no checkpoint yet. Applies only when a lease is
+/// created: once a lease exists its checkpoint wins (children of processed shards always start at
+/// their beginning).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum InitialPosition {
+    /// After the newest record: only records put from now on (the Java KCL default).
+    #[default]
+    Latest,
+    /// At the oldest record still retained.
+    TrimHorizon,
+    /// At the first record that arrived at or after this time.
+    AtTimestamp(SystemTime),
+}
+
+/// Lease, retrieval and shutdown settings. `Config::default()` has the Java KCL's defaults; the
+/// setters change one value each.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = kcl::Config::default().failover_time(Duration::from_secs(2));
+/// assert_eq!(config.renewal_interval(), Duration::from_millis(641));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) failover_time: Duration,
+    pub(crate) renewal_interval: Option<Duration>,
+    pub(crate) lease_taker_interval: Option<Duration>,
+    pub(crate) max_leases_for_worker: usize,
+    pub(crate) max_leases_to_steal_at_one_time: usize,
+    pub(crate) handoff_timeout: Duration,
+    pub(crate) shard_sync_interval: Duration,
+    pub(crate) lease_cleanup_interval: Duration,
+    pub(crate) parent_shard_poll_interval: Duration,
+    pub(crate) max_records: i32,
+    pub(crate) idle_time_between_reads: Duration,
+    pub(crate) max_prefetch_batches: usize,
+    pub(crate) max_prefetch_records: usize,
+    pub(crate) max_prefetch_bytes: usize,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            failover_time: Duration::from_millis(10_000),
+            renewal_interval: None,
+            lease_taker_interval: None,
+            max_leases_for_worker: usize::MAX,
+            max_leases_to_steal_at_one_time: usize::MAX,
+            handoff_timeout: Duration::from_secs(30),
+            shard_sync_interval: Duration::from_millis(60_000),
+            lease_cleanup_interval: Duration::from_millis(60_000),
+            parent_shard_poll_interval: Duration::from_millis(10_000),
+            max_records: 10_000,
+            idle_time_between_reads: Duration::from_millis(1_500),
+            max_prefetch_batches: 3,
+            max_prefetch_records: 30_000,
+            max_prefetch_bytes: 8 * 1024 * 1024,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The Java KCL's margin between a renewal and the failover time (`epsilonMillis`).
+const EPSILON: Duration = Duration::from_millis(25);
+
+impl Config {
+    /// How long a lease's counter must stay unchanged before other workers may take it
+    /// (`failoverTimeMillis`, default 10 s). Renewal and taking intervals derive from it.
+    pub fn failover_time(mut self, failover_time: Duration) -> Self {
+        self.failover_time = failover_time;
+        self
+    }
+
+    /// How often held leases are renewed. Default `failover_time / 3 − 25 ms` (3308 ms).
+    pub fn with_renewal_interval(mut self, interval: Duration) -> Self {
+        self.renewal_interval = Some(interval);
+        self
+    }
+
+    /// How often the lease table is scanned to take free, expired or surplus leases. Default: the
+    /// renewal interval. The Java KCL 2.x scans every `2 × (failover + 25 ms)` (20 s); scanning as
+    /// often as renewing is what lets a released lease move within one renewal interval, and a
+    /// scan costs little next to the renewals themselves (one write per lease per interval).
+    pub fn with_lease_taker_interval(mut self, interval: Duration) -> Self {
+        self.lease_taker_interval = Some(interval);
+        self
+    }
+
+    /// Never hold more than this many leases (`maxLeasesForWorker`, default unlimited).
+    pub fn max_leases_for_worker(mut self, max: usize) -> Self {
+        self.max_leases_for_worker = max.max(1);
+        self
+    }
+
+    /// Cap on leases requested from other workers in one taker round
+    /// (`maxLeasesToStealAtOneTime`). The Java KCL defaults to 1, which is why its fleets take
+    /// minutes to rebalance; here the default is no cap beyond the balancing rule itself (take
+    /// from a worker only while it holds at least two more leases than this one).
+    pub fn max_leases_to_steal_at_one_time(mut self, max: usize) -> Self {
+        self.max_leases_to_steal_at_one_time = max.max(1);
+        self
+    }
+
+    /// How long a worker waits for another worker to hand over a lease it asked for before it
+    /// takes the lease anyway (default 30 s, as the Java KCL 3.x). Reached only if the other
+    /// worker keeps renewing but ignores the request (e.g. a Java KCL 2.x worker).
+    pub fn handoff_timeout(mut self, timeout: Duration) -> Self {
+        self.handoff_timeout = timeout;
+        self
+    }
+
+    /// How often shards are listed to create leases for new ones (`shardSyncIntervalMillis`,
+    /// default 60 s).
+    pub fn shard_sync_interval(mut self, interval: Duration) -> Self {
+        self.shard_sync_interval = interval;
+        self
+    }
+
+    /// How often leases of shards processed to their end are deleted (default 60 s).
+    pub fn lease_cleanup_interval(mut self, interval: Duration) -> Self {
+        self.lease_cleanup_interval = interval;
+        self
+    }
+
+    /// How often a shard waiting for its parents checks them (`parentShardPollIntervalMillis`,
+    /// default 10 s).
+    pub fn parent_shard_poll_interval(mut self, interval: Duration) -> Self {
+        self.parent_shard_poll_interval = interval;
+        self
+    }
+
+    /// Records per `GetRecords` call (`maxRecords`, default 10,000, at most 10,000).
+    pub fn max_records(mut self, max_records: i32) -> Self {
+        self.max_records = max_records.clamp(1, 10_000);
+        self
+    }
+
+    /// Pause after a `GetRecords` call that returned nothing (`idleTimeBetweenReadsInMillis`,
+    /// default 1500 ms). Unlike the Java KCL, a call that returned records is followed at once, so
+    /// a shard that fell behind catches up at full speed.
+    pub fn idle_time_between_reads(mut self, idle: Duration) -> Self {
+        self.idle_time_between_reads = idle;
+        self
+    }
+
+    /// Bounds of each shard's prefetch queue: batches, records and bytes fetched but not yet
+    /// processed (defaults 3 batches, 30,000 records, 8 MiB, as the Java KCL).
+    pub fn max_prefetch(mut self, batches: usize, records: usize, bytes: usize) -> Self {
+        self.max_prefetch_batches = batches.max(1);
+        self.max_prefetch_records = records.max(1);
+        self.max_prefetch_bytes = bytes.max(1);
+        self
+    }
+
+    /// On a graceful shutdown, how long processors get to finish and checkpoint before their
+    /// shards are abandoned to expire (default 30 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The renewal interval in force: the explicit one, else `failover_time / 3 − 25 ms`.
+    pub fn renewal_interval(&self) -> Duration {
+        self.renewal_interval.unwrap_or_else(|| {
+            // Whole milliseconds, as the Java KCL computes it: 10 000 ms → 3308 ms.
+            let third = self.failover_time.as_millis() / 3;
+            Duration::from_millis(u64::try_from(third).unwrap_or(u64::MAX))
+                .saturating_sub(EPSILON)
+                .max(Duration::from_millis(1))
+        })
+    }
+
+    /// The lease taker interval in force.
+    pub fn lease_taker_interval(&self) -> Duration {
+        self.lease_taker_interval
+            .unwrap_or_else(|| self.renewal_interval())
+    }
+}
+
+/// The one retry policy: exponential backoff with jitter from 100 ms to 5 s, never giving up
+/// (callers stop retrying when their shard or worker stops).
+pub(crate) fn retry_backoff() -> impl Iterator<Item = Duration> + Send {
+    let mut inner = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    std::iter::from_fn(move || Some(inner.next().unwrap_or(Duration::from_secs(5))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_java_kcl() {
+        let c = Config::default();
+        assert_eq!(c.failover_time, Duration::from_secs(10));
+        assert_eq!(c.renewal_interval(), Duration::from_millis(3308));
+        assert_eq!(c.shard_sync_interval, Duration::from_secs(60));
+        assert_eq!(c.max_records, 10_000);
+        assert_eq!(c.idle_time_between_reads, Duration::from_millis(1500));
+        assert_eq!(
+            (
+                c.max_prefetch_batches,
+                c.max_prefetch_records,
+                c.max_prefetch_bytes
+            ),
+            (3, 30_000, 8 * 1024 * 1024)
+        );
+    }
+
+    #[test]
+    fn renewal_and_taking_follow_the_failover_time_unless_set() {
+        let c = Config::default().failover_time(Duration::from_millis(1500));
+        assert_eq!(c.renewal_interval(), Duration::from_millis(475));
+        assert_eq!(c.lease_taker_interval(), Duration::from_millis(475));
+        let c = c.with_lease_taker_interval(Duration::from_secs(1));
+        assert_eq!(c.lease_taker_interval(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_retry_policy_grows_and_stays_bounded() {
+        let delays: Vec<_> = retry_backoff().take(20).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(10)));
+        assert!(delays[19] > delays[0]);
+    }
+}

@@ -1,0 +1,71 @@
+//! Metrics, named like the Java KCL's CloudWatch metrics and recorded through the [`metrics`]
+//! facade: install any recorder (Prometheus, StatsD, ...) to export them. Labels: `worker_id`,
+//! and `shard_id` for per-shard metrics.
+//!
+//! | name | kind | meaning |
+//! |---|---|---|
+//! | `MillisBehindLatest` | gauge | how far the last read of a shard is behind its tip |
+//! | `RecordsProcessed` | counter | records handed to `process_records` that returned `Ok` |
+//! | `BytesProcessed` | counter | their data bytes |
+//! | `ProcessTime` | histogram | milliseconds spent in one `process_records` call |
+//! | `ProcessorErrors` | counter | failed (or panicked) processor calls, each retried |
+//! | `LeasesHeld` | gauge | leases this worker holds |
+//! | `LeaseTaken` | counter | leases this worker took |
+//! | `LeaseLost` | counter | leases this worker lost to another worker |
+
+use std::time::Duration;
+
+/// `MillisBehindLatest`.
+pub const MILLIS_BEHIND_LATEST: &str = "MillisBehindLatest";
+/// `RecordsProcessed`.
+pub const RECORDS_PROCESSED: &str = "RecordsProcessed";
+/// `BytesProcessed`.
+pub const BYTES_PROCESSED: &str = "BytesProcessed";
+/// `ProcessTime`.
+pub const PROCESS_TIME: &str = "ProcessTime";
+/// `ProcessorErrors`.
+pub const PROCESSOR_ERRORS: &str = "ProcessorErrors";
+/// `LeasesHeld`.
+pub const LEASES_HELD: &str = "LeasesHeld";
+/// `LeaseTaken`.
+pub const LEASE_TAKEN: &str = "LeaseTaken";
+/// `LeaseLost`.
+pub const LEASE_LOST: &str = "LeaseLost";
+
+pub(crate) fn millis_behind_latest(worker_id: &str, shard_id: &str, millis: i64) {
+    metrics::gauge!(MILLIS_BEHIND_LATEST, "worker_id" => worker_id.to_owned(), "shard_id" => shard_id.to_owned())
+        .set(millis as f64);
+}
+
+pub(crate) fn processed(
+    worker_id: &str,
+    shard_id: &str,
+    records: usize,
+    bytes: usize,
+    took: Duration,
+) {
+    let labels = [
+        ("worker_id", worker_id.to_owned()),
+        ("shard_id", shard_id.to_owned()),
+    ];
+    metrics::counter!(RECORDS_PROCESSED, &labels).increment(records as u64);
+    metrics::counter!(BYTES_PROCESSED, &labels).increment(bytes as u64);
+    metrics::histogram!(PROCESS_TIME, &labels).record(took.as_secs_f64() * 1000.0);
+}
+
+pub(crate) fn processor_error(worker_id: &str, shard_id: &str) {
+    metrics::counter!(PROCESSOR_ERRORS, "worker_id" => worker_id.to_owned(), "shard_id" => shard_id.to_owned())
+        .increment(1);
+}
+
+pub(crate) fn leases_held(worker_id: &str, count: usize) {
+    metrics::gauge!(LEASES_HELD, "worker_id" => worker_id.to_owned()).set(count as f64);
+}
+
+pub(crate) fn lease_taken(worker_id: &str) {
+    metrics::counter!(LEASE_TAKEN, "worker_id" => worker_id.to_owned()).increment(1);
+}
+
+pub(crate) fn lease_lost(worker_id: &str) {
+    metrics::counter!(LEASE_LOST, "worker_id" => worker_id.to_owned()).increment(1);
+}

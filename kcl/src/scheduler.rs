@@ -1,0 +1,463 @@
+//! The scheduler: one worker of a fleet. It keeps the lease table in step with the stream's
+//! shards, takes its share of leases, runs a shard consumer for each, and on shutdown lets every
+//! processor checkpoint and releases its leases so other workers take them at once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::{Id, JoinError, JoinSet};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::{Config, InitialPosition, retry_backoff};
+use crate::lease::renewer::{HeldLeases, run_renewer};
+use crate::lease::taker::{Balance, LeaseTaker, request_handoff, take_lease};
+use crate::lease::{
+    DynamoDbLeaseStore, Expectation, HeldLease, LeaseStore, LeaseStoreError, LeaseUpdate,
+};
+use crate::metrics;
+use crate::processor::ProcessorFactory;
+use crate::shard::consumer::{self, ConsumerOutcome};
+use crate::shard::sync::sync_shards;
+
+/// What every task of one worker shares.
+pub(crate) struct WorkerContext {
+    pub(crate) worker_id: String,
+    pub(crate) stream: String,
+    pub(crate) kinesis: aws_sdk_kinesis::Client,
+    pub(crate) store: Arc<dyn LeaseStore>,
+    pub(crate) config: Config,
+    pub(crate) initial_position: InitialPosition,
+    pub(crate) factory: Arc<dyn ProcessorFactory>,
+}
+
+/// A required builder setting is missing.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Set it with the builder method of the same name.
+    #[error("Scheduler::builder() needs .{0}(...)")]
+    Missing(&'static str),
+}
+
+/// Why [`Scheduler::run`] stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The lease table could not be created or reached.
+    #[error("lease table unavailable: {0}")]
+    LeaseTable(#[from] LeaseStoreError),
+}
+
+/// Configures a [`Scheduler`]. Required: `stream`, `application_name`, `kinesis_client`,
+/// `processor_factory`, and `dynamodb_client` or `lease_store`.
+#[derive(Default)]
+pub struct SchedulerBuilder {
+    stream: Option<String>,
+    application_name: Option<String>,
+    worker_id: Option<String>,
+    kinesis: Option<aws_sdk_kinesis::Client>,
+    dynamodb: Option<aws_sdk_dynamodb::Client>,
+    store: Option<Arc<dyn LeaseStore>>,
+    factory: Option<Arc<dyn ProcessorFactory>>,
+    initial_position: InitialPosition,
+    config: Config,
+}
+
+impl SchedulerBuilder {
+    /// The stream to consume.
+    pub fn stream(mut self, stream: impl Into<String>) -> Self {
+        self.stream = Some(stream.into());
+        self
+    }
+
+    /// The application (consumer group) name; also the lease table's name, as in the Java KCL.
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = Some(name.into());
+        self
+    }
+
+    /// This worker's id in the lease table (default: a random UUID). Unique per running worker.
+    pub fn worker_id(mut self, worker_id: impl Into<String>) -> Self {
+        self.worker_id = Some(worker_id.into());
+        self
+    }
+
+    /// The Kinesis client used for listing shards and reading records.
+    pub fn kinesis_client(mut self, client: aws_sdk_kinesis::Client) -> Self {
+        self.kinesis = Some(client);
+        self
+    }
+
+    /// The DynamoDB client for the lease table (named after the application).
+    pub fn dynamodb_client(mut self, client: aws_sdk_dynamodb::Client) -> Self {
+        self.dynamodb = Some(client);
+        self
+    }
+
+    /// Keeps leases in another store instead of DynamoDB (e.g. an
+    /// [`InMemoryLeaseStore`](crate::lease::InMemoryLeaseStore) shared by workers of one process).
+    pub fn lease_store(mut self, store: impl LeaseStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Creates one processor per shard: any `Fn() -> impl RecordProcessor`.
+    pub fn processor_factory(mut self, factory: impl ProcessorFactory) -> Self {
+        self.factory = Some(Arc::new(factory));
+        self
+    }
+
+    /// Where shards without a checkpoint start (default [`InitialPosition::Latest`]).
+    pub fn initial_position(mut self, position: InitialPosition) -> Self {
+        self.initial_position = position;
+        self
+    }
+
+    /// Tuning (default [`Config::default`], the Java KCL's defaults).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Checks the settings.
+    pub fn build(self) -> Result<Scheduler, BuildError> {
+        let stream = self.stream.ok_or(BuildError::Missing("stream"))?;
+        let application = self
+            .application_name
+            .ok_or(BuildError::Missing("application_name"))?;
+        let kinesis = self.kinesis.ok_or(BuildError::Missing("kinesis_client"))?;
+        let factory = self
+            .factory
+            .ok_or(BuildError::Missing("processor_factory"))?;
+        let store: Arc<dyn LeaseStore> = match (self.store, self.dynamodb) {
+            (Some(store), _) => store,
+            (None, Some(client)) => Arc::new(DynamoDbLeaseStore::new(client, application)),
+            (None, None) => return Err(BuildError::Missing("dynamodb_client")),
+        };
+        let worker_id = self
+            .worker_id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        Ok(Scheduler {
+            ctx: Arc::new(WorkerContext {
+                worker_id,
+                stream,
+                kinesis,
+                store,
+                config: self.config,
+                initial_position: self.initial_position,
+                factory,
+            }),
+        })
+    }
+}
+
+/// One worker. Build it with [`Scheduler::builder`], then [`run`](Scheduler::run) it.
+pub struct Scheduler {
+    ctx: Arc<WorkerContext>,
+}
+
+impl Scheduler {
+    /// A builder with the Java KCL's defaults.
+    pub fn builder() -> SchedulerBuilder {
+        SchedulerBuilder::default()
+    }
+
+    /// This worker's id in the lease table.
+    pub fn worker_id(&self) -> &str {
+        &self.ctx.worker_id
+    }
+
+    /// Processes the stream until `shutdown` fires, then shuts down gracefully: every processor
+    /// gets `shutdown_requested` (to checkpoint) and every lease is released, so other workers
+    /// take the shards at their next scan instead of waiting out the failover time.
+    ///
+    /// Dropping (or aborting) the future stops everything at once without releasing anything;
+    /// other workers then take the shards after the failover time.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
+        let span = tracing::info_span!("worker", worker_id = %self.ctx.worker_id);
+        self.run_worker(shutdown).instrument(span).await
+    }
+
+    async fn run_worker(self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
+        let ctx = self.ctx;
+        ctx.store.initialize().await?;
+        tracing::info!(stream = %ctx.stream, "worker starting");
+        let mut worker = Worker {
+            taker: LeaseTaker::new(ctx.worker_id.clone()),
+            held: HeldLeases::default(),
+            consumers: JoinSet::new(),
+            consumer_keys: HashMap::new(),
+            ctx,
+        };
+        if !worker.initial_sync(&shutdown).await {
+            return Ok(());
+        }
+        let stop_renewer = CancellationToken::new();
+        let mut background = JoinSet::new();
+        background.spawn(run_renewer(
+            worker.held.clone(),
+            worker.ctx.config.renewal_interval(),
+            worker.ctx.config.failover_time,
+            stop_renewer.clone(),
+        ));
+
+        worker.run_until(&shutdown).await;
+        worker.shut_down().await;
+
+        stop_renewer.cancel();
+        while background.join_next().await.is_some() {}
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+}
+
+struct Worker {
+    ctx: Arc<WorkerContext>,
+    taker: LeaseTaker,
+    held: HeldLeases,
+    consumers: JoinSet<ConsumerOutcome>,
+    consumer_keys: HashMap<Id, String>,
+}
+
+impl Worker {
+    fn balance(&self) -> Balance {
+        let c = &self.ctx.config;
+        Balance {
+            failover_time: c.failover_time,
+            handoff_timeout: c.handoff_timeout,
+            max_leases_for_worker: c.max_leases_for_worker,
+            max_leases_to_steal_at_one_time: c.max_leases_to_steal_at_one_time,
+        }
+    }
+
+    /// Creates leases for the stream's shards before the first take, retrying until it works;
+    /// `false` if shutdown fired first.
+    async fn initial_sync(&self, shutdown: &CancellationToken) -> bool {
+        let mut backoff = retry_backoff();
+        loop {
+            match self.sync().await {
+                Ok(()) => return true,
+                Err(err) => {
+                    let delay = backoff.next().unwrap_or_default();
+                    tracing::warn!(%err, ?delay, "shard sync failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return false,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn sync(&self) -> Result<(), crate::shard::ShardSyncError> {
+        let ctx = &self.ctx;
+        let created = sync_shards(
+            &ctx.kinesis,
+            &ctx.stream,
+            ctx.store.as_ref(),
+            &ctx.initial_position,
+        )
+        .await?;
+        tracing::debug!(created, "shard sync done");
+        Ok(())
+    }
+
+    async fn run_until(&mut self, shutdown: &CancellationToken) {
+        let config = &self.ctx.config;
+        let mut taker_tick = tokio::time::interval(config.lease_taker_interval());
+        let mut sync_tick = delayed_interval(config.shard_sync_interval);
+        let mut cleanup_tick = delayed_interval(config.lease_cleanup_interval);
+        for tick in [&mut taker_tick, &mut sync_tick, &mut cleanup_tick] {
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        }
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                Some(done) = self.consumers.join_next_with_id() => self.consumer_done(done),
+                _ = taker_tick.tick() => self.take_round().await,
+                _ = sync_tick.tick() => {
+                    if self.is_leader() && let Err(err) = self.sync().await {
+                        tracing::warn!(%err, "shard sync failed; will retry at the next interval");
+                    }
+                }
+                _ = cleanup_tick.tick() => {
+                    if self.is_leader() {
+                        self.clean_up().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The worker with the smallest id among the live ones syncs shards and cleans up, so a fleet
+    /// does that work once instead of once per worker.
+    fn is_leader(&self) -> bool {
+        let live = self
+            .taker
+            .live_workers(Instant::now(), self.ctx.config.failover_time);
+        live.keys().next() == Some(&self.ctx.worker_id)
+    }
+
+    async fn take_round(&mut self) {
+        let leases = match self.ctx.store.list_leases().await {
+            Ok(leases) => leases,
+            Err(err) => {
+                tracing::warn!(%err, "could not scan the lease table; will retry");
+                return;
+            }
+        };
+        let now = Instant::now();
+        self.taker.observe(leases, now);
+        let held: HashSet<String> = self.held.all().iter().map(|l| l.key().to_owned()).collect();
+        let plan = self.taker.plan(&held, &self.balance(), now);
+        self.taker
+            .log_plan(&plan, now, self.ctx.config.failover_time);
+        let (store, me) = (self.ctx.store.clone(), self.ctx.worker_id.clone());
+        for lease in plan.take {
+            match take_lease(store.as_ref(), &lease, &me).await {
+                Ok(taken) => {
+                    tracing::info!(shard_id = %taken.key, from = lease.owner.as_deref().unwrap_or("-"), "took lease");
+                    metrics::lease_taken(&me);
+                    self.start_consumer(HeldLease::new(store.clone(), &me, taken));
+                }
+                Err(LeaseStoreError::ConditionFailed) => {
+                    tracing::debug!(shard_id = %lease.key, "lease changed before it could be taken");
+                }
+                Err(err) => tracing::warn!(shard_id = %lease.key, %err, "could not take lease"),
+            }
+        }
+        for lease in plan.request {
+            match request_handoff(store.as_ref(), &lease, &me).await {
+                Ok(_) => tracing::info!(
+                    shard_id = %lease.key,
+                    from = lease.owner.as_deref().unwrap_or("-"),
+                    "asked for lease"
+                ),
+                Err(LeaseStoreError::ConditionFailed) => {
+                    tracing::debug!(shard_id = %lease.key, "lease changed before it could be asked for");
+                }
+                Err(err) => tracing::warn!(shard_id = %lease.key, %err, "could not ask for lease"),
+            }
+        }
+        metrics::leases_held(&me, self.held.len());
+    }
+
+    fn start_consumer(&mut self, lease: Arc<HeldLease>) {
+        self.held.insert(lease.clone());
+        let key = lease.key().to_owned();
+        let handle = self.consumers.spawn(consumer::run(self.ctx.clone(), lease));
+        self.consumer_keys.insert(handle.id(), key);
+    }
+
+    fn consumer_done(&mut self, done: Result<(Id, ConsumerOutcome), JoinError>) {
+        let (id, outcome) = match done {
+            Ok((id, outcome)) => (id, Some(outcome)),
+            Err(err) => (err.id(), None),
+        };
+        let Some(key) = self.consumer_keys.remove(&id) else {
+            return;
+        };
+        self.held.remove(&key);
+        match outcome {
+            Some(outcome) => tracing::info!(shard_id = %key, ?outcome, "shard consumer finished"),
+            // Processor panics are caught inside the consumer; this is a bug in this crate.
+            None => {
+                tracing::error!(shard_id = %key, "shard consumer crashed; the lease will expire")
+            }
+        }
+        metrics::leases_held(&self.ctx.worker_id, self.held.len());
+    }
+
+    /// Deletes leases of shards processed to their end whose children have leases.
+    async fn clean_up(&self) {
+        let finished: Vec<String> = self
+            .taker
+            .leases()
+            .filter(|l| l.is_finished() && !l.child_shard_ids.is_empty())
+            .map(|l| l.key.clone())
+            .collect();
+        for key in finished {
+            match self.ctx.store.delete_finished_lease(&key).await {
+                Ok(true) => tracing::info!(shard_id = %key, "deleted finished lease"),
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(shard_id = %key, %err, "could not delete finished lease")
+                }
+            }
+        }
+    }
+
+    async fn shut_down(&mut self) {
+        let held = self.held.all();
+        tracing::info!(
+            leases = held.len(),
+            "shutting down: checkpointing and releasing leases"
+        );
+        for lease in &held {
+            lease.shutdown().cancel();
+        }
+        let timeout = self.ctx.config.shutdown_timeout;
+        let drained = tokio::time::timeout(timeout, async {
+            while let Some(done) = self.consumers.join_next_with_id().await {
+                self.consumer_done(done);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                ?timeout,
+                remaining = self.consumers.len(),
+                "processors did not finish in time; their leases will expire"
+            );
+            self.consumers.shutdown().await;
+        }
+        self.release_unprocessed().await;
+    }
+
+    /// Releases leases named for this worker that it never started processing: handed over to
+    /// it, or still being handed over, since its last scan. Without this they would wait out
+    /// the failover time.
+    async fn release_unprocessed(&self) {
+        let me = &self.ctx.worker_id;
+        let leases = match self.ctx.store.list_leases().await {
+            Ok(leases) => leases,
+            Err(err) => {
+                tracing::warn!(%err, "could not scan for leases handed to this worker; they will expire");
+                return;
+            }
+        };
+        for lease in leases {
+            if lease.owner.as_ref() != Some(me) || lease.is_finished() {
+                continue;
+            }
+            // No counter bump: during a handoff the previous owner still holds the counter, and
+            // clearing `leaseOwner` lets it release the lease as free when it is done.
+            let expect = Expectation {
+                owner: Some(me.clone()),
+                ..Expectation::default()
+            };
+            let update = LeaseUpdate {
+                owner: Some(None),
+                ..LeaseUpdate::default()
+            };
+            match self
+                .ctx
+                .store
+                .update_lease(&lease.key, &expect, &update)
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(shard_id = %lease.key, "released lease handed to this worker")
+                }
+                Err(err) => tracing::debug!(shard_id = %lease.key, %err, "lease moved on"),
+            }
+        }
+    }
+}
+
+/// An interval whose first tick comes after one period (the initial work is done at start).
+fn delayed_interval(period: Duration) -> tokio::time::Interval {
+    tokio::time::interval_at(Instant::now() + period, period)
+}
