@@ -59,6 +59,7 @@
 //!
 //! Time comes from tokio's clock throughout, so tests can pause and advance it.
 
+pub mod aggregation;
 pub mod checkpoint;
 pub mod config;
 pub mod lease;

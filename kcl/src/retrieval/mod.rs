@@ -5,10 +5,26 @@ pub(crate) mod polling;
 
 use std::time::SystemTime;
 
+use crate::aggregation;
 use crate::checkpoint::{ExtendedSequenceNumber, SequenceNumber};
 use crate::config::InitialPosition;
 use crate::lease::HashKeyRange;
 use crate::processor::Record;
+
+/// The records a processor sees for one record read from a shard, by either retrieval: a KPL
+/// aggregate becomes its sub-records with sub-sequence numbers, and an aggregate routed to a
+/// shard whose hash range doesn't hold all its sub-records (it was re-sent after a reshard) is
+/// dropped, as the Java KCL does. Plain and corrupt records pass through unchanged.
+pub(crate) fn user_records(
+    record: Record,
+    shard_range: Option<&HashKeyRange>,
+) -> impl Iterator<Item = Record> {
+    let users = match shard_range {
+        Some(range) => aggregation::deaggregate_for_shard(record, range),
+        None => aggregation::deaggregate(record),
+    };
+    users.into_iter().map(Record::from)
+}
 
 /// A shard created by splitting or merging the shard that ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -51,6 +51,8 @@ pub(crate) struct ShardSource {
     pub(crate) stream: String,
     pub(crate) shard_id: String,
     pub(crate) worker_id: String,
+    /// The shard's hash key range, to drop re-sent aggregates that don't belong here.
+    pub(crate) hash_key_range: Option<HashKeyRange>,
 }
 
 /// The consumer's end of a shard's prefetch queue. Dropping it stops the reads.
@@ -145,6 +147,7 @@ impl Reader {
                 .records
                 .into_iter()
                 .filter_map(to_record)
+                .flat_map(|r| super::user_records(r, self.source.hash_key_range.as_ref()))
                 .filter(|r| resume.admits(r))
                 .collect();
             let got_records = !records.is_empty();

@@ -94,6 +94,7 @@ impl ShardConsumer {
             stream: self.ctx.stream.clone(),
             shard_id: self.shard_id().to_owned(),
             worker_id: self.ctx.worker_id.clone(),
+            hash_key_range: snapshot.hash_key_range.clone(),
         };
         let mut publisher = PollingPublisher::start(source, start, &self.ctx.config);
         loop {
