@@ -18,8 +18,8 @@ BROKER="${CARGO_TARGET_DIR:-target}/release/local-broker"
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import boto3' 2>/dev/null || [ ! -x "$VENV/bin/aws" ]; then
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check boto3 awscli
+if ! "$VENV/bin/python" -c 'import boto3, cbor2' 2>/dev/null || [ ! -x "$VENV/bin/aws" ]; then
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check boto3 awscli cbor2
 fi
 # KINESIS_COMPAT_NO_BUILD=1 reuses an existing release binary (e.g. one CI already built).
 if [ "${KINESIS_COMPAT_NO_BUILD:-0}" != 1 ]; then
@@ -261,6 +261,35 @@ expect_error "get-records garbage iterator -> InvalidArgumentException" InvalidA
 run "delete-stream" kcli delete-stream --stream-name "$S" || true
 run "wait stream-not-exists" kcli wait stream-not-exists --stream-name "$S" || true
 run "delete-stream ON_DEMAND" kcli delete-stream --stream-name "$OD" || true
+
+# ---- HTTP/2: cleartext with prior knowledge, and over TLS by ALPN --------------------------------
+h2_call() { # $1: url, rest: curl flags
+    local url=$1
+    shift
+    curl -s "$@" -X POST "$url/" -H 'X-Amz-Target: Kinesis_20131202.ListStreams' \
+        -H 'Content-Type: application/x-amz-json-1.1' -d '{}' -o /dev/null -w '%{http_version} %{http_code}'
+}
+if command -v curl >/dev/null 2>&1; then
+    got=$(h2_call "$ENDPOINT" --http2-prior-knowledge || true)
+    if [ "$got" = "2 200" ]; then pass "curl --http2-prior-knowledge (h2c)"; else fail "curl --http2-prior-knowledge (h2c)" "got '$got'"; fi
+    RUST_LOG=warn "$BROKER" --host 127.0.0.1 --port 0 --tls --tls-cert-out "$WORK/tls.pem" >"$WORK/tls.out" 2>"$WORK/tls.err" &
+    TLS_PID=$!
+    TLS_ENDPOINT=""
+    for _ in $(seq 1 100); do
+        TLS_ENDPOINT=$(sed -n 's/^local-broker listening on //p' "$WORK/tls.out" | head -n 1)
+        [ -n "$TLS_ENDPOINT" ] && break
+        sleep 0.1
+    done
+    TLS_LOCAL=${TLS_ENDPOINT/127.0.0.1/localhost}
+    got=$(h2_call "$TLS_LOCAL" --http2 --cacert "$WORK/tls.pem" || true)
+    if [ "$got" = "2 200" ]; then pass "curl --http2 over TLS (ALPN h2)"; else fail "curl --http2 over TLS (ALPN h2)" "got '$got' from '$TLS_ENDPOINT'"; fi
+    got=$(h2_call "$TLS_LOCAL" --http1.1 --cacert "$WORK/tls.pem" || true)
+    if [ "$got" = "1.1 200" ]; then pass "curl --http1.1 over TLS"; else fail "curl --http1.1 over TLS" "got '$got'"; fi
+    kill "$TLS_PID" 2>/dev/null || true
+    wait "$TLS_PID" 2>/dev/null || true
+else
+    fail "curl available for the HTTP/2 checks" "curl is not installed"
+fi
 
 # ---- the broker itself --------------------------------------------------------------------------
 if kill -0 "$BROKER_PID" 2>/dev/null; then

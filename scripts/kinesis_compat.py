@@ -89,6 +89,7 @@ class Results:
 class Suite:
     def __init__(self, endpoint, account_id):
         self.r = Results()
+        self.endpoint = endpoint
         self.account_id = account_id
         self.run_id = uuid.uuid4().hex[:8]
         self.created = []
@@ -797,6 +798,137 @@ class Suite:
                 k.get_shard_iterator, StreamName=stream, ShardId=self.sid(0), ShardIteratorType="AT_SEQUENCE_NUMBER",
                 StartingSequenceNumber="49" + "0" * 12 + "1".rjust(22, "0") + "1".rjust(20, "0"))
 
+    def fanout(self):
+        """Enhanced fan-out through boto3: consumer lifecycle and a SubscribeToShard event stream."""
+        r, k = self.r, self.k
+        stream = self.name("fanout")
+        self.create(stream, ShardCount=1)
+        arn = self.arn(stream)
+        consumer = k.register_stream_consumer(StreamARN=arn, ConsumerName="compat")["Consumer"]
+        r.true("fanout: consumer ARN format", consumer["ConsumerARN"].startswith(f"{arn}/consumer/compat:"))
+        described = k.describe_stream_consumer(ConsumerARN=consumer["ConsumerARN"])["ConsumerDescription"]
+        r.eq("fanout: consumer ACTIVE", described["ConsumerStatus"], "ACTIVE")
+        listed = k.list_stream_consumers(StreamARN=arn)["Consumers"]
+        r.eq("fanout: list consumers", [c["ConsumerName"] for c in listed], ["compat"])
+        for i in range(3):
+            k.put_record(StreamName=stream, PartitionKey="k", Data=f"fan-{i}".encode())
+        sub = k.subscribe_to_shard(
+            ConsumerARN=consumer["ConsumerARN"],
+            ShardId=self.sid(0),
+            StartingPosition={"Type": "TRIM_HORIZON"},
+        )
+        got = []
+        pushed_after_subscribe = False
+        started = time.monotonic()
+        for event in sub["EventStream"]:
+            records = event.get("SubscribeToShardEvent", {}).get("Records", [])
+            got.extend(rec["Data"] for rec in records)
+            if len(got) == 3 and not pushed_after_subscribe:
+                k.put_record(StreamName=stream, PartitionKey="k", Data=b"fan-live")
+                pushed_after_subscribe = True
+            if len(got) >= 4 or time.monotonic() - started > 15:
+                break
+        sub["EventStream"].close()
+        r.eq("fanout: boto3 receives existing then live records", got, [b"fan-0", b"fan-1", b"fan-2", b"fan-live"])
+        r.error(
+            "fanout: resubscribe within 5 s is ResourceInUse",
+            "ResourceInUseException",
+            k.subscribe_to_shard,
+            ConsumerARN=consumer["ConsumerARN"],
+            ShardId=self.sid(0),
+            StartingPosition={"Type": "LATEST"},
+        )
+        r.error(
+            "fanout: delete stream with consumers is ResourceInUse",
+            "ResourceInUseException",
+            k.delete_stream,
+            StreamName=stream,
+        )
+        k.deregister_stream_consumer(ConsumerARN=consumer["ConsumerARN"])
+        r.error(
+            "fanout: deregistered consumer is gone",
+            "ResourceNotFoundException",
+            k.describe_stream_consumer,
+            ConsumerARN=consumer["ConsumerARN"],
+        )
+
+    def cbor(self):
+        """AWS CBOR 1.1 built by hand with cbor2, as the Java SDK speaks it."""
+        import cbor2
+        import urllib.request
+
+        r = self.r
+        stream = self.name("cbor")
+        self.create(stream, ShardCount=1)
+
+        def loads(raw):
+            # AWS CBOR 1.1 puts epoch *milliseconds* in tag 1 (the Java SDK v2's AwsCborProtocolFactory
+            # reads and writes UNIX_TIMESTAMP_MILLIS); standard CBOR readers assume seconds.
+            return cbor2.loads(raw, semantic_decoders={1: lambda value, _immutable: ("tag1", value)})
+
+        def call(target, body, stream_response=False):
+            req = urllib.request.Request(
+                self.endpoint,
+                data=cbor2.dumps(body),
+                method="POST",
+                headers={
+                    "X-Amz-Target": f"Kinesis_20131202.{target}",
+                    "Content-Type": "application/x-amz-cbor-1.1",
+                },
+            )
+            resp = urllib.request.urlopen(req, timeout=10)
+            if stream_response:
+                return resp
+            return resp.headers.get("Content-Type"), loads(resp.read())
+
+        payload = bytes([0, 159, 146, 150, 255])
+        ctype, out = call("PutRecords", {"StreamName": stream, "Records": [{"Data": payload, "PartitionKey": "k"}]})
+        r.eq("cbor: PutRecords answers in CBOR", ctype, "application/x-amz-cbor-1.1")
+        r.eq("cbor: PutRecords FailedRecordCount", out.get("FailedRecordCount"), 0)
+        _, it = call(
+            "GetShardIterator",
+            {"StreamName": stream, "ShardId": self.sid(0), "ShardIteratorType": "TRIM_HORIZON"},
+        )
+        _, page = call("GetRecords", {"ShardIterator": it["ShardIterator"]})
+        record = page["Records"][0]
+        r.eq("cbor: GetRecords data is a byte string", record["Data"], payload)
+        stamp = record["ApproximateArrivalTimestamp"]
+        r.true(
+            "cbor: arrival timestamp is tag 1 with epoch milliseconds",
+            isinstance(stamp, tuple) and stamp[0] == "tag1" and abs(stamp[1] - time.time() * 1000) < 600_000,
+            repr(stamp),
+        )
+        consumer = self.k.register_stream_consumer(StreamARN=self.arn(stream), ConsumerName="cbor")["Consumer"]
+        resp = call(
+            "SubscribeToShard",
+            {
+                "ConsumerARN": consumer["ConsumerARN"],
+                "ShardId": self.sid(0),
+                "StartingPosition": {"Type": "TRIM_HORIZON"},
+            },
+            stream_response=True,
+        )
+        r.eq("cbor: SubscribeToShard is an event stream", resp.headers.get("Content-Type"), "application/vnd.amazon.eventstream")
+        events = []
+        for _ in range(2):
+            prelude = resp.read(12)
+            total, headers_len = int.from_bytes(prelude[:4], "big"), int.from_bytes(prelude[4:8], "big")
+            rest = resp.read(total - 12)
+            raw_headers, payload_bytes = rest[:headers_len], rest[headers_len:-4]
+            headers, i = {}, 0
+            while i < len(raw_headers):
+                n = raw_headers[i]
+                name = raw_headers[i + 1 : i + 1 + n].decode()
+                vlen = int.from_bytes(raw_headers[i + 2 + n : i + 4 + n], "big")
+                headers[name] = raw_headers[i + 4 + n : i + 4 + n + vlen].decode()
+                i += 4 + n + vlen
+            events.append((headers, payload_bytes))
+        resp.close()
+        r.eq("cbor: initial-response first", events[0][0].get(":event-type"), "initial-response")
+        first = loads(events[1][1])
+        r.eq("cbor: event records carry byte-string data", first["Records"][0]["Data"], payload)
+        self.k.deregister_stream_consumer(ConsumerARN=consumer["ConsumerARN"])
+
     def run(self):
         def scenario(fn, *args):
             try:
@@ -816,6 +948,8 @@ class Suite:
             scenario(self.retention, sse)
             scenario(self.policies, sse)
         scenario(self.settings)
+        scenario(self.fanout)
+        scenario(self.cbor)
         if it:
             scenario(self.errors, it[0])
         for stream in self.created:
