@@ -18,6 +18,45 @@ pub enum InitialPosition {
     AtTimestamp(SystemTime),
 }
 
+/// How a worker reads records from its shards.
+///
+/// ```
+/// use kcl::{Config, RetrievalMode};
+///
+/// // Enhanced fan-out through a consumer named after the application (the Java KCL's default).
+/// let config = Config::default().retrieval_mode(RetrievalMode::fan_out());
+/// // Or through a consumer of another name.
+/// let named = Config::default().retrieval_mode(RetrievalMode::FanOut {
+///     consumer_name: Some("orders-fast-path".into()),
+/// });
+/// # let _ = (config, named);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RetrievalMode {
+    /// `GetRecords` calls into a bounded prefetch queue (the default, as in the Java KCL 1.x and
+    /// the 2.x `PollingConfig`). Shares the shard's 2 MB/s read throughput with every other
+    /// reader; an idle shard is read every `idle_time_between_reads`.
+    #[default]
+    Polling,
+    /// Enhanced fan-out: `SubscribeToShard` pushes records as they are written, through a
+    /// registered stream consumer with its own 2 MB/s per shard. The consumer is registered on
+    /// first use (or reused if it exists) and shared by every worker of the application.
+    FanOut {
+        /// The stream consumer's name; `None` is the application name, as in the Java KCL.
+        consumer_name: Option<String>,
+    },
+}
+
+impl RetrievalMode {
+    /// Enhanced fan-out through a consumer named after the application.
+    pub fn fan_out() -> Self {
+        Self::FanOut {
+            consumer_name: None,
+        }
+    }
+}
+
 /// Lease, retrieval and shutdown settings. `Config::default()` has the Java KCL's defaults; the
 /// setters change one value each.
 ///
@@ -43,6 +82,7 @@ pub struct Config {
     pub(crate) max_prefetch_records: usize,
     pub(crate) max_prefetch_bytes: usize,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) retrieval_mode: RetrievalMode,
 }
 
 impl Default for Config {
@@ -63,6 +103,7 @@ impl Default for Config {
             max_prefetch_records: 30_000,
             max_prefetch_bytes: 8 * 1024 * 1024,
             shutdown_timeout: Duration::from_secs(30),
+            retrieval_mode: RetrievalMode::Polling,
         }
     }
 }
@@ -151,11 +192,18 @@ impl Config {
     }
 
     /// Bounds of each shard's prefetch queue: batches, records and bytes fetched but not yet
-    /// processed (defaults 3 batches, 30,000 records, 8 MiB, as the Java KCL).
+    /// processed (defaults 3 batches, 30,000 records, 8 MiB, as the Java KCL). With fan-out a
+    /// batch is one subscription event, and the next event is read only when the queue has room.
     pub fn max_prefetch(mut self, batches: usize, records: usize, bytes: usize) -> Self {
         self.max_prefetch_batches = batches.max(1);
         self.max_prefetch_records = records.max(1);
         self.max_prefetch_bytes = bytes.max(1);
+        self
+    }
+
+    /// How records are read: polling (default) or enhanced fan-out.
+    pub fn retrieval_mode(mut self, mode: RetrievalMode) -> Self {
+        self.retrieval_mode = mode;
         self
     }
 

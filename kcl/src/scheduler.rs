@@ -11,7 +11,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::{Config, InitialPosition, retry_backoff};
+use crate::config::{Config, InitialPosition, RetrievalMode, retry_backoff};
 use crate::lease::renewer::{HeldLeases, run_renewer};
 use crate::lease::taker::{Balance, LeaseTaker, request_handoff, take_lease};
 use crate::lease::{
@@ -19,6 +19,8 @@ use crate::lease::{
 };
 use crate::metrics;
 use crate::processor::ProcessorFactory;
+use crate::retrieval::Retrieval;
+use crate::retrieval::fan_out::StreamConsumer;
 use crate::shard::consumer::{self, ConsumerOutcome};
 use crate::shard::sync::sync_shards;
 
@@ -31,6 +33,7 @@ pub(crate) struct WorkerContext {
     pub(crate) config: Config,
     pub(crate) initial_position: InitialPosition,
     pub(crate) factory: Arc<dyn ProcessorFactory>,
+    pub(crate) retrieval: Retrieval,
 }
 
 /// A required builder setting is missing.
@@ -130,6 +133,17 @@ impl SchedulerBuilder {
         let factory = self
             .factory
             .ok_or(BuildError::Missing("processor_factory"))?;
+        let retrieval = match &self.config.retrieval_mode {
+            RetrievalMode::Polling => Retrieval::Polling,
+            RetrievalMode::FanOut { consumer_name } => {
+                let name = consumer_name.clone().unwrap_or_else(|| application.clone());
+                Retrieval::FanOut(Arc::new(StreamConsumer::new(
+                    kinesis.clone(),
+                    stream.clone(),
+                    name,
+                )))
+            }
+        };
         let store: Arc<dyn LeaseStore> = match (self.store, self.dynamodb) {
             (Some(store), _) => store,
             (None, Some(client)) => Arc::new(DynamoDbLeaseStore::new(client, application)),
@@ -147,6 +161,7 @@ impl SchedulerBuilder {
                 config: self.config,
                 initial_position: self.initial_position,
                 factory,
+                retrieval,
             }),
         })
     }
@@ -236,7 +251,7 @@ impl Worker {
     async fn initial_sync(&self, shutdown: &CancellationToken) -> bool {
         let mut backoff = retry_backoff();
         loop {
-            match self.sync().await {
+            match self.sync(true).await {
                 Ok(()) => return true,
                 Err(err) => {
                     let delay = backoff.next().unwrap_or_default();
@@ -250,13 +265,15 @@ impl Worker {
         }
     }
 
-    async fn sync(&self) -> Result<(), crate::shard::ShardSyncError> {
+    /// `starting`: this worker's first sync, which also logs which leases keep their checkpoint.
+    async fn sync(&self, starting: bool) -> Result<(), crate::shard::ShardSyncError> {
         let ctx = &self.ctx;
         let created = sync_shards(
             &ctx.kinesis,
             &ctx.stream,
             ctx.store.as_ref(),
             &ctx.initial_position,
+            starting,
         )
         .await?;
         tracing::debug!(created, "shard sync done");
@@ -278,7 +295,7 @@ impl Worker {
                 Some(done) = self.consumers.join_next_with_id() => self.consumer_done(done),
                 _ = taker_tick.tick() => self.take_round().await,
                 _ = sync_tick.tick() => {
-                    if self.is_leader() && let Err(err) = self.sync().await {
+                    if self.is_leader() && let Err(err) = self.sync(false).await {
                         tracing::warn!(%err, "shard sync failed; will retry at the next interval");
                     }
                 }

@@ -2,11 +2,13 @@
 //!
 //! 1. Throughput: records/s one worker processes from a pre-filled stream, against a bare
 //!    `GetRecords` loop over the same shards (the ceiling the broker and SDK allow).
-//! 2. Latency: put→process p50/p99 at a steady produce rate, with the Java KCL's default idle
-//!    time between empty reads (1500 ms) and with 200 ms (the Java KCL's minimum).
+//! 2. Latency: put→process p50/p99 at a steady produce rate: polling with the Java KCL's default
+//!    idle time between empty reads (1500 ms) and with 200 ms (the Java KCL's minimum), then
+//!    enhanced fan-out (`SubscribeToShard`), with the polling / fan-out ratios.
 //!
 //! ```text
 //! cargo run --release -p examples --bin kcl_bench
+//! cargo run --release -p examples --bin kcl_bench -- --latency-only
 //! ```
 
 use std::sync::Arc;
@@ -18,7 +20,8 @@ use async_trait::async_trait;
 use clap::Parser;
 use examples::{create_stream, local_clients, now_micros, percentile};
 use kcl::{
-    Config, InitialPosition, ProcessRecordsInput, ProcessorError, RecordProcessor, Scheduler,
+    Config, InitialPosition, ProcessRecordsInput, ProcessorError, RecordProcessor, RetrievalMode,
+    Scheduler,
 };
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +44,9 @@ struct Args {
     /// Seconds each latency run produces for.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Skip the throughput run.
+    #[arg(long)]
+    latency_only: bool,
 }
 
 /// Counts records and, when payloads carry a send time, put→process latencies.
@@ -78,11 +84,63 @@ async fn main() -> anyhow::Result<()> {
     let broker = local_broker::LocalBroker::builder().start().await?;
     let (kinesis, dynamodb) = local_clients(&broker.endpoint());
 
-    // 1. Throughput.
-    create_stream(&kinesis, "bench-throughput", args.shards).await?;
+    if !args.latency_only {
+        throughput(&args, &kinesis, &dynamodb).await?;
+    }
+    // 2. Latency.
+    println!();
+    println!(
+        "put→process latency ({} records/s for {}s, one worker)",
+        args.rate, args.seconds
+    );
+    let runs = [
+        (
+            "polling, idle 1500 ms",
+            "polling-1500",
+            Config::default().idle_time_between_reads(Duration::from_millis(1500)),
+        ),
+        (
+            "polling, idle  200 ms",
+            "polling-200",
+            Config::default().idle_time_between_reads(Duration::from_millis(200)),
+        ),
+        (
+            "enhanced fan-out     ",
+            "fan-out",
+            Config::default().retrieval_mode(RetrievalMode::fan_out()),
+        ),
+    ];
+    let mut results = Vec::new();
+    for (label, name, config) in runs {
+        let (p50, p99, samples) = latency(&args, &kinesis, &dynamodb, name, config).await?;
+        println!("  {label}   p50 {p50:>7.1} ms   p99 {p99:>7.1} ms   ({samples} records)");
+        results.push((p50, p99));
+    }
+    if let [slow, fast, fan_out] = results[..] {
+        println!(
+            "  ratio p50 polling 1500 ms / 200 ms     {:.2}",
+            slow.0 / fast.0
+        );
+        println!(
+            "  ratio polling 200 ms / fan-out         p50 {:.1}x   p99 {:.1}x",
+            fast.0 / fan_out.0,
+            fast.1 / fan_out.1
+        );
+    }
+    broker.shutdown().await;
+    Ok(())
+}
+
+/// Records/s one worker processes from a pre-filled stream, against a bare `GetRecords` loop.
+async fn throughput(
+    args: &Args,
+    kinesis: &aws_sdk_kinesis::Client,
+    dynamodb: &aws_sdk_dynamodb::Client,
+) -> anyhow::Result<()> {
+    create_stream(kinesis, "bench-throughput", args.shards).await?;
     let filled = Instant::now();
     put(
-        &kinesis,
+        kinesis,
         "bench-throughput",
         args.records,
         args.record_size,
@@ -96,13 +154,13 @@ async fn main() -> anyhow::Result<()> {
         args.shards,
         filled.elapsed().as_secs_f64()
     );
-    let raw = raw_read(&kinesis, "bench-throughput").await?;
+    let raw = raw_read(kinesis, "bench-throughput").await?;
     let raw_rate = raw.0 as f64 / raw.1.as_secs_f64();
     let count = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let (stop, worker) = start_worker(
-        &kinesis,
-        &dynamodb,
+        kinesis,
+        dynamodb,
         "bench-throughput",
         Config::default().idle_time_between_reads(Duration::from_millis(200)),
         &count,
@@ -134,61 +192,51 @@ async fn main() -> anyhow::Result<()> {
         kcl_time.as_secs_f64()
     );
     println!("  ratio kcl / bare       {:>9.2}", kcl_rate / raw_rate);
-
-    // 2. Latency.
-    println!();
-    println!(
-        "put→process latency ({} records/s for {}s, one worker)",
-        args.rate, args.seconds
-    );
-    let mut p50s = Vec::new();
-    for idle_ms in [1500, 200] {
-        let stream = format!("bench-latency-{idle_ms}");
-        create_stream(&kinesis, &stream, args.shards).await?;
-        let count = Arc::new(AtomicU64::new(0));
-        let latencies = Arc::new(Mutex::new(Vec::new()));
-        let config = Config::default().idle_time_between_reads(Duration::from_millis(idle_ms));
-        let (stop, worker) =
-            start_worker(&kinesis, &dynamodb, &stream, config, &count, &latencies)?;
-        // Let the worker take its leases before the clock starts.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let total = args.rate * args.seconds;
-        let batch_size = total.div_ceil(args.seconds * 10).max(1);
-        let mut sent = 0;
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        while sent < total {
-            tick.tick().await;
-            let n = batch_size.min(total - sent);
-            put(&kinesis, &stream, n, args.record_size, true).await?;
-            sent += n;
-        }
-        let waited = Instant::now();
-        while count.load(Ordering::Relaxed) < total {
-            anyhow::ensure!(
-                waited.elapsed() < Duration::from_secs(60),
-                "latency run stalled"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        stop.cancel();
-        worker.await.context("worker")??;
-        let mut samples = latencies.lock().await.clone();
-        let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
-        let (p50, p99) = (
-            ms(percentile(&mut samples, 50.0)),
-            ms(percentile(&mut samples, 99.0)),
-        );
-        p50s.push(p50);
-        println!(
-            "  idle {idle_ms:>4} ms between empty reads   p50 {p50:>7.1} ms   p99 {p99:>7.1} ms   ({} records)",
-            samples.len()
-        );
-    }
-    if let [slow, fast] = p50s[..] {
-        println!("  ratio p50 1500 ms / 200 ms   {:.2}", slow / fast);
-    }
-    broker.shutdown().await;
     Ok(())
+}
+
+/// One latency run on a fresh stream: (p50 ms, p99 ms, samples).
+async fn latency(
+    args: &Args,
+    kinesis: &aws_sdk_kinesis::Client,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    name: &str,
+    config: Config,
+) -> anyhow::Result<(f64, f64, usize)> {
+    let stream = format!("bench-latency-{name}");
+    create_stream(kinesis, &stream, args.shards).await?;
+    let count = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let (stop, worker) = start_worker(kinesis, dynamodb, &stream, config, &count, &latencies)?;
+    // Let the worker take its leases (and subscribe) before the clock starts.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let total = args.rate * args.seconds;
+    let batch_size = total.div_ceil(args.seconds * 10).max(1);
+    let mut sent = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    while sent < total {
+        tick.tick().await;
+        let n = batch_size.min(total - sent);
+        put(kinesis, &stream, n, args.record_size, true).await?;
+        sent += n;
+    }
+    let waited = Instant::now();
+    while count.load(Ordering::Relaxed) < total {
+        anyhow::ensure!(
+            waited.elapsed() < Duration::from_secs(60),
+            "latency run stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    worker.await.context("worker")??;
+    let mut samples = latencies.lock().await.clone();
+    let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+    Ok((
+        ms(percentile(&mut samples, 50.0)),
+        ms(percentile(&mut samples, 99.0)),
+        samples.len(),
+    ))
 }
 
 fn start_worker(

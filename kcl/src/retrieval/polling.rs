@@ -7,96 +7,19 @@
 //! that returned records is followed at once. Throttling and other failures back off; an expired
 //! iterator is replaced from the last record read.
 
-use std::sync::Arc;
-use std::time::SystemTime;
-
-use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
-use aws_sdk_kinesis::types::ShardIteratorType;
-use bytes::Bytes;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
 
-use super::{ChildShard, StartingPosition};
-use crate::checkpoint::SequenceNumber;
+use super::{Budget, Fetched, ShardSource, StartingPosition, describe, to_child_shard, to_records};
 use crate::config::{Config, retry_backoff};
-use crate::lease::HashKeyRange;
 use crate::metrics;
-use crate::processor::Record;
 
-/// What the publisher yields.
-#[derive(Debug)]
-pub(crate) enum Fetched {
-    Records(RecordBatch),
-    /// The shard is closed and every record was delivered.
-    ShardEnd {
-        child_shards: Vec<ChildShard>,
-    },
-}
-
-/// Records from one `GetRecords` call.
-#[derive(Debug)]
-pub(crate) struct RecordBatch {
-    pub(crate) records: Vec<Record>,
-    pub(crate) millis_behind_latest: Option<i64>,
-    pub(crate) bytes: usize,
-    /// The batch's share of the prefetch budgets, returned when the batch is dropped.
-    _budget: (OwnedSemaphorePermit, OwnedSemaphorePermit),
-}
-
-/// Where a shard's reads come from.
-#[derive(Clone)]
-pub(crate) struct ShardSource {
-    pub(crate) kinesis: Client,
-    pub(crate) stream: String,
-    pub(crate) shard_id: String,
-    pub(crate) worker_id: String,
-    /// The shard's hash key range, to drop re-sent aggregates that don't belong here.
-    pub(crate) hash_key_range: Option<HashKeyRange>,
-}
-
-/// The consumer's end of a shard's prefetch queue. Dropping it stops the reads.
-pub(crate) struct PollingPublisher {
-    batches: mpsc::Receiver<Fetched>,
-    reader: JoinHandle<()>,
-}
-
-impl Drop for PollingPublisher {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
-impl PollingPublisher {
-    pub(crate) fn start(source: ShardSource, start: StartingPosition, config: &Config) -> Self {
-        let (tx, batches) = mpsc::channel(config.max_prefetch_batches);
-        let reader = Reader {
-            source,
-            max_records: config.max_records,
-            idle: config.idle_time_between_reads,
-            records_budget: Arc::new(Semaphore::new(config.max_prefetch_records)),
-            bytes_budget: Arc::new(Semaphore::new(config.max_prefetch_bytes)),
-            max_prefetch_records: config.max_prefetch_records,
-            max_prefetch_bytes: config.max_prefetch_bytes,
-        };
-        let reader = tokio::spawn(async move { reader.read(start, tx).await });
-        Self { batches, reader }
-    }
-
-    /// The next batch, or `None` if reading stopped for good (never, short of a panic).
-    pub(crate) async fn next(&mut self) -> Option<Fetched> {
-        self.batches.recv().await
-    }
-}
-
-struct Reader {
+/// Reads one shard with `GetRecords` into its queue.
+pub(crate) struct Reader {
     source: ShardSource,
     max_records: i32,
     idle: std::time::Duration,
-    records_budget: Arc<Semaphore>,
-    bytes_budget: Arc<Semaphore>,
-    max_prefetch_records: usize,
-    max_prefetch_bytes: usize,
+    budget: Budget,
 }
 
 /// Why a call failed, as far as the reader cares.
@@ -106,7 +29,16 @@ enum ReadError {
 }
 
 impl Reader {
-    async fn read(self, start: StartingPosition, tx: mpsc::Sender<Fetched>) {
+    pub(crate) fn new(source: ShardSource, config: &Config, budget: Budget) -> Self {
+        Self {
+            source,
+            max_records: config.max_records,
+            idle: config.idle_time_between_reads,
+            budget,
+        }
+    }
+
+    pub(crate) async fn read(self, start: StartingPosition, tx: mpsc::Sender<Fetched>) {
         let shard = &self.source.shard_id;
         // Where to resume if the iterator has to be replaced.
         let mut resume = start;
@@ -143,29 +75,13 @@ impl Reader {
             if let Some(millis) = out.millis_behind_latest {
                 metrics::millis_behind_latest(&self.source.worker_id, shard, millis);
             }
-            let records: Vec<Record> = out
-                .records
-                .into_iter()
-                .filter_map(to_record)
-                .flat_map(|r| super::user_records(r, self.source.hash_key_range.as_ref()))
-                .filter(|r| resume.admits(r))
-                .collect();
+            let records = to_records(out.records, &resume, self.source.hash_key_range.as_ref());
             let got_records = !records.is_empty();
             if let Some(last) = records.last() {
                 resume =
                     StartingPosition::After(last.sequence_number.clone(), last.sub_sequence_number);
-                let bytes = records
-                    .iter()
-                    .map(|r| r.data.len() + r.partition_key.len())
-                    .sum();
-                let Some(budget) = self.reserve(records.len(), bytes).await else {
+                let Some(batch) = self.budget.batch(records, out.millis_behind_latest).await else {
                     return;
-                };
-                let batch = RecordBatch {
-                    records,
-                    millis_behind_latest: out.millis_behind_latest,
-                    bytes,
-                    _budget: budget,
                 };
                 if tx.send(Fetched::Records(batch)).await.is_err() {
                     return;
@@ -191,23 +107,6 @@ impl Reader {
         }
     }
 
-    /// Waits until the queue has room for a batch of this size. A batch larger than a whole
-    /// budget takes the whole budget.
-    async fn reserve(
-        &self,
-        records: usize,
-        bytes: usize,
-    ) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
-        let take = |budget: &Arc<Semaphore>, n: usize, max: usize| {
-            let n = u32::try_from(n.clamp(1, max)).unwrap_or(u32::MAX);
-            budget.clone().acquire_many_owned(n)
-        };
-        let records = take(&self.records_budget, records, self.max_prefetch_records).await;
-        let bytes = take(&self.bytes_budget, bytes, self.max_prefetch_bytes).await;
-        // The budgets are never closed, so this is always `Some`.
-        Some((records.ok()?, bytes.ok()?))
-    }
-
     async fn shard_iterator(&self, from: &StartingPosition) -> Result<String, String> {
         let mut req = self
             .source
@@ -215,22 +114,11 @@ impl Reader {
             .get_shard_iterator()
             .stream_name(&self.source.stream)
             .shard_id(&self.source.shard_id);
-        req = match from {
-            StartingPosition::TrimHorizon => {
-                req.shard_iterator_type(ShardIteratorType::TrimHorizon)
-            }
-            StartingPosition::Latest => req.shard_iterator_type(ShardIteratorType::Latest),
-            StartingPosition::AtTimestamp(t) => req
-                .shard_iterator_type(ShardIteratorType::AtTimestamp)
-                .timestamp(aws_smithy_types::DateTime::from(*t)),
-            StartingPosition::After(seq, 0) => req
-                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
-                .starting_sequence_number(seq.as_str()),
-            // Part of an aggregate is done: re-read it and skip the done sub-records.
-            StartingPosition::After(seq, _) => req
-                .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
-                .starting_sequence_number(seq.as_str()),
-        };
+        let (kind, sequence_number, timestamp) = from.kinesis_position();
+        req = req
+            .shard_iterator_type(kind)
+            .set_starting_sequence_number(sequence_number)
+            .set_timestamp(timestamp);
         let out = req.send().await.map_err(|e| describe(&e))?;
         out.shard_iterator()
             .map(str::to_owned)
@@ -255,45 +143,5 @@ impl Reader {
                     ReadError::Other(describe(&e))
                 }
             })
-    }
-}
-
-fn describe<E: ProvideErrorMetadata + std::fmt::Debug>(err: &E) -> String {
-    match (err.code(), err.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => format!("{err:?}"),
-    }
-}
-
-fn to_record(r: aws_sdk_kinesis::types::Record) -> Option<Record> {
-    let sequence_number: SequenceNumber = match r.sequence_number.parse() {
-        Ok(seq) => seq,
-        Err(err) => {
-            tracing::error!(%err, "skipping a record with an invalid sequence number");
-            return None;
-        }
-    };
-    Some(Record {
-        sequence_number,
-        sub_sequence_number: 0,
-        partition_key: r.partition_key.unwrap_or_default(),
-        data: Bytes::from(r.data.into_inner()),
-        approximate_arrival_timestamp: r
-            .approximate_arrival_timestamp
-            .and_then(|t| SystemTime::try_from(t).ok()),
-    })
-}
-
-fn to_child_shard(c: &aws_sdk_kinesis::types::ChildShard) -> ChildShard {
-    ChildShard {
-        shard_id: c.shard_id().to_owned(),
-        parent_shard_ids: c.parent_shards().to_vec(),
-        hash_key_range: c.hash_key_range().and_then(|r| {
-            Some(HashKeyRange {
-                starting_hash_key: r.starting_hash_key().parse().ok()?,
-                ending_hash_key: r.ending_hash_key().parse().ok()?,
-            })
-        }),
     }
 }

@@ -21,8 +21,9 @@ use crate::processor::{
     InitializationInput, LeaseLostInput, ProcessRecordsInput, ProcessorError, RecordProcessor,
     ShardEndedInput, ShutdownRequestedInput,
 };
-use crate::retrieval::polling::{Fetched, PollingPublisher, RecordBatch, ShardSource};
-use crate::retrieval::{ChildShard, StartingPosition};
+use crate::retrieval::{
+    ChildShard, Fetched, RecordBatch, RecordsPublisher, ShardSource, StartingPosition,
+};
 use crate::scheduler::WorkerContext;
 
 /// How a shard consumer ended.
@@ -96,7 +97,8 @@ impl ShardConsumer {
             worker_id: self.ctx.worker_id.clone(),
             hash_key_range: snapshot.hash_key_range.clone(),
         };
-        let mut publisher = PollingPublisher::start(source, start, &self.ctx.config);
+        let mut publisher =
+            RecordsPublisher::start(&self.ctx.retrieval, source, start, &self.ctx.config);
         loop {
             let fetched = tokio::select! {
                 biased;
