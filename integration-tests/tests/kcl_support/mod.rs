@@ -330,11 +330,22 @@ impl Fleet {
         })
     }
 
-    /// Starts a worker with any processor factory.
+    /// Starts a worker reading from TRIM_HORIZON with any processor factory.
     pub fn start_worker_with(
         &self,
         id: &str,
         config: Config,
+        factory: impl kcl::ProcessorFactory,
+    ) -> Worker {
+        self.start_worker_from(id, config, InitialPosition::TrimHorizon, factory)
+    }
+
+    /// Starts a worker with any initial position and processor factory.
+    pub fn start_worker_from(
+        &self,
+        id: &str,
+        config: Config,
+        initial_position: InitialPosition,
         factory: impl kcl::ProcessorFactory,
     ) -> Worker {
         let scheduler = Scheduler::builder()
@@ -344,7 +355,7 @@ impl Fleet {
             .kinesis_client(self.kinesis.clone())
             .dynamodb_client(self.dynamodb.clone())
             .processor_factory(factory)
-            .initial_position(InitialPosition::TrimHorizon)
+            .initial_position(initial_position)
             .config(config)
             .build()
             .expect("complete builder");

@@ -24,7 +24,9 @@ pub(crate) struct ShardInfo {
 ///   lease cleaned up).
 /// - With `LATEST`, closed shards get no lease: reading starts at the open frontier.
 /// - A shard whose parent has (or gets) a lease starts at `TRIM_HORIZON`, after its parents;
-///   any other starts at the initial position.
+///   any other starts at the initial position. With `AT_TIMESTAMP` every new lease starts at the
+///   timestamp (as in the Java KCL): a child created before the timestamp may hold records older
+///   than it, which `TRIM_HORIZON` would deliver.
 pub(crate) fn leases_to_create(
     shards: &[ShardInfo],
     existing: &HashSet<String>,
@@ -60,11 +62,7 @@ pub(crate) fn leases_to_create(
         .filter(|s| !has_descendant_lease(&s.shard_id))
         .map(|s| s.shard_id.as_str())
         .collect();
-    let initial_checkpoint = match initial {
-        InitialPosition::Latest => ExtendedSequenceNumber::Latest,
-        InitialPosition::TrimHorizon => ExtendedSequenceNumber::TrimHorizon,
-        InitialPosition::AtTimestamp(_) => ExtendedSequenceNumber::AtTimestamp,
-    };
+    let at_timestamp = matches!(initial, InitialPosition::AtTimestamp(_));
     shards
         .iter()
         .filter(|s| creating.contains(s.shard_id.as_str()))
@@ -73,10 +71,10 @@ pub(crate) fn leases_to_create(
                 .parent_shard_ids
                 .iter()
                 .any(|p| existing.contains(p) || creating.contains(p.as_str()));
-            let checkpoint = if after_parent {
+            let checkpoint = if after_parent && !at_timestamp {
                 ExtendedSequenceNumber::TrimHorizon
             } else {
-                initial_checkpoint.clone()
+                initial_checkpoint(initial)
             };
             let mut lease = Lease::new(s.shard_id.clone(), checkpoint);
             lease.parent_shard_ids = s.parent_shard_ids.clone();
@@ -84,6 +82,15 @@ pub(crate) fn leases_to_create(
             lease
         })
         .collect()
+}
+
+/// The checkpoint a new lease gets for an initial position.
+pub(crate) fn initial_checkpoint(initial: &InitialPosition) -> ExtendedSequenceNumber {
+    match initial {
+        InitialPosition::Latest => ExtendedSequenceNumber::Latest,
+        InitialPosition::TrimHorizon => ExtendedSequenceNumber::TrimHorizon,
+        InitialPosition::AtTimestamp(_) => ExtendedSequenceNumber::AtTimestamp,
+    }
 }
 
 #[cfg(test)]
@@ -146,6 +153,20 @@ mod tests {
         assert_eq!(
             created(&leases),
             vec![("s4", ExtendedSequenceNumber::TrimHorizon)]
+        );
+    }
+
+    #[test]
+    fn at_timestamp_applies_to_children_too() {
+        let at = InitialPosition::AtTimestamp(std::time::SystemTime::UNIX_EPOCH);
+        let existing: HashSet<String> = ["s2".to_owned()].into();
+        let leases = leases_to_create(&resharded(), &existing, &at);
+        assert_eq!(
+            created(&leases),
+            vec![
+                ("s3", ExtendedSequenceNumber::AtTimestamp),
+                ("s4", ExtendedSequenceNumber::AtTimestamp)
+            ]
         );
     }
 
