@@ -39,15 +39,33 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The same consumer as one function, configured by the environment (`KCL_STREAM`, ...; see
+//! [`runner`]), with logging and a Ctrl-C/SIGTERM graceful shutdown:
+//!
+//! ```no_run
+//! #[kcl::processor] // checkpoint after each batch; or checkpoint(every = N) / checkpoint(seconds = N)
+//! async fn print(record: &kcl::Record) -> Result<(), kcl::ProcessorError> {
+//!     println!("{} {:?}", record.sequence_number, record.data);
+//!     Ok(())
+//! }
+//!
+//! #[kcl::main]
+//! async fn main() -> Result<(), kcl::runner::RunError> {
+//!     kcl::run_from_env(print).await
+//! }
+//! ```
+//!
 //! | module | owns |
 //! |---|---|
-//! | [`processor`] | the [`RecordProcessor`] contract and its inputs |
+//! | [`processor`](mod@processor) | the [`RecordProcessor`] contract and its inputs |
+//! | [`handler`] | processors made from one async function, as [`#[kcl::processor]`](macro@processor) generates |
+//! | [`runner`] | running a worker from environment variables with a graceful shutdown on signals |
 //! | [`checkpoint`] | positions in a shard and the [`Checkpointer`] |
 //! | [`scheduler`] | the worker: lease taking, shard consumers, graceful shutdown |
 //! | [`config`] | tuning knobs with the Java KCL's defaults |
 //! | [`lease`] | the lease model, [`LeaseStore`](lease::LeaseStore) (DynamoDB, in-memory), renewer and taker |
 //! | [`shard`] | shard discovery, the parent/child hierarchy, the per-shard consumer |
-//! | `retrieval` | reading records (polling `GetRecords` with a bounded prefetch) |
+//! | `retrieval` | reading records into a bounded queue: polling `GetRecords`, or enhanced fan-out `SubscribeToShard` ([`RetrievalMode`]) |
 //! | [`metrics`] | metric names (the KCL's CloudWatch names) recorded via the `metrics` crate |
 //!
 //! How it differs from the Java KCL where its users hurt:
@@ -62,10 +80,12 @@
 pub mod aggregation;
 pub mod checkpoint;
 pub mod config;
+pub mod handler;
 pub mod lease;
 pub mod metrics;
 pub mod processor;
 mod retrieval;
+pub mod runner;
 pub mod scheduler;
 pub mod shard;
 
@@ -73,9 +93,12 @@ pub use checkpoint::{
     CheckpointError, Checkpointer, ExtendedSequenceNumber, PendingCheckpoint, PreparedCheckpoint,
     SequenceNumber,
 };
-pub use config::{Config, InitialPosition};
+pub use config::{Config, InitialPosition, RetrievalMode};
+pub use handler::Json;
+pub use kcl_macros::{main, processor};
 pub use processor::{
     InitializationInput, LeaseLostInput, ProcessRecordsInput, ProcessorError, ProcessorFactory,
     Record, RecordProcessor, ShardEndedInput, ShutdownRequestedInput,
 };
+pub use runner::run_from_env;
 pub use scheduler::{BuildError, Scheduler, SchedulerBuilder, SchedulerError};

@@ -9,6 +9,7 @@
 //! | `BytesProcessed` | counter | their data bytes |
 //! | `ProcessTime` | histogram | milliseconds spent in one `process_records` call |
 //! | `ProcessorErrors` | counter | failed (or panicked) processor calls, each retried |
+//! | `RecordsSkipped` | counter | records a `#[kcl::processor]` could not decode and skipped (`shard_id` only) |
 //! | `LeasesHeld` | gauge | leases this worker holds |
 //! | `LeaseTaken` | counter | leases this worker took |
 //! | `LeaseLost` | counter | leases this worker lost to another worker |
@@ -25,6 +26,8 @@ pub const BYTES_PROCESSED: &str = "BytesProcessed";
 pub const PROCESS_TIME: &str = "ProcessTime";
 /// `ProcessorErrors`.
 pub const PROCESSOR_ERRORS: &str = "ProcessorErrors";
+/// `RecordsSkipped`.
+pub const RECORDS_SKIPPED: &str = "RecordsSkipped";
 /// `LeasesHeld`.
 pub const LEASES_HELD: &str = "LeasesHeld";
 /// `LeaseTaken`.
@@ -56,6 +59,10 @@ pub(crate) fn processed(
 pub(crate) fn processor_error(worker_id: &str, shard_id: &str) {
     metrics::counter!(PROCESSOR_ERRORS, "worker_id" => worker_id.to_owned(), "shard_id" => shard_id.to_owned())
         .increment(1);
+}
+
+pub(crate) fn record_skipped(shard_id: &str) {
+    metrics::counter!(RECORDS_SKIPPED, "shard_id" => shard_id.to_owned()).increment(1);
 }
 
 pub(crate) fn leases_held(worker_id: &str, count: usize) {

@@ -1,0 +1,7 @@
+#[kcl::processor]
+fn handle(record: kcl::Record) -> Result<(), kcl::ProcessorError> {
+    let _ = record;
+    Ok(())
+}
+
+fn main() {}
