@@ -1,19 +1,29 @@
 //! A worker that dies (its task aborted: no release, no checkpoint) loses its shards to the
 //! others after the failover time; nothing is lost, and only records after its last checkpoint
-//! are processed again.
+//! are processed again — with polling and with enhanced fan-out.
 
 mod kcl_support;
 
 use std::time::Duration;
 
+use kcl::{Config, RetrievalMode};
 use kcl_support::{Fleet, assert_all_processed_in_order, seq_key, test_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_workers_shards_resume_elsewhere_after_the_failover_time() {
+    killed_worker_fails_over(test_config()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_fan_out_workers_shards_resume_elsewhere_after_the_failover_time() {
+    killed_worker_fails_over(test_config().retrieval_mode(RetrievalMode::fan_out())).await;
+}
+
+async fn killed_worker_fails_over(config: Config) {
     let fleet = Fleet::new(4).await;
     let (stop_producing, producer) = fleet.produce_continuously(10, Duration::from_millis(20));
-    let survivor = fleet.start_worker("survivor", test_config());
-    let doomed = fleet.start_worker("doomed", test_config());
+    let survivor = fleet.start_worker("survivor", config.clone());
+    let doomed = fleet.start_worker("doomed", config);
     fleet
         .wait_until(Duration::from_secs(20), "2/2 split", || async {
             fleet.owners().await.values().all(|n| *n == 2) && fleet.owners().await.len() == 2

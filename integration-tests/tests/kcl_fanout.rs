@@ -192,6 +192,17 @@ async fn two_workers_balance_and_a_graceful_stop_hands_over_without_loss_or_repe
             balanced(&fleet.owners().await, 2, 4)
         })
         .await;
+    // Owning leases is not yet processing: fan-out subscribes first. Stop w1 only once its
+    // processors run, so the graceful stop has something to checkpoint.
+    fleet
+        .wait_until(Duration::from_secs(20), "w1 processing", || async {
+            fleet
+                .log
+                .processed()
+                .iter()
+                .any(|(worker, ..)| worker == "w1")
+        })
+        .await;
 
     first.stop().await;
     fleet
