@@ -2,6 +2,8 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::http::sigv4::Credentials;
+use crate::storage::SyncMode;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +14,9 @@ pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
 
 /// AWS ends every SubscribeToShard stream after five minutes.
 pub const DEFAULT_SUBSCRIPTION_LIFETIME: Duration = Duration::from_secs(300);
+
+/// How often expired record segments are looked for and deleted (with a data directory).
+pub const RETENTION_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What every service needs to know about the broker it runs in.
 #[derive(Debug, Clone)]
@@ -31,6 +36,10 @@ pub struct BrokerConfig {
     pub auth: Option<Credentials>,
     /// Enforce per-shard throughput limits (ProvisionedThroughputExceededException) like AWS.
     pub enforce_limits: bool,
+    /// Where state is kept across restarts; `None` keeps everything in memory.
+    pub data_dir: Option<PathBuf>,
+    /// When writes reach the disk (only with a data directory).
+    pub sync: SyncMode,
 }
 
 impl Default for BrokerConfig {
@@ -43,6 +52,8 @@ impl Default for BrokerConfig {
             subscription_lifetime: DEFAULT_SUBSCRIPTION_LIFETIME,
             auth: None,
             enforce_limits: false,
+            data_dir: None,
+            sync: SyncMode::Always,
         }
     }
 }

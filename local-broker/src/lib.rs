@@ -18,17 +18,20 @@
 //! | [`http`] | routing by `X-Amz-Target`, wire protocols, AWS error encoding, validation |
 //! | [`kinesis`] | streams, shards, records, iterators, resharding |
 //! | [`dynamodb`] | tables, items, condition and update expressions |
+//! | [`storage`] | the data directory: record log, metadata log, sync modes |
 
 pub mod clock;
 pub mod config;
 pub mod dynamodb;
 pub mod http;
 pub mod kinesis;
+pub mod storage;
 pub mod tls;
 
 pub use clock::{Clock, ShiftableClock, SystemClock};
 pub use config::BrokerConfig;
 pub use http::sigv4::Credentials;
+pub use storage::SyncMode;
 pub use tls::TlsSettings;
 
 use std::net::SocketAddr;
@@ -50,6 +53,13 @@ pub enum BrokerError {
     /// The TLS certificate or key could not be loaded or generated.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The data directory could not be opened or recovered.
+    #[error("data directory {dir}: {source}")]
+    Storage {
+        dir: String,
+        #[source]
+        source: storage::StorageError,
+    },
 }
 
 /// Entry point: `LocalBroker::builder()`.
@@ -133,6 +143,20 @@ impl LocalBrokerBuilder {
         self
     }
 
+    /// Keeps streams, records, consumers, tags, policies and DynamoDB tables in `dir`, so they
+    /// survive restarts (default: in memory only). See [`storage`] for the layout.
+    pub fn data_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.config.data_dir = Some(dir.into());
+        self
+    }
+
+    /// When writes reach the disk with a data directory (default [`SyncMode::Always`]); see
+    /// [`storage`] for what each mode promises.
+    pub fn sync(mut self, mode: SyncMode) -> Self {
+        self.config.sync = mode;
+        self
+    }
+
     /// Serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of cleartext HTTP.
     pub fn tls(mut self, tls: TlsSettings) -> Self {
         self.tls = Some(tls);
@@ -151,15 +175,14 @@ impl LocalBrokerBuilder {
         let local_addr = listener
             .local_addr()
             .map_err(|source| BrokerError::Bind { addr, source })?;
-        let services = Arc::new(http::Services {
-            kinesis: kinesis::Kinesis::new(self.config.clone()),
-            dynamodb: dynamodb::DynamoDb::new(self.config.clone()),
-            auth: self.config.auth.clone(),
-            clock: Arc::clone(&self.config.clock),
-        });
+        let services = Arc::new(self.services()?);
         let tls = self.tls.as_ref().map(TlsSettings::load).transpose()?;
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
+        if services.storage.is_durable() {
+            tokio::spawn(sweep_retention(Arc::clone(&services), shutdown.clone()));
+        }
+        let storage = services.storage.clone();
         let app = http::router(services);
         let (scheme, certificate_pem) = match &tls {
             Some(tls) => ("https", Some(tls.certificate_pem.clone())),
@@ -184,7 +207,65 @@ impl LocalBrokerBuilder {
             certificate_pem,
             shutdown,
             server,
+            storage,
         })
+    }
+
+    /// The services, fresh in memory or recovered from the data directory.
+    fn services(&self) -> Result<http::Services, BrokerError> {
+        let (kinesis, dynamodb, storage) = match &self.config.data_dir {
+            None => (
+                kinesis::Kinesis::new(self.config.clone()),
+                dynamodb::DynamoDb::new(self.config.clone()),
+                storage::Storage::memory(),
+            ),
+            Some(dir) => {
+                let failed = |source| BrokerError::Storage {
+                    dir: dir.display().to_string(),
+                    source,
+                };
+                let started = std::time::Instant::now();
+                let (storage, mut recovered) =
+                    storage::Storage::open(dir, self.config.sync).map_err(failed)?;
+                let kinesis =
+                    kinesis::Kinesis::restore(self.config.clone(), storage.clone(), &mut recovered)
+                        .map_err(failed)?;
+                let dynamodb =
+                    dynamodb::DynamoDb::restore(self.config.clone(), storage.clone(), &recovered)
+                        .map_err(failed)?;
+                tracing::info!(
+                    dir = %dir.display(),
+                    sync = ?self.config.sync,
+                    elapsed = ?started.elapsed(),
+                    "recovered the data directory"
+                );
+                (kinesis, dynamodb, storage)
+            }
+        };
+        Ok(http::Services {
+            kinesis,
+            dynamodb,
+            auth: self.config.auth.clone(),
+            clock: Arc::clone(&self.config.clock),
+            storage,
+        })
+    }
+}
+
+/// Deletes record segments past retention, every [`config::RETENTION_SWEEP_INTERVAL`], so disk
+/// use stays bounded under a steady load.
+async fn sweep_retention(services: Arc<http::Services>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(config::RETENTION_SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        match services.kinesis.expire_records() {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted expired record segments"),
+            Err(err) => tracing::warn!(%err, "cannot delete expired record segments"),
+        }
     }
 }
 
@@ -241,6 +322,7 @@ pub struct RunningBroker {
     certificate_pem: Option<String>,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
+    storage: storage::Storage,
 }
 
 impl RunningBroker {
@@ -260,11 +342,13 @@ impl RunningBroker {
         self.local_addr
     }
 
-    /// Stops accepting connections, lets in-flight requests finish, and waits for the server.
+    /// Stops accepting connections, lets in-flight requests finish, waits for the server, and
+    /// flushes the data directory.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         if let Err(err) = self.server.await {
             tracing::error!(%err, "broker task ended abnormally");
         }
+        self.storage.close();
     }
 }

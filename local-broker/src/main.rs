@@ -39,6 +39,14 @@ struct Args {
     /// Without it any signature is accepted.
     #[arg(long = "credentials", value_name = "ACCESS_KEY_ID:SECRET")]
     credentials: Vec<String>,
+    /// Keep streams, records, consumers, tags, policies and DynamoDB tables in this directory
+    /// across restarts. Without it everything is in memory.
+    #[arg(long, env = "LOCAL_BROKER_DATA_DIR")]
+    data_dir: Option<std::path::PathBuf>,
+    /// With --data-dir: `always` (acknowledge writes only once fsynced; group commit),
+    /// `interval=MS` (fsync every MS milliseconds), or `never` (fsync at clean shutdown only).
+    #[arg(long, default_value = "always", requires = "data_dir")]
+    sync: local_broker::SyncMode,
     /// Write the self-signed certificate (PEM) here, for clients to trust.
     #[arg(long)]
     tls_cert_out: Option<std::path::PathBuf>,
@@ -71,6 +79,9 @@ async fn main() -> std::process::ExitCode {
     }
     if let Some(tls) = tls {
         builder = builder.tls(tls);
+    }
+    if let Some(dir) = args.data_dir {
+        builder = builder.data_dir(dir).sync(args.sync);
     }
     let broker = builder
         .host(args.host)

@@ -366,6 +366,9 @@ impl DynamoDb {
             &input.return_values_on_condition_check_failure,
         )?;
         let bytes = item_size(&item);
+        self.store
+            .write_items(&table.name, &[(&key, Some(&item))])
+            .map_err(super::storage_failure)?;
         let old = table.items.insert(key, item);
         Ok(WriteItemOutput {
             consumed_capacity: consumed(&input.return_consumed_capacity, &table.name, bytes, None),
@@ -422,6 +425,9 @@ impl DynamoDb {
         };
         let bytes = item_size(&new).max(old.map_or(0, item_size));
         let capacity = consumed(&input.return_consumed_capacity, &table.name, bytes, None);
+        self.store
+            .write_items(&table.name, &[(&primary, Some(&new))])
+            .map_err(super::storage_failure)?;
         table.items.insert(primary, new);
         Ok(WriteItemOutput {
             attributes,
@@ -456,6 +462,9 @@ impl DynamoDb {
             table.items.get(&primary),
             &input.return_values_on_condition_check_failure,
         )?;
+        self.store
+            .write_items(&table.name, &[(&primary, None)])
+            .map_err(super::storage_failure)?;
         let old = table.items.remove(&primary);
         Ok(WriteItemOutput {
             consumed_capacity: consumed(
@@ -657,6 +666,13 @@ impl DynamoDb {
         let mut capacity = Vec::new();
         for (shared, keyed) in prepared {
             let mut table = write(&shared);
+            let journal: Vec<_> = keyed
+                .iter()
+                .map(|(key, item)| (key, item.as_ref()))
+                .collect();
+            self.store
+                .write_items(&table.name, &journal)
+                .map_err(super::storage_failure)?;
             let mut bytes = 0;
             for (key, item) in keyed {
                 match item {

@@ -7,6 +7,7 @@
 //! | [`items`] | item operations: Get/Put/Update/DeleteItem, BatchGetItem, BatchWriteItem |
 //! | [`reads`] | Scan and Query, paging, parallel segments |
 //! | [`table`] | the table domain: schema, keys and their order, indexes, lifecycle |
+//! | [`store`] | what of the service is persisted, and its recovery |
 //! | [`value`] | attribute values, their validation, equality and size |
 //! | [`number`] | DynamoDB's exact 38-digit decimal numbers |
 //! | [`expression`] | condition/update/projection expressions: parser and evaluator |
@@ -31,7 +32,8 @@
 //! - Capacity is never exhausted: no throttling, `UnprocessedKeys`/`UnprocessedItems` are
 //!   always empty, and `ConsumedCapacity` is a size-based estimate.
 //! - `size()` of a string counts UTF-8 bytes (dynalite counts UTF-16 code units).
-//! - Tables and indexes are in memory; they live as long as the broker.
+//! - Tables and items are in memory; with a data directory they are also persisted ([`store`])
+//!   and survive restarts.
 
 pub mod api;
 pub mod expression;
@@ -39,6 +41,7 @@ pub mod items;
 pub mod legacy;
 pub mod number;
 pub mod reads;
+pub mod store;
 pub mod table;
 pub mod tables;
 pub mod value;
@@ -59,6 +62,25 @@ type SharedTable = Arc<RwLock<Table>>;
 pub struct DynamoDb {
     config: BrokerConfig,
     tables: RwLock<BTreeMap<String, SharedTable>>,
+    store: store::TableStore,
+}
+
+/// Table operations whose changes are persisted after them.
+const TABLE_WRITES: [&str; 7] = [
+    "CreateTable",
+    "UpdateTable",
+    "DeleteTable",
+    "UpdateContinuousBackups",
+    "UpdateTimeToLive",
+    "TagResource",
+    "UntagResource",
+];
+
+/// An item or table write could not be stored: it was not applied (items) or is not durable
+/// (tables); the client may retry.
+fn storage_failure(err: crate::storage::StorageError) -> ApiError {
+    tracing::error!(%err, "cannot write DynamoDB state to the data directory");
+    ApiError::internal("The change could not be stored.")
 }
 
 /// Reads through a lock. A panic while holding it cannot leave a table half-written (writes
@@ -115,11 +137,33 @@ impl DynamoDb {
         Self {
             config,
             tables: RwLock::new(BTreeMap::new()),
+            store: store::TableStore::default(),
         }
     }
 
-    /// Runs one operation.
+    /// The service as a data directory left it.
+    pub fn restore(
+        config: BrokerConfig,
+        storage: crate::storage::Storage,
+        recovered: &crate::storage::Recovered,
+    ) -> Result<Self, crate::storage::StorageError> {
+        Ok(Self {
+            config,
+            tables: RwLock::new(store::restore(&recovered.meta)?),
+            store: store::TableStore::new(storage, &recovered.meta),
+        })
+    }
+
+    /// Runs one operation; table operations persist the table state they changed.
     pub fn dispatch(&self, operation: &str, wire: &Wire) -> ApiResult<Bytes> {
+        let reply = self.run(operation, wire)?;
+        if TABLE_WRITES.contains(&operation) {
+            self.store.persist(&self.tables).map_err(storage_failure)?;
+        }
+        Ok(reply)
+    }
+
+    fn run(&self, operation: &str, wire: &Wire) -> ApiResult<Bytes> {
         match operation {
             "CreateTable" => wire.encode(&self.create_table(wire.decode()?)?),
             "DescribeTable" => wire.encode(&self.describe_table(wire.decode()?)?),

@@ -23,7 +23,7 @@ const MAX_HASH_KEY_BYTES: usize = 2048;
 const MAX_RANGE_KEY_BYTES: usize = 1024;
 
 /// The type of a key attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ScalarType {
     S,
     N,
@@ -115,14 +115,14 @@ impl KeyValue {
 pub type PrimaryKey = (KeyValue, Option<KeyValue>);
 
 /// One key attribute of a schema.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyAttribute {
     pub name: String,
     pub ty: ScalarType,
 }
 
 /// A table's or index's key schema.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeySchema {
     pub hash: KeyAttribute,
     pub range: Option<KeyAttribute>,
@@ -251,7 +251,7 @@ fn empty_kind(ty: ScalarType) -> &'static str {
 }
 
 /// Which attributes an index copies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Projection {
     All,
     KeysOnly,
@@ -270,14 +270,14 @@ impl Projection {
 }
 
 /// Provisioned read and write capacity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Throughput {
     pub read: i64,
     pub write: i64,
 }
 
 /// A global or local secondary index.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Index {
     pub name: String,
     pub key_schema: KeySchema,
@@ -321,14 +321,14 @@ impl Index {
 }
 
 /// How the table is billed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Billing {
     PayPerRequest,
     Provisioned(Throughput),
 }
 
 /// Time-to-live settings (recorded and reported; items do not expire).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TimeToLive {
     pub attribute: String,
     pub enabled: bool,

@@ -9,6 +9,7 @@ pub mod validation;
 
 use crate::dynamodb::DynamoDb;
 use crate::kinesis::Kinesis;
+use crate::storage;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
@@ -30,6 +31,8 @@ pub struct Services {
     /// When set, every request must be signed (SigV4) by one of these credentials.
     pub auth: Option<sigv4::Credentials>,
     pub clock: Arc<dyn crate::clock::Clock>,
+    /// Where writes go; the handler waits on it before acknowledging them.
+    pub storage: crate::storage::Storage,
 }
 
 /// What an operation answers: a body, or an event stream that is pushed until it ends.
@@ -113,14 +116,27 @@ async fn handle(State(services): State<Arc<Services>>, request: http::Request<Bo
                     return error_response(Some(service), protocol, &request_id, &target, err);
                 }
                 let wire = Wire { protocol, body };
-                let span = tracing::debug_span!("request", %target, %request_id);
-                let _enter = span.enter();
-                match service {
-                    Service::Kinesis => services.kinesis.dispatch(operation, &wire),
-                    Service::DynamoDb => services
-                        .dynamodb
-                        .dispatch(operation, &wire)
-                        .map(Reply::Body),
+                let (outcome, mark) = {
+                    let span = tracing::debug_span!("request", %target, %request_id);
+                    let _enter = span.enter();
+                    // Operations run synchronously on this thread; the write mark tells what
+                    // they wrote, and so what must be durable before answering.
+                    storage::write_mark::take();
+                    let outcome = match service {
+                        Service::Kinesis => services.kinesis.dispatch(operation, &wire),
+                        Service::DynamoDb => services
+                            .dynamodb
+                            .dispatch(operation, &wire)
+                            .map(Reply::Body),
+                    };
+                    (outcome, storage::write_mark::take())
+                };
+                match services.storage.durable(mark).await {
+                    Ok(()) => outcome,
+                    Err(err) => {
+                        tracing::error!(%err, %target, "write not durable; answering InternalFailure");
+                        Err(ApiError::internal("The change could not be made durable."))
+                    }
                 }
             }
         },

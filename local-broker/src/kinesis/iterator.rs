@@ -41,6 +41,11 @@ impl IteratorCodec {
         }
     }
 
+    /// A codec with a persisted secret, so iterators stay valid across restarts.
+    pub fn with_key(key: [u8; 32]) -> Self {
+        Self { key }
+    }
+
     fn mac(&self, payload: &[u8]) -> [u8; MAC_LEN] {
         // HMAC accepts keys of any length, so construction cannot fail.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)

@@ -9,6 +9,7 @@
 //! | `fanout` | consumers and SubscribeToShard event streams |
 //! | [`stream`], [`shard`] | the domain: routing, resharding, the record log |
 //! | [`hash`], [`sequence`], [`iterator`] | hash keys, sequence numbers, iterator tokens |
+//! | [`store`] | what of the service is persisted, and its recovery |
 //!
 //! Queues and channels (2026 API) are not served yet: they answer `UnknownOperationException`,
 //! never a fake success.
@@ -24,6 +25,7 @@ mod listing;
 mod records;
 pub mod sequence;
 pub mod shard;
+pub mod store;
 pub mod stream;
 
 use crate::config::BrokerConfig;
@@ -31,6 +33,7 @@ use crate::http::Reply;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::protocol::Wire;
 use crate::http::validation::Validator;
+use crate::storage::{Recovered, Storage, StorageError};
 use api::StreamAddress;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -48,10 +51,40 @@ pub struct Kinesis {
     iterators: iterator::IteratorCodec,
     account: Mutex<control::AccountSettings>,
     subscriptions: fanout::Subscriptions,
+    /// Where records go (nowhere in memory mode).
+    storage: Storage,
+    store: Arc<store::StreamStore>,
 }
 
+/// Operations that change stream metadata, which is persisted after them.
+const CONTROL_WRITES: [&str; 23] = [
+    "CreateStream",
+    "DeleteStream",
+    "SplitShard",
+    "MergeShards",
+    "UpdateShardCount",
+    "IncreaseStreamRetentionPeriod",
+    "DecreaseStreamRetentionPeriod",
+    "AddTagsToStream",
+    "RemoveTagsFromStream",
+    "TagResource",
+    "UntagResource",
+    "StartStreamEncryption",
+    "StopStreamEncryption",
+    "EnableEnhancedMonitoring",
+    "DisableEnhancedMonitoring",
+    "UpdateStreamMode",
+    "PutResourcePolicy",
+    "DeleteResourcePolicy",
+    "UpdateMaxRecordSize",
+    "UpdateStreamWarmThroughput",
+    "UpdateStreamRecordDistributionStrategy",
+    "RegisterStreamConsumer",
+    "DeregisterStreamConsumer",
+];
+
 impl Kinesis {
-    /// A service with no streams.
+    /// A service with no streams, in memory.
     pub fn new(config: BrokerConfig) -> Self {
         Self {
             config,
@@ -59,11 +92,57 @@ impl Kinesis {
             iterators: iterator::IteratorCodec::new(),
             account: Mutex::new(control::AccountSettings::default()),
             subscriptions: fanout::Subscriptions::default(),
+            storage: Storage::memory(),
+            store: Arc::default(),
         }
     }
 
-    /// Runs one operation.
+    /// The service as a data directory left it.
+    pub fn restore(
+        config: BrokerConfig,
+        storage: Storage,
+        recovered: &mut Recovered,
+    ) -> Result<Self, StorageError> {
+        let batches = std::mem::take(&mut recovered.batches);
+        let now = config.clock.now_millis();
+        let streams = store::restore(&recovered.meta, batches, now)?;
+        Ok(Self {
+            config,
+            streams: Arc::new(RwLock::new(streams)),
+            iterators: iterator::IteratorCodec::with_key(recovered.iterator_key),
+            account: Mutex::new(control::AccountSettings::default()),
+            subscriptions: fanout::Subscriptions::default(),
+            store: Arc::new(store::StreamStore::new(storage.clone(), &recovered.meta)),
+            storage,
+        })
+    }
+
+    /// Deletes record segments that only hold records past every stream's retention.
+    pub fn expire_records(&self) -> Result<usize, StorageError> {
+        let longest = self
+            .streams
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|s| s.meta().retention_ms())
+            .max()
+            .unwrap_or(i64::from(stream::DEFAULT_RETENTION_HOURS) * 3_600_000);
+        self.storage.expire_records(self.now() - longest)
+    }
+
+    /// Runs one operation; control operations persist the stream state they changed.
     pub fn dispatch(&self, operation: &str, wire: &Wire) -> ApiResult<Reply> {
+        let reply = self.run(operation, wire)?;
+        if CONTROL_WRITES.contains(&operation) {
+            self.store.persist(&self.streams).map_err(|err| {
+                tracing::error!(%err, operation, "cannot persist stream metadata");
+                ApiError::internal("The change could not be stored.")
+            })?;
+        }
+        Ok(reply)
+    }
+
+    fn run(&self, operation: &str, wire: &Wire) -> ApiResult<Reply> {
         macro_rules! route {
             ($($name:literal => $handler:ident),* $(,)?) => {
                 match operation {
@@ -230,9 +309,13 @@ impl Kinesis {
         match runtime {
             Ok(runtime) if !delay.is_zero() => {
                 let stream = Arc::clone(stream);
+                let (store, streams) = (Arc::clone(&self.store), Arc::clone(&self.streams));
                 runtime.spawn(async move {
                     tokio::time::sleep(delay).await;
                     change(&mut stream.meta_mut());
+                    if let Err(err) = store.persist(&streams) {
+                        tracing::error!(%err, stream = %stream.name, "cannot persist stream metadata");
+                    }
                 });
             }
             _ => change(&mut stream.meta_mut()),

@@ -114,6 +114,12 @@ fn entry(
     })
 }
 
+/// A record log write failed: the records were not appended; the client may retry.
+fn storage_failure(err: crate::storage::StorageError) -> ApiError {
+    tracing::error!(%err, "cannot write records to the data directory");
+    ApiError::internal("The records could not be stored.")
+}
+
 fn encryption_type(meta: &StreamMeta) -> &'static str {
     if meta.encryption_key.is_some() {
         "KMS"
@@ -158,12 +164,16 @@ impl Kinesis {
         {
             return Err(self.throughput_exceeded(&stream, shard));
         }
-        let counters = shard.append(
-            self.now(),
-            meta.retention_ms(),
-            [(entry.partition_key, entry.data)],
-            meta.encryption_key.is_some(),
-        );
+        let counters = shard
+            .append(
+                self.now(),
+                meta.retention_ms(),
+                vec![(entry.partition_key, entry.data)],
+                meta.encryption_key.is_some(),
+                &self.storage,
+                &stream.name,
+            )
+            .map_err(storage_failure)?;
         let counter = counters
             .first()
             .copied()
@@ -246,12 +256,18 @@ impl Kinesis {
                 mine
             };
             let indices: Vec<usize> = mine.iter().map(|(i, _)| *i).collect();
-            let counters = shard.append(
-                now,
-                retention_ms,
-                mine.into_iter().map(|(_, e)| (e.partition_key, e.data)),
-                encrypted,
-            );
+            let counters = shard
+                .append(
+                    now,
+                    retention_ms,
+                    mine.into_iter()
+                        .map(|(_, e)| (e.partition_key, e.data))
+                        .collect(),
+                    encrypted,
+                    &self.storage,
+                    &stream.name,
+                )
+                .map_err(storage_failure)?;
             for (i, counter) in indices.into_iter().zip(counters) {
                 results[i] = Some(PutRecordsResultEntry {
                     sequence_number: Some(shard.sequence_number(counter).to_string()),

@@ -7,6 +7,7 @@
 use super::hash::HashRange;
 use super::limits::ShardLimits;
 use super::sequence::SequenceNumber;
+use crate::storage::{Storage, StorageError};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
@@ -125,20 +126,29 @@ impl Shard {
         }
     }
 
-    /// Appends records; returns their counters. The caller checked the shard is open while holding
-    /// the stream's routing lock, so no append can race a close.
+    /// Appends records of stream `stream`; returns their counters. The caller checked the shard
+    /// is open while holding the stream's routing lock, so no append can race a close. With a
+    /// data directory the batch is written to the record log first, under this shard's lock, so
+    /// the log holds each shard's records in counter order and a failed write changes nothing.
     pub fn append(
         &self,
         now_ms: i64,
         retention_ms: i64,
-        entries: impl IntoIterator<Item = (String, Bytes)>,
+        entries: Vec<(String, Bytes)>,
         encrypted: bool,
-    ) -> Vec<u64> {
+        storage: &Storage,
+        stream: &str,
+    ) -> Result<Vec<u64>, StorageError> {
         let mut log = self.log();
         let arrival = now_ms.max(log.last_arrival_ms);
+        if storage.is_durable() {
+            let body =
+                super::store::encode_batch(stream, self, log.next_counter, encrypted, &entries);
+            storage.append_records(arrival, &body)?;
+        }
         log.last_arrival_ms = arrival;
         log.trim(now_ms - retention_ms);
-        let mut counters = Vec::new();
+        let mut counters = Vec::with_capacity(entries.len());
         for (partition_key, data) in entries {
             let counter = log.next_counter;
             log.next_counter += 1;
@@ -154,7 +164,43 @@ impl Shard {
         let next = log.next_counter;
         drop(log);
         self.changed.send_replace(next);
-        counters
+        Ok(counters)
+    }
+
+    /// Brings a new shard to its persisted state; its records follow through
+    /// [`Shard::restore_batch`].
+    pub fn restore_state(&self, next_counter: u64, closed: Option<Closed>, children: Vec<String>) {
+        let mut log = self.log();
+        log.next_counter = log.next_counter.max(next_counter);
+        log.closed = closed;
+        log.children = children;
+    }
+
+    /// Replays one batch from the record log. Counters only ever move forward, so the shard's
+    /// next counter ends past everything it ever acknowledged.
+    pub fn restore_batch(
+        &self,
+        first_counter: u64,
+        arrival_ms: i64,
+        encrypted: bool,
+        records: Vec<(String, Bytes)>,
+    ) {
+        let mut log = self.log();
+        for (i, (partition_key, data)) in records.into_iter().enumerate() {
+            let counter = first_counter + i as u64;
+            if log.records.back().is_some_and(|r| r.counter >= counter) {
+                continue;
+            }
+            log.records.push_back(StoredRecord {
+                counter,
+                arrival_ms,
+                partition_key,
+                data,
+                encrypted,
+            });
+            log.next_counter = log.next_counter.max(counter + 1);
+        }
+        log.last_arrival_ms = log.last_arrival_ms.max(arrival_ms);
     }
 
     /// Closes the shard (split or merge), naming its children.
@@ -292,12 +338,18 @@ mod tests {
     }
 
     fn put(shard: &Shard, now: i64, n: usize) -> Vec<u64> {
-        shard.append(
-            now,
-            24 * 3_600_000,
-            (0..n).map(|i| (format!("k{i}"), Bytes::from(vec![0u8; 10]))),
-            false,
-        )
+        shard
+            .append(
+                now,
+                24 * 3_600_000,
+                (0..n)
+                    .map(|i| (format!("k{i}"), Bytes::from(vec![0u8; 10])))
+                    .collect(),
+                false,
+                &Storage::memory(),
+                "s",
+            )
+            .unwrap()
     }
 
     #[test]

@@ -80,7 +80,8 @@ pub struct StreamMeta {
     pub policy: Option<String>,
     /// Registered enhanced fan-out consumers, by name.
     pub consumers: BTreeMap<String, Consumer>,
-    next_shard_index: u32,
+    /// Index the next new shard gets.
+    pub(crate) next_shard_index: u32,
 }
 
 /// A stream.
@@ -140,6 +141,23 @@ impl Stream {
                 policy: None,
                 consumers: BTreeMap::new(),
             }),
+        }
+    }
+
+    /// A stream as it was persisted.
+    pub fn restore(
+        name: String,
+        arn: String,
+        id: String,
+        created_ms: i64,
+        meta: StreamMeta,
+    ) -> Self {
+        Self {
+            name,
+            arn,
+            id,
+            created_ms,
+            meta: RwLock::new(meta),
         }
     }
 

@@ -1,0 +1,384 @@
+//! Durable storage: the data directory, its files, and when writes reach the disk.
+//!
+//! [`Storage`] is the one abstraction both modes share. In memory (the default, and what tests
+//! use) it holds nothing and every call is a no-op, so the in-memory hot path pays one branch.
+//! With a data directory it keeps:
+//!
+//! | file | holds |
+//! |---|---|
+//! | `records/*.seg` | every shard's records, one shared append-only log ([`log`]) |
+//! | `meta.log`, `meta.snapshot` | stream and DynamoDB state as a key → value map ([`kv`]) |
+//! | `iterator.key` | the secret that signs shard iterators, so iterators survive restarts |
+//!
+//! This module knows nothing of Kinesis or DynamoDB: it stores opaque record batches and
+//! metadata values; the services own their encodings (`kinesis::store`, `dynamodb::store`).
+//!
+//! # Sync modes
+//! - [`SyncMode::Always`]: a write is acknowledged only after it is on disk (fsync). One syncer
+//!   thread flushes whatever was written while its previous fsync ran, so concurrent writers
+//!   share fsyncs (group commit). `kill -9` or power loss loses nothing acknowledged.
+//! - [`SyncMode::Interval`]: acknowledged once the OS has it; fsynced at least every interval.
+//!   `kill -9` loses nothing (the OS page cache survives the process); power loss or a kernel
+//!   crash loses at most the last interval.
+//! - [`SyncMode::Never`]: acknowledged once the OS has it; fsynced only at clean shutdown. `kill
+//!   -9` loses nothing; power loss loses whatever the OS had not yet written back.
+//!
+//! In every mode, a torn write is detected by its checksum on restart and cut off, so the data
+//! directory always loads.
+
+pub mod frame;
+mod kv;
+mod log;
+
+pub use kv::Change;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// When acknowledged writes reach the disk; see the module docs for what each mode promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// fsync before acknowledging, with group commit.
+    Always,
+    /// fsync in the background at this interval.
+    Interval(Duration),
+    /// fsync only at clean shutdown.
+    Never,
+}
+
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+
+    /// `always`, `never`, or `interval=MS`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "always" => Ok(SyncMode::Always),
+            "never" => Ok(SyncMode::Never),
+            _ => text
+                .strip_prefix("interval=")
+                .and_then(|ms| ms.parse().ok())
+                .filter(|ms| *ms > 0)
+                .map(|ms| SyncMode::Interval(Duration::from_millis(ms)))
+                .ok_or_else(|| format!("expected always, never or interval=MS, got {text:?}")),
+        }
+    }
+}
+
+/// Why storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file holds something this broker did not write.
+    #[error("corrupt data directory: {0}")]
+    Corrupt(String),
+    /// An fsync failed; nothing written since can be promised durable.
+    #[error("fsync failed: {0}")]
+    SyncFailed(String),
+}
+
+/// What a data directory held when it was opened.
+pub struct Recovered {
+    /// The metadata map.
+    pub meta: BTreeMap<String, Vec<u8>>,
+    /// Every record batch body with its arrival time, oldest first.
+    pub batches: Vec<(i64, Vec<u8>)>,
+    /// The iterator-signing secret.
+    pub iterator_key: [u8; 32],
+}
+
+/// Memory (no data directory) or a data directory; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Storage {
+    disk: Option<Arc<Disk>>,
+}
+
+/// How far writes have been made durable.
+#[derive(Debug, Clone, Default)]
+struct Synced {
+    upto: u64,
+    failed: Option<String>,
+}
+
+struct Progress {
+    /// Writes handed to the OS so far; write `n` is durable once `synced >= n`.
+    written: u64,
+}
+
+struct Disk {
+    dir: PathBuf,
+    mode: SyncMode,
+    records: Mutex<log::RecordLog>,
+    meta: Mutex<kv::MetaLog>,
+    progress: Mutex<Progress>,
+    wake: Condvar,
+    synced: watch::Sender<Synced>,
+    stop: AtomicBool,
+    syncer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every holder leaves the guarded state consistent (files are appended whole or not at all).
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// fsyncs a directory so renames and new files in it survive a crash.
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| StorageError::Io {
+            context: format!("sync directory {}", dir.display()),
+            source,
+        })
+}
+
+/// The write mark of the request running on this thread: the highest write it made. Requests run
+/// synchronously on one thread between the HTTP layer's [`write_mark::take`] calls, so the HTTP
+/// layer learns what to wait for without threading a handle through every operation.
+pub mod write_mark {
+    use std::cell::Cell;
+
+    thread_local! {
+        static MARK: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub(super) fn note(mark: u64) {
+        MARK.with(|m| m.set(m.get().max(mark)));
+    }
+
+    /// The highest write made on this thread since the last call (0 if none), and resets it.
+    pub fn take() -> u64 {
+        MARK.with(|m| m.replace(0))
+    }
+}
+
+impl Storage {
+    /// In-memory: nothing is kept.
+    pub fn memory() -> Self {
+        Self::default()
+    }
+
+    /// Opens (or creates) a data directory, recovering what it holds.
+    pub fn open(dir: &Path, mode: SyncMode) -> Result<(Self, Recovered), StorageError> {
+        let io = |context: String| move |source| StorageError::Io { context, source };
+        std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+        let iterator_key = load_or_create_key(dir)?;
+        let (meta, map) = kv::MetaLog::open(dir)?;
+        let mut batches = Vec::new();
+        let records = log::RecordLog::open(&dir.join("records"), |arrival, body| {
+            batches.push((arrival, body.to_vec()));
+            Ok(())
+        })?;
+        let disk = Arc::new(Disk {
+            dir: dir.to_owned(),
+            mode,
+            records: Mutex::new(records),
+            meta: Mutex::new(meta),
+            progress: Mutex::new(Progress { written: 0 }),
+            wake: Condvar::new(),
+            synced: watch::Sender::new(Synced::default()),
+            stop: AtomicBool::new(false),
+            syncer: Mutex::new(None),
+        });
+        if mode != SyncMode::Never {
+            let syncing = Arc::clone(&disk);
+            let handle = std::thread::Builder::new()
+                .name("storage-sync".into())
+                .spawn(move || syncing.run_syncer())
+                .map_err(io("start the storage sync thread".into()))?;
+            *lock(&disk.syncer) = Some(handle);
+        }
+        Ok((
+            Self { disk: Some(disk) },
+            Recovered {
+                meta: map,
+                batches,
+                iterator_key,
+            },
+        ))
+    }
+
+    /// Whether anything is kept on disk.
+    pub fn is_durable(&self) -> bool {
+        self.disk.is_some()
+    }
+
+    /// Appends a record batch. Call it under the shard's lock so the log keeps each shard's
+    /// records in sequence order.
+    pub fn append_records(&self, arrival_ms: i64, body: &[u8]) -> Result<(), StorageError> {
+        let Some(disk) = &self.disk else {
+            return Ok(());
+        };
+        lock(&disk.records).append(arrival_ms, body)?;
+        disk.wrote();
+        Ok(())
+    }
+
+    /// Applies metadata changes (one atomic write).
+    pub fn write_meta(&self, changes: &[Change<'_>]) -> Result<(), StorageError> {
+        let Some(disk) = &self.disk else {
+            return Ok(());
+        };
+        lock(&disk.meta).write(changes)?;
+        disk.wrote();
+        Ok(())
+    }
+
+    /// Deletes record segments whose records all arrived before `horizon_ms`.
+    pub fn expire_records(&self, horizon_ms: i64) -> Result<usize, StorageError> {
+        match &self.disk {
+            Some(disk) => lock(&disk.records).expire(horizon_ms),
+            None => Ok(0),
+        }
+    }
+
+    /// Waits until write `mark` (from [`write_mark::take`]) is as durable as the sync mode
+    /// promises before acknowledging: on disk in `always` mode, at once otherwise.
+    pub async fn durable(&self, mark: u64) -> Result<(), StorageError> {
+        let Some(disk) = &self.disk else {
+            return Ok(());
+        };
+        if mark == 0 || disk.mode != SyncMode::Always {
+            return Ok(());
+        }
+        let mut synced = disk.synced.subscribe();
+        let state = synced
+            .wait_for(|s| s.upto >= mark || s.failed.is_some())
+            .await
+            .map_err(|_| StorageError::SyncFailed("storage closed".into()))?;
+        match &state.failed {
+            Some(reason) => Err(StorageError::SyncFailed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes everything to disk and stops the syncer (clean shutdown).
+    pub fn close(&self) {
+        if let Some(disk) = &self.disk {
+            disk.stop.store(true, Ordering::SeqCst);
+            disk.wake.notify_all();
+            if let Some(handle) = lock(&disk.syncer).take()
+                && handle.join().is_err()
+            {
+                tracing::error!("storage sync thread panicked");
+            }
+            if let Err(err) = disk.sync_files() {
+                tracing::error!(%err, dir = %disk.dir.display(), "final fsync failed");
+            }
+        }
+    }
+}
+
+impl Disk {
+    /// Records that a write reached the OS and lets the syncer and the request know.
+    fn wrote(&self) {
+        let mark = {
+            let mut progress = lock(&self.progress);
+            progress.written += 1;
+            progress.written
+        };
+        write_mark::note(mark);
+        if self.mode == SyncMode::Always {
+            self.wake.notify_one();
+        }
+    }
+
+    fn sync_files(&self) -> Result<(), StorageError> {
+        // Clone the handles and release the locks: appends continue while the fsync runs, and
+        // become the next commit group.
+        let records = lock(&self.records).file();
+        let meta = lock(&self.meta).file();
+        for file in [records, meta] {
+            file.sync_data().map_err(|source| StorageError::Io {
+                context: "fsync".into(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The group-commit loop: waits for writes (or the interval), fsyncs, publishes progress.
+    fn run_syncer(&self) {
+        let mut synced = 0;
+        loop {
+            let target = {
+                let mut progress = lock(&self.progress);
+                match self.mode {
+                    SyncMode::Interval(every) => {
+                        progress = self
+                            .wake
+                            .wait_timeout(progress, every)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0;
+                    }
+                    _ => {
+                        while progress.written == synced && !self.stop.load(Ordering::SeqCst) {
+                            progress = self
+                                .wake
+                                .wait(progress)
+                                .unwrap_or_else(PoisonError::into_inner);
+                        }
+                    }
+                }
+                progress.written
+            };
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            if target == synced {
+                continue;
+            }
+            match self.sync_files() {
+                Ok(()) => {
+                    synced = target;
+                    self.synced.send_modify(|s| s.upto = target);
+                }
+                Err(err) => {
+                    tracing::error!(%err, "fsync failed; writes can no longer be acknowledged");
+                    self.synced
+                        .send_modify(|s| s.failed = Some(err.to_string()));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake.notify_all();
+    }
+}
+
+/// The iterator secret: read from `iterator.key`, or generated and written atomically.
+fn load_or_create_key(dir: &Path) -> Result<[u8; 32], StorageError> {
+    let path = dir.join("iterator.key");
+    let io = |context: String| move |source| StorageError::Io { context, source };
+    match std::fs::read(&path) {
+        Ok(bytes) => bytes
+            .try_into()
+            .map_err(|_| StorageError::Corrupt(format!("{} is not 32 bytes", path.display()))),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::random();
+            let tmp = dir.join("iterator.key.tmp");
+            std::fs::write(&tmp, key)
+                .and_then(|()| File::open(&tmp)?.sync_all())
+                .map_err(io(format!("write {}", tmp.display())))?;
+            std::fs::rename(&tmp, &path).map_err(io(format!("rename {}", tmp.display())))?;
+            sync_dir(dir)?;
+            Ok(key)
+        }
+        Err(err) => Err(io(format!("read {}", path.display()))(err)),
+    }
+}
