@@ -1,6 +1,7 @@
 //! Read-only views: ListStreams, ListShards, DescribeStream, DescribeStreamSummary.
 
 use super::api::*;
+use super::records::encryption_type;
 use super::shard::Shard;
 use super::stream::{Stream, StreamMeta};
 use super::{Kinesis, validate_shard_id, validate_stream_name};
@@ -104,11 +105,7 @@ impl Kinesis {
                 retention_period_hours: meta.retention_hours,
                 stream_creation_timestamp: Timestamp(stream.created_ms),
                 enhanced_monitoring: enhanced_monitoring(&meta),
-                encryption_type: if meta.encryption_key.is_some() {
-                    "KMS"
-                } else {
-                    "NONE"
-                },
+                encryption_type: encryption_type(meta.encryption_key.is_some()),
                 key_id: meta.encryption_key.clone(),
             },
         })
@@ -132,11 +129,7 @@ impl Kinesis {
                 retention_period_hours: meta.retention_hours,
                 stream_creation_timestamp: Timestamp(stream.created_ms),
                 enhanced_monitoring: enhanced_monitoring(&meta),
-                encryption_type: if meta.encryption_key.is_some() {
-                    "KMS"
-                } else {
-                    "NONE"
-                },
+                encryption_type: encryption_type(meta.encryption_key.is_some()),
                 key_id: meta.encryption_key.clone(),
                 open_shard_count: meta.open.len(),
                 consumer_count: meta.consumers.len(),

@@ -120,12 +120,9 @@ fn storage_failure(err: crate::storage::StorageError) -> ApiError {
     ApiError::internal("The records could not be stored.")
 }
 
-fn encryption_type(meta: &StreamMeta) -> &'static str {
-    if meta.encryption_key.is_some() {
-        "KMS"
-    } else {
-        "NONE"
-    }
+/// The wire name of a stream's or record's server-side encryption.
+pub(super) fn encryption_type(encrypted: bool) -> &'static str {
+    if encrypted { "KMS" } else { "NONE" }
 }
 
 impl Kinesis {
@@ -181,7 +178,7 @@ impl Kinesis {
         Ok(PutRecordOutput {
             shard_id: shard.id.clone(),
             sequence_number: shard.sequence_number(counter).to_string(),
-            encryption_type: encryption_type(&meta),
+            encryption_type: encryption_type(meta.encryption_key.is_some()),
         })
     }
 
@@ -285,7 +282,7 @@ impl Kinesis {
         Ok(PutRecordsOutput {
             failed_record_count,
             records,
-            encryption_type: encryption_type(&meta),
+            encryption_type: encryption_type(meta.encryption_key.is_some()),
         })
     }
 
@@ -497,7 +494,7 @@ pub(super) fn record_out(shard: &Shard, record: StoredRecord) -> RecordOut {
         approximate_arrival_timestamp: Timestamp(record.arrival_ms),
         data: Blob(record.data),
         partition_key: record.partition_key,
-        encryption_type: if record.encrypted { "KMS" } else { "NONE" },
+        encryption_type: encryption_type(record.encrypted),
     }
 }
 
