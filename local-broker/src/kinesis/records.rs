@@ -11,6 +11,7 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::protocol::{Blob, Timestamp};
 use crate::http::validation::Validator;
 use bytes::Bytes;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Most records one PutRecords call may carry.
@@ -31,6 +32,9 @@ const ITERATOR_TYPES: [&str; 5] = [
     "LATEST",
     "AT_TIMESTAMP",
 ];
+
+/// A shard and the entries of one PutRecords call bound for it, with their request positions.
+type ShardBatch = (Arc<Shard>, Vec<(usize, Entry)>);
 
 /// One record to append, validated.
 struct Entry {
@@ -221,17 +225,20 @@ impl Kinesis {
         let mut results: Vec<Option<PutRecordsResultEntry>> = std::iter::repeat_with(|| None)
             .take(entries.len())
             .collect();
-        // One lock acquisition per shard, records in request order within each shard.
-        let mut pending: Vec<(usize, Entry)> = entries.into_iter().enumerate().collect();
+        // One pass buckets the entries by shard, keeping request order within each shard, so
+        // each shard's lock is taken once.
+        let mut by_shard: BTreeMap<u32, ShardBatch> = BTreeMap::new();
+        for ((i, entry), shard) in entries.into_iter().enumerate().zip(targets) {
+            by_shard
+                .entry(shard.index)
+                .or_insert_with(|| (shard, Vec::new()))
+                .1
+                .push((i, entry));
+        }
         let now = self.now();
         let retention_ms = meta.retention_ms();
         let encrypted = meta.encryption_key.is_some();
-        while let Some((first, _)) = pending.first() {
-            let shard = Arc::clone(&targets[*first]);
-            let (mine, rest): (Vec<_>, Vec<_>) = pending
-                .into_iter()
-                .partition(|(i, _)| Arc::ptr_eq(&targets[*i], &shard));
-            pending = rest;
+        for (shard, mine) in by_shard.into_values() {
             let mine: Vec<(usize, Entry)> = if self.config.enforce_limits {
                 let mut limits = shard.limits();
                 mine.into_iter()
