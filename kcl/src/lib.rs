@@ -88,12 +88,13 @@ mod retrieval;
 pub mod runner;
 pub mod scheduler;
 pub mod shard;
+pub mod stream;
 
 pub use checkpoint::{
     CheckpointError, Checkpointer, ExtendedSequenceNumber, PendingCheckpoint, PreparedCheckpoint,
     SequenceNumber,
 };
-pub use config::{Config, InitialPosition, RetrievalMode};
+pub use config::{Config, FormerStreamLeases, InitialPosition, RetrievalMode};
 pub use handler::Json;
 pub use kcl_macros::{main, processor};
 pub use processor::{
@@ -102,3 +103,4 @@ pub use processor::{
 };
 pub use runner::run_from_env;
 pub use scheduler::{BuildError, Scheduler, SchedulerBuilder, SchedulerError};
+pub use stream::{StreamConfig, StreamIdentifier, StreamSet, StreamTracker};

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::checkpoint::{Checkpointer, ExtendedSequenceNumber, PendingCheckpoint, SequenceNumber};
+use crate::stream::StreamIdentifier;
 
 /// What a processor returns when it fails: any error. The batch is retried with backoff; other
 /// shards go on.
@@ -45,6 +46,9 @@ impl Record {
 pub struct InitializationInput {
     /// The shard this processor owns.
     pub shard_id: String,
+    /// The shard's stream in a multi-stream application (see [`crate::stream`]); `None` when
+    /// the scheduler consumes one stream.
+    pub stream: Option<StreamIdentifier>,
     /// Where processing resumes: the shard's checkpoint.
     pub extended_sequence_number: ExtendedSequenceNumber,
     /// A checkpoint the previous owner prepared but did not commit, with its application state.
@@ -69,6 +73,8 @@ pub struct ProcessRecordsInput {
 pub struct LeaseLostInput {
     /// The shard this worker no longer owns.
     pub shard_id: String,
+    /// The shard's stream in a multi-stream application; `None` in single-stream mode.
+    pub stream: Option<StreamIdentifier>,
 }
 
 /// Passed to [`RecordProcessor::shard_ended`].
