@@ -1,6 +1,7 @@
 //! Metrics, named like the Java KCL's CloudWatch metrics and recorded through the [`metrics`]
 //! facade: install any recorder (Prometheus, StatsD, ...) to export them. Labels: `worker_id`,
-//! and `shard_id` for per-shard metrics.
+//! and `shard_id` for per-shard metrics (the lease key: in a multi-stream application
+//! `account:stream:creationEpoch:shardId`, so shards of different streams stay apart).
 //!
 //! | name | kind | meaning |
 //! |---|---|---|

@@ -55,6 +55,17 @@ pub struct InitializationInput {
     pub pending_checkpoint: Option<PendingCheckpoint>,
 }
 
+impl InitializationInput {
+    /// The shard's lease key, which names it uniquely across an application's streams: the
+    /// shard id, or `account:stream:creationEpoch:shardId` in a multi-stream application.
+    pub fn lease_key(&self) -> String {
+        match &self.stream {
+            Some(stream) => stream.lease_key(&self.shard_id),
+            None => self.shard_id.clone(),
+        }
+    }
+}
+
 /// Passed to [`RecordProcessor::process_records`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -189,10 +189,7 @@ pub struct LoggingProcessor {
 impl RecordProcessor for LoggingProcessor {
     async fn initialize(&mut self, input: InitializationInput) -> Result<(), ProcessorError> {
         // Shard ids repeat across the streams of a multi-stream application: name the stream too.
-        self.shard = match input.stream {
-            Some(stream) => stream.lease_key(&input.shard_id),
-            None => input.shard_id,
-        };
+        self.shard = input.lease_key();
         self.log.push(Event::Initialized {
             worker: self.worker.clone(),
             shard: self.shard.clone(),

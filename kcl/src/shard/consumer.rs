@@ -116,6 +116,7 @@ impl ShardConsumer {
             kinesis: self.ctx.kinesis.clone(),
             stream: self.stream.name.clone(),
             shard_id: self.shard_id().to_owned(),
+            lease_key: self.metrics_shard().to_owned(),
             worker_id: self.ctx.worker_id.clone(),
             hash_key_range: snapshot.hash_key_range.clone(),
         };
