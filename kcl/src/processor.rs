@@ -145,7 +145,8 @@ pub trait RecordProcessor: Send + 'static {
 
 /// Creates one processor per shard. Any `Fn() -> impl RecordProcessor` closure is a factory.
 pub trait ProcessorFactory: Send + Sync + 'static {
-    /// A new processor; it learns its shard in `initialize`.
+    /// A new processor; it learns its shard (and, in a multi-stream application, its stream) in
+    /// `initialize`.
     fn create_processor(&self) -> Box<dyn RecordProcessor>;
 }
 

@@ -169,7 +169,7 @@ impl SchedulerBuilder {
                 fan_out_consumer.as_deref(),
             ))),
             (None, Some(tracker)) => Streams::Tracked(tracker),
-            (None, None) => return Err(BuildError::Missing("stream")),
+            (None, None) => return Err(BuildError::Missing("stream(...) or .stream_tracker")),
             (Some(_), Some(_)) => return Err(BuildError::Conflicting("stream", "stream_tracker")),
         };
         let store: Arc<dyn LeaseStore> = match (self.store, self.dynamodb) {
@@ -694,4 +694,52 @@ impl Worker {
 /// An interval whose first tick comes after one period (the initial work is done at start).
 fn delayed_interval(period: Duration) -> tokio::time::Interval {
     tokio::time::interval_at(Instant::now() + period, period)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::InMemoryLeaseStore;
+    use crate::processor::{ProcessRecordsInput, ProcessorError, RecordProcessor};
+
+    struct Noop;
+
+    #[async_trait::async_trait]
+    impl RecordProcessor for Noop {
+        async fn process_records(&mut self, _: &ProcessRecordsInput) -> Result<(), ProcessorError> {
+            Ok(())
+        }
+    }
+
+    fn builder() -> SchedulerBuilder {
+        let kinesis = aws_sdk_kinesis::Client::from_conf(
+            aws_sdk_kinesis::Config::builder()
+                .behavior_version_latest()
+                .build(),
+        );
+        Scheduler::builder()
+            .application_name("app")
+            .kinesis_client(kinesis)
+            .lease_store(InMemoryLeaseStore::new())
+            .processor_factory(|| Noop)
+    }
+
+    #[test]
+    fn a_scheduler_consumes_one_stream_or_a_tracker_of_streams_not_both() {
+        assert!(builder().stream("orders").build().is_ok());
+        assert!(builder().stream_tracker(Vec::new()).build().is_ok());
+        let both = builder()
+            .stream("orders")
+            .stream_tracker(Vec::new())
+            .build();
+        assert!(matches!(
+            both,
+            Err(BuildError::Conflicting("stream", "stream_tracker"))
+        ));
+        let neither = builder().build().err().map(|e| e.to_string());
+        assert_eq!(
+            neither.as_deref(),
+            Some("Scheduler::builder() needs .stream(...) or .stream_tracker(...)")
+        );
+    }
 }

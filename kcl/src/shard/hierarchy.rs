@@ -184,6 +184,22 @@ mod tests {
     }
 
     #[test]
+    fn multi_stream_leases_are_keyed_by_stream_and_name_parents_by_shard_id() {
+        let stream: StreamIdentifier = "000000000000:orders:1700000000".parse().expect("valid");
+        let existing: HashSet<String> = ["s2".to_owned()].into();
+        let leases = leases_to_create(
+            &resharded(),
+            &existing,
+            &InitialPosition::Latest,
+            Some(&stream),
+        );
+        let child = leases.iter().find(|l| l.shard_id == "s3").expect("s3");
+        assert_eq!(child.key, "000000000000:orders:1700000000:s3");
+        assert_eq!(child.stream.as_ref(), Some(&stream));
+        assert_eq!(child.parent_shard_ids, vec!["s2"]);
+    }
+
+    #[test]
     fn a_new_child_of_a_leased_parent_starts_at_trim_horizon_even_with_latest() {
         let existing: HashSet<String> = ["s2".to_owned()].into();
         let leases = leases_to_create(&resharded(), &existing, &InitialPosition::Latest, None);
