@@ -36,6 +36,18 @@ fn processed_from(fleet: &Fleet, stream: &StreamIdentifier) -> HashSet<String> {
         .collect()
 }
 
+/// Fails with `what` if any of `records` (put into `stream`) was processed.
+fn assert_none_processed(
+    fleet: &Fleet,
+    stream: &StreamIdentifier,
+    records: &[Produced],
+    what: &str,
+) {
+    let seen = processed_from(fleet, stream);
+    let processed: Vec<&Produced> = records.iter().filter(|p| seen.contains(&p.data)).collect();
+    assert!(processed.is_empty(), "{what}: {processed:?}");
+}
+
 async fn orders_stream(fleet: &Fleet) -> StreamIdentifier {
     StreamIdentifier::describe(&fleet.kinesis, &fleet.stream)
         .await
@@ -239,14 +251,11 @@ async fn streams_added_at_runtime_are_consumed_and_removed_ones_stop_and_lose_th
     );
     worker.stop().await;
 
-    let seen = processed_from(&fleet, &refunds);
-    let after_removal: Vec<&Produced> = late_refunds
-        .iter()
-        .filter(|p| seen.contains(&p.data))
-        .collect();
-    assert!(
-        after_removal.is_empty(),
-        "records put after the stream was removed were processed: {after_removal:?}"
+    assert_none_processed(
+        &fleet,
+        &refunds,
+        &late_refunds,
+        "records put after the stream was removed were processed",
     );
     let mut all = first;
     all.extend(audit_records);
@@ -302,14 +311,11 @@ async fn each_stream_starts_at_its_own_initial_position() {
         .await;
     worker.stop().await;
 
-    let seen = processed_from(&fleet, &orders);
-    let replayed: Vec<&Produced> = old_orders
-        .iter()
-        .filter(|p| seen.contains(&p.data))
-        .collect();
-    assert!(
-        replayed.is_empty(),
-        "LATEST delivered records put before the worker started: {replayed:?}"
+    assert_none_processed(
+        &fleet,
+        &orders,
+        &old_orders,
+        "LATEST delivered records put before the worker started",
     );
     assert_eq!(processed_from(&fleet, &backlog).len(), old_backlog.len());
 }
@@ -337,26 +343,10 @@ async fn fan_out_registers_one_consumer_per_stream() {
     assert_all_processed_in_order(&fleet.log, &produced);
 
     for stream in ["orders", "refunds"] {
-        let arn = fleet
-            .kinesis
-            .describe_stream_summary()
-            .stream_name(stream)
-            .send()
-            .await
-            .expect("DescribeStreamSummary")
-            .stream_description_summary
-            .expect("summary")
-            .stream_arn;
-        let consumers = fleet
-            .kinesis
-            .list_stream_consumers()
-            .stream_arn(arn)
-            .send()
-            .await
-            .expect("ListStreamConsumers")
-            .consumers
-            .unwrap_or_default();
-        let names: Vec<&str> = consumers.iter().map(|c| c.consumer_name.as_str()).collect();
-        assert_eq!(names, [fleet.application.as_str()], "consumers of {stream}");
+        assert_eq!(
+            fleet.consumer_names(stream).await,
+            [fleet.application.as_str()],
+            "consumers of {stream}"
+        );
     }
 }

@@ -415,6 +415,31 @@ impl Fleet {
             .expect("DescribeStreamSummary of a new stream")
     }
 
+    /// The names of the enhanced fan-out consumers registered on `stream`.
+    pub async fn consumer_names(&self, stream: &str) -> Vec<String> {
+        let stream_arn = self
+            .kinesis
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .expect("DescribeStreamSummary")
+            .stream_description_summary
+            .expect("summary")
+            .stream_arn;
+        self.kinesis
+            .list_stream_consumers()
+            .stream_arn(stream_arn)
+            .send()
+            .await
+            .expect("ListStreamConsumers")
+            .consumers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.consumer_name)
+            .collect()
+    }
+
     /// Every lease in the table (none before the workers created it).
     pub async fn leases(&self) -> Vec<kcl::lease::Lease> {
         let store = DynamoDbLeaseStore::new(self.dynamodb.clone(), &self.application);
