@@ -668,6 +668,38 @@ mod tests {
     }
 
     #[test]
+    fn multi_stream_items_written_by_the_java_kcl_are_read() {
+        let item = HashMap::from([
+            (
+                "leaseKey".to_owned(),
+                string("123456789012:orders:1700000000:shardId-000000000004"),
+            ),
+            (
+                "streamName".to_owned(),
+                string("123456789012:orders:1700000000"),
+            ),
+            ("shardId".to_owned(), string("shardId-000000000004")),
+            ("leaseOwner".to_owned(), string("java-worker")),
+            ("leaseCounter".to_owned(), number(12)),
+            ("checkpoint".to_owned(), string("TRIM_HORIZON")),
+            (
+                "parentShardId".to_owned(),
+                AttributeValue::Ss(vec!["shardId-000000000001".into()]),
+            ),
+        ]);
+        let lease = lease_from_item(&item).expect("a lease");
+        assert_eq!(lease.shard_id, "shardId-000000000004");
+        assert_eq!(lease.stream.as_ref().map(|s| s.name()), Some("orders"));
+        assert_eq!(lease.parent_shard_ids, ["shardId-000000000001"]);
+        let mut no_shard = item.clone();
+        no_shard.remove("shardId");
+        assert!(matches!(
+            lease_from_item(&no_shard),
+            Err(LeaseStoreError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn items_written_by_the_java_kcl_without_optional_attributes_are_read() {
         let item = HashMap::from([
             ("leaseKey".to_owned(), string("shardId-000000000001")),
