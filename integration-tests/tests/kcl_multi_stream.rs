@@ -264,6 +264,73 @@ async fn streams_added_at_runtime_are_consumed_and_removed_ones_stop_and_lose_th
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_added_back_resumes_from_its_checkpoints_when_its_leases_are_kept() {
+    let fleet = Fleet::new(2).await;
+    let orders = orders_stream(&fleet).await;
+    let refunds = fleet.create_stream("refunds", 2).await;
+    let config = multi_config().former_stream_leases(FormerStreamLeases::Keep);
+    let streams = StreamSet::new([
+        StreamConfig::new(orders.clone(), InitialPosition::TrimHorizon),
+        StreamConfig::new(refunds.clone(), InitialPosition::TrimHorizon),
+    ]);
+    let mut produced = fleet.produce_to("refunds", 10_000, 100).await;
+    let worker = fleet.start_multi_stream_worker("w1", config, streams.clone());
+    fleet
+        .wait_processed(&produced, Duration::from_secs(20))
+        .await;
+
+    streams.remove(&refunds);
+    fleet
+        .wait_until(
+            Duration::from_secs(10),
+            "refunds' leases released",
+            || async {
+                let leases = fleet.leases().await;
+                let refunds_leases: Vec<_> = leases
+                    .iter()
+                    .filter(|l| l.stream.as_ref() == Some(&refunds))
+                    .collect();
+                refunds_leases.len() == 2 && refunds_leases.iter().all(|l| l.owner.is_none())
+            },
+        )
+        .await;
+    let while_removed = fleet.produce_to("refunds", 11_000, 50).await;
+    // Several cleanup rounds pass: the leases stay.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        fleet
+            .leases()
+            .await
+            .iter()
+            .filter(|l| l.stream.as_ref() == Some(&refunds))
+            .count(),
+        2
+    );
+    assert_none_processed(
+        &fleet,
+        &refunds,
+        &while_removed,
+        "a removed stream was processed",
+    );
+
+    streams.add(StreamConfig::new(
+        refunds.clone(),
+        InitialPosition::TrimHorizon,
+    ));
+    produced.extend(while_removed);
+    fleet
+        .wait_processed(&produced, Duration::from_secs(20))
+        .await;
+    worker.stop().await;
+    assert_all_processed_in_order(&fleet.log, &produced);
+    let duplicates = fleet.log.duplicates();
+    assert!(
+        duplicates.is_empty(),
+        "the stream added back did not resume from its checkpoints: {duplicates:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_stream_starts_at_its_own_initial_position() {
     let fleet = Fleet::new(2).await;
     let orders = orders_stream(&fleet).await;
