@@ -424,6 +424,7 @@ impl Worker {
             let stream = Arc::new(stream);
             self.streams.insert(key, TrackedStream { stream, synced });
         }
+        metrics::active_streams(&self.ctx.worker_id, self.streams.len());
     }
 
     /// The consumed stream `lease` belongs to, if any.
@@ -601,6 +602,7 @@ impl Worker {
             }
         }
         self.former_streams.retain(|id, _| former.contains_key(id));
+        metrics::pending_streams_deletion(&self.ctx.worker_id, former.len());
         let now = Instant::now();
         for (id, keys) in former {
             let since = *self.former_streams.entry(id.clone()).or_insert_with(|| {
