@@ -223,7 +223,7 @@ struct CheckpointerState {
 impl fmt::Debug for Checkpointer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Checkpointer")
-            .field("shard_id", &self.inner.lease.key())
+            .field("lease_key", &self.inner.lease.key())
             .field("largest_permitted", &self.largest_permitted())
             .finish()
     }
@@ -243,7 +243,7 @@ impl Checkpointer {
 
     /// The shard this checkpointer writes to.
     pub fn shard_id(&self) -> &str {
-        self.inner.lease.key()
+        self.inner.lease.shard_id()
     }
 
     /// Checkpoints at the last record delivered to `process_records` (at `SHARD_END` inside

@@ -1,6 +1,7 @@
 //! Metrics, named like the Java KCL's CloudWatch metrics and recorded through the [`metrics`]
 //! facade: install any recorder (Prometheus, StatsD, ...) to export them. Labels: `worker_id`,
-//! and `shard_id` for per-shard metrics.
+//! and `shard_id` for per-shard metrics (the lease key: in a multi-stream application
+//! `account:stream:creationEpoch:shardId`, so shards of different streams stay apart).
 //!
 //! | name | kind | meaning |
 //! |---|---|---|
@@ -13,6 +14,8 @@
 //! | `LeasesHeld` | gauge | leases this worker holds |
 //! | `LeaseTaken` | counter | leases this worker took |
 //! | `LeaseLost` | counter | leases this worker lost to another worker |
+//! | `ActiveStreams.Count` | gauge | multi-stream: streams this worker consumes |
+//! | `PendingStreamsDeletion.Count` | gauge | multi-stream, leader: removed streams whose leases wait for deletion |
 
 use std::time::Duration;
 
@@ -34,6 +37,10 @@ pub const LEASES_HELD: &str = "LeasesHeld";
 pub const LEASE_TAKEN: &str = "LeaseTaken";
 /// `LeaseLost`.
 pub const LEASE_LOST: &str = "LeaseLost";
+/// `ActiveStreams.Count` (the Java KCL's `MultiStreamTracker` metric).
+pub const ACTIVE_STREAMS: &str = "ActiveStreams.Count";
+/// `PendingStreamsDeletion.Count` (the Java KCL's `MultiStreamTracker` metric).
+pub const PENDING_STREAMS_DELETION: &str = "PendingStreamsDeletion.Count";
 
 pub(crate) fn millis_behind_latest(worker_id: &str, shard_id: &str, millis: i64) {
     metrics::gauge!(MILLIS_BEHIND_LATEST, "worker_id" => worker_id.to_owned(), "shard_id" => shard_id.to_owned())
@@ -75,4 +82,13 @@ pub(crate) fn lease_taken(worker_id: &str) {
 
 pub(crate) fn lease_lost(worker_id: &str) {
     metrics::counter!(LEASE_LOST, "worker_id" => worker_id.to_owned()).increment(1);
+}
+
+pub(crate) fn active_streams(worker_id: &str, count: usize) {
+    metrics::gauge!(ACTIVE_STREAMS, "worker_id" => worker_id.to_owned()).set(count as f64);
+}
+
+pub(crate) fn pending_streams_deletion(worker_id: &str, count: usize) {
+    metrics::gauge!(PENDING_STREAMS_DELETION, "worker_id" => worker_id.to_owned())
+        .set(count as f64);
 }
