@@ -370,6 +370,13 @@ impl RunningBroker {
         self.local_addr
     }
 
+    /// Bytes of record bodies held in memory with a data directory: the hot tail, never more
+    /// than [`LocalBrokerBuilder::cache_size`]. 0 without a data directory, where every record
+    /// is in memory anyway.
+    pub fn cached_record_bytes(&self) -> usize {
+        self.storage.cached_bytes()
+    }
+
     /// Stops accepting connections, lets in-flight requests finish, waits for the server, and
     /// flushes the data directory.
     pub async fn shutdown(self) {
