@@ -468,7 +468,9 @@ mod broker {
                 tokio::spawn(async move {
                     // The first record of each batch, to start the cached read from.
                     let mut firsts = Vec::new();
-                    let hash_key = (u128::MAX / SHARDS * shard).to_string();
+                    // The middle of the shard's hash range: writer `shard` owns shard `shard`.
+                    let width = u128::MAX / SHARDS;
+                    let hash_key = (width * shard + width / 2).to_string();
                     for b in 0..batches_per_shard {
                         let entries = (0..BATCH)
                             .map(|i| {
