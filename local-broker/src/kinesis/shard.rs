@@ -48,6 +48,9 @@ pub struct IndexedRecord {
     pub encrypted: bool,
 }
 
+// What a shard holds per record with a data directory (the module docs promise 24 bytes).
+const _: () = assert!(size_of::<IndexedRecord>() == 24);
+
 impl IndexedRecord {
     /// Bytes of the record's encoding in the log.
     fn encoded_len(&self) -> u64 {
