@@ -10,7 +10,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{
     PutRecordsRequestEntry, ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
 };
-use integration_tests::{create_stream, dynamodb_client, kinesis_client};
+use integration_tests::{create_stream, dynamodb_client, kinesis_client, shard_iterator};
 use local_broker::{LocalBroker, SyncMode};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -339,28 +339,6 @@ fn by_shard(written: &[(String, String, Vec<u8>)]) -> BTreeMap<String, Vec<(Stri
     by_shard
 }
 
-async fn iterator(
-    client: &aws_sdk_kinesis::Client,
-    stream: &str,
-    shard: &str,
-    kind: ShardIteratorType,
-    sequence_number: Option<&str>,
-    timestamp: Option<aws_sdk_kinesis::primitives::DateTime>,
-) -> String {
-    client
-        .get_shard_iterator()
-        .stream_name(stream)
-        .shard_id(shard)
-        .shard_iterator_type(kind)
-        .set_starting_sequence_number(sequence_number.map(str::to_owned))
-        .set_timestamp(timestamp)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator
-        .unwrap()
-}
-
 /// Reads every shard back through GetRecords with every iterator type and checks it against what
 /// was acknowledged, byte for byte and in order.
 async fn check_reads(
@@ -371,7 +349,7 @@ async fn check_reads(
     for (shard, records) in expected {
         assert_eq!(&read_shard(client, stream, shard).await, records, "{shard}");
         let mid = records.len() / 2;
-        let at = iterator(
+        let at = shard_iterator(
             client,
             stream,
             shard,
@@ -381,7 +359,7 @@ async fn check_reads(
         )
         .await;
         assert_eq!(read_from(client, at).await, records[mid..], "{shard} at");
-        let after = iterator(
+        let after = shard_iterator(
             client,
             stream,
             shard,
@@ -397,7 +375,7 @@ async fn check_reads(
         );
         // Small pages: every page boundary is a fresh read from the index.
         let mut it = Some(
-            iterator(
+            shard_iterator(
                 client,
                 stream,
                 shard,
@@ -434,7 +412,7 @@ async fn check_reads(
         }
         assert_eq!(paged, records[mid..], "{shard} paged");
         // AT_TIMESTAMP of the middle record starts at or before it (records share milliseconds).
-        let at_time = iterator(
+        let at_time = shard_iterator(
             client,
             stream,
             shard,
@@ -448,7 +426,8 @@ async fn check_reads(
             records.ends_with(&from_time) && from_time.len() >= records.len() - mid,
             "{shard} at timestamp"
         );
-        let latest = iterator(client, stream, shard, ShardIteratorType::Latest, None, None).await;
+        let latest =
+            shard_iterator(client, stream, shard, ShardIteratorType::Latest, None, None).await;
         assert!(read_from(client, latest).await.is_empty(), "{shard} latest");
     }
 }
