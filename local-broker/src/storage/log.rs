@@ -83,6 +83,8 @@ pub struct RecordLog {
     active: Segment,
     file: Arc<File>,
     files: Arc<SegmentFiles>,
+    /// The active segment is closed past this size ([`SEGMENT_BYTES`] but in tests).
+    segment_bytes: u64,
     active_bytes: u64,
     /// Log position (bytes since the log began) of the end of the active segment.
     position: u64,
@@ -117,6 +119,14 @@ impl RecordLog {
     /// nothing after a tear was ever acknowledged. One segment at a time is in memory.
     pub fn open(
         dir: &Path,
+        batch: impl FnMut(i64, u64, &[u8]) -> Result<(), StorageError>,
+    ) -> Result<Self, StorageError> {
+        Self::open_sized(dir, SEGMENT_BYTES, batch)
+    }
+
+    fn open_sized(
+        dir: &Path,
+        segment_bytes: u64,
         mut batch: impl FnMut(i64, u64, &[u8]) -> Result<(), StorageError>,
     ) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
@@ -193,6 +203,7 @@ impl RecordLog {
             active,
             file,
             files,
+            segment_bytes,
             active_bytes,
             position,
         })
@@ -211,7 +222,7 @@ impl RecordLog {
     /// Appends one batch (the OS has it; durability is the syncer's job). Returns the log
     /// position of the frame and the frame itself; the body starts [`BODY_OFFSET`] bytes in.
     pub fn append(&mut self, arrival_ms: i64, body: &[u8]) -> Result<(u64, Bytes), StorageError> {
-        if self.active_bytes >= SEGMENT_BYTES {
+        if self.active_bytes >= self.segment_bytes {
             self.roll()?;
         }
         let mut payload = Vec::with_capacity(8 + body.len());
@@ -266,5 +277,48 @@ impl RecordLog {
                 .map_err(io(format!("delete {}", segment.path.display())))?;
         }
         Ok(expired)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::testing::TempDir;
+
+    #[test]
+    fn expired_segments_are_deleted_and_the_rest_stay_readable_by_position() {
+        let dir = TempDir::new();
+        let mut log = RecordLog::open_sized(&dir.0, 100, |_, _, _| Ok(())).unwrap();
+        let files = log.files();
+        // 60-byte bodies (84-byte frames): two frames fill a segment past 100 bytes.
+        let mut frames = Vec::new();
+        for arrival in 0..6 {
+            let body = vec![arrival as u8; 60];
+            let (position, _) = log.append(arrival, &body).unwrap();
+            frames.push((position + BODY_OFFSET, body));
+        }
+        let segments = || std::fs::read_dir(&dir.0).unwrap().count();
+        assert_eq!(segments(), 3);
+        // Arrivals 0 and 1 are in the first segment; a horizon of 2 expires only it.
+        let (held, held_body) = frames[0].clone();
+        assert_eq!(log.expire(2).unwrap(), 1);
+        assert_eq!(segments(), 2);
+        assert!(files.read(held, held_body.len()).is_err());
+        for (position, body) in &frames[2..] {
+            assert_eq!(&files.read(*position, body.len()).unwrap(), body);
+        }
+        // The log reopens with the same positions.
+        drop(log);
+        let mut seen = Vec::new();
+        RecordLog::open_sized(&dir.0, 100, |arrival, position, body| {
+            seen.push((arrival, position, body.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        let expected: Vec<_> = (2..6)
+            .zip(&frames[2..])
+            .map(|(a, (p, b))| (a, *p, b.clone()))
+            .collect();
+        assert_eq!(seen, expected);
     }
 }

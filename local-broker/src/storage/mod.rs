@@ -7,13 +7,13 @@
 //! | file | holds |
 //! |---|---|
 //! | `records/*.seg` | every shard's records, one shared append-only log ([`log`]) |
-//!
-//! Record bodies are not kept in memory beyond a hot tail: the most recently appended frames, up
-//! to a byte budget shared by every shard ([`cache`]). The services index their records by log
-//! position and read them back with [`Storage::read`], from the hot tail when it still holds
-//! them and from the segment files otherwise.
 //! | `meta.log`, `meta.snapshot` | stream and DynamoDB state as a key → value map ([`kv`]) |
 //! | `iterator.key` | the secret that signs shard iterators, so iterators survive restarts |
+//!
+//! Record bodies are not kept in memory beyond a hot tail: the most recently appended frames, up
+//! to a byte budget shared by every shard (`cache`). The services index their records by log
+//! position and read them back with [`Storage::read`], from the hot tail when it still holds
+//! them and from the segment files otherwise.
 //!
 //! This module knows nothing of Kinesis or DynamoDB: it stores opaque record batches and
 //! metadata values; the services own their encodings (`kinesis::store`, `dynamodb::store`).
