@@ -18,7 +18,7 @@
 //! | [`http`] | routing by `X-Amz-Target`, wire protocols, AWS error encoding, validation |
 //! | [`kinesis`] | streams, shards, records, iterators, resharding |
 //! | [`dynamodb`] | tables, items, condition and update expressions |
-//! | [`storage`] | the data directory: record log, metadata log, sync modes |
+//! | [`storage`] | the data directory: record log, hot tail cache, metadata log, sync modes |
 
 pub mod clock;
 pub mod config;
