@@ -40,6 +40,29 @@ pub async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards:
         .expect("CreateStream succeeds");
 }
 
+/// A shard iterator of type `kind`, from `sequence` or `at` where the type needs one.
+pub async fn shard_iterator(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    shard: &str,
+    kind: aws_sdk_kinesis::types::ShardIteratorType,
+    sequence: Option<&str>,
+    at: Option<aws_sdk_kinesis::primitives::DateTime>,
+) -> String {
+    client
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard)
+        .shard_iterator_type(kind)
+        .set_starting_sequence_number(sequence.map(str::to_owned))
+        .set_timestamp(at)
+        .send()
+        .await
+        .expect("GetShardIterator succeeds")
+        .shard_iterator
+        .expect("GetShardIterator returns an iterator")
+}
+
 /// An `aws-sdk-dynamodb` client for a broker endpoint.
 pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
     let config = aws_sdk_dynamodb::Config::builder()

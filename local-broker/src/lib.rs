@@ -18,7 +18,7 @@
 //! | [`http`] | routing by `X-Amz-Target`, wire protocols, AWS error encoding, validation |
 //! | [`kinesis`] | streams, shards, records, iterators, resharding |
 //! | [`dynamodb`] | tables, items, condition and update expressions |
-//! | [`storage`] | the data directory: record log, metadata log, sync modes |
+//! | [`storage`] | the data directory: record log, hot tail cache, metadata log, sync modes |
 
 pub mod clock;
 pub mod config;
@@ -157,6 +157,25 @@ impl LocalBrokerBuilder {
         self
     }
 
+    /// With a data directory, how many bytes of recently appended record bodies stay in memory
+    /// across all shards (default [`storage::DEFAULT_CACHE_BYTES`], 64 MiB). Older records are
+    /// read from disk, so the broker's memory does not grow with the data it holds: per record it
+    /// keeps a 24-byte index entry.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), local_broker::BrokerError> {
+    /// let broker = local_broker::LocalBroker::builder()
+    ///     .data_dir("/var/lib/local-broker")
+    ///     .cache_size(256 * 1024 * 1024)
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cache_size(mut self, bytes: usize) -> Self {
+        self.config.cache_bytes = bytes;
+        self
+    }
+
     /// Serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of cleartext HTTP.
     pub fn tls(mut self, tls: TlsSettings) -> Self {
         self.tls = Some(tls);
@@ -225,11 +244,20 @@ impl LocalBrokerBuilder {
                     source,
                 };
                 let started = std::time::Instant::now();
-                let (storage, mut recovered) =
-                    storage::Storage::open(dir, self.config.sync).map_err(failed)?;
-                let kinesis =
-                    kinesis::Kinesis::restore(self.config.clone(), storage.clone(), &mut recovered)
-                        .map_err(failed)?;
+                let mut replay = kinesis::store::Replay::new(self.config.clock.now_millis());
+                let (storage, recovered) = storage::Storage::open(
+                    dir,
+                    self.config.sync,
+                    self.config.cache_bytes,
+                    &mut replay,
+                )
+                .map_err(failed)?;
+                let kinesis = kinesis::Kinesis::restore(
+                    self.config.clone(),
+                    storage.clone(),
+                    &recovered,
+                    replay,
+                );
                 let dynamodb =
                     dynamodb::DynamoDb::restore(self.config.clone(), storage.clone(), &recovered)
                         .map_err(failed)?;
@@ -340,6 +368,13 @@ impl RunningBroker {
     /// The bound socket address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Bytes of record bodies held in memory with a data directory: the hot tail, never more
+    /// than [`LocalBrokerBuilder::cache_size`]. 0 without a data directory, where every record
+    /// is in memory anyway.
+    pub fn cached_record_bytes(&self) -> usize {
+        self.storage.cached_bytes()
     }
 
     /// Stops accepting connections, lets in-flight requests finish, waits for the server, and

@@ -47,6 +47,10 @@ struct Args {
     /// `interval=MS` (fsync every MS milliseconds), or `never` (fsync at clean shutdown only).
     #[arg(long, default_value = "always", requires = "data_dir")]
     sync: local_broker::SyncMode,
+    /// With --data-dir: MiB of recently written record bodies kept in memory across all shards;
+    /// older records are read from disk.
+    #[arg(long, default_value_t = 64, requires = "data_dir")]
+    cache_mib: usize,
     /// Write the self-signed certificate (PEM) here, for clients to trust.
     #[arg(long)]
     tls_cert_out: Option<std::path::PathBuf>,
@@ -81,7 +85,10 @@ async fn main() -> std::process::ExitCode {
         builder = builder.tls(tls);
     }
     if let Some(dir) = args.data_dir {
-        builder = builder.data_dir(dir).sync(args.sync);
+        builder = builder
+            .data_dir(dir)
+            .sync(args.sync)
+            .cache_size(args.cache_mib.saturating_mul(1024 * 1024));
     }
     let broker = builder
         .host(args.host)

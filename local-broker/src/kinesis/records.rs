@@ -455,7 +455,18 @@ impl Kinesis {
             return Err(self.throughput_exceeded(&stream, shard));
         }
         let limit = input.limit.unwrap_or(MAX_GET_RECORDS) as usize;
-        let batch = shard.read(position.next_counter, limit, MAX_GET_RECORDS_BYTES, horizon);
+        let batch = shard
+            .read(
+                &self.storage,
+                position.next_counter,
+                limit,
+                MAX_GET_RECORDS_BYTES,
+                horizon,
+            )
+            .map_err(|err| {
+                tracing::error!(%err, shard = %shard.id, "cannot read records from the data directory");
+                ApiError::internal("The records could not be read.")
+            })?;
         if self.config.enforce_limits {
             let bytes: usize = batch.records.iter().map(|r| r.data.len()).sum();
             shard.limits().charge_read(bytes);
