@@ -87,7 +87,10 @@ async fn throttles_use_the_error_code_of_each_operation() {
         .await
         .unwrap_err()
         .into_service_error();
-    assert!(err.is_provisioned_throughput_exceeded_exception(), "{err:?}");
+    assert!(
+        err.is_provisioned_throughput_exceeded_exception(),
+        "{err:?}"
+    );
     let err = kinesis
         .put_record()
         .stream_name("faulty")
@@ -97,7 +100,10 @@ async fn throttles_use_the_error_code_of_each_operation() {
         .await
         .unwrap_err()
         .into_service_error();
-    assert!(err.is_provisioned_throughput_exceeded_exception(), "{err:?}");
+    assert!(
+        err.is_provisioned_throughput_exceeded_exception(),
+        "{err:?}"
+    );
     let err = kinesis
         .list_shards()
         .stream_name("faulty")
@@ -115,7 +121,10 @@ async fn throttles_use_the_error_code_of_each_operation() {
         .await
         .unwrap_err()
         .into_service_error();
-    assert!(err.is_provisioned_throughput_exceeded_exception(), "{err:?}");
+    assert!(
+        err.is_provisioned_throughput_exceeded_exception(),
+        "{err:?}"
+    );
     let err = dynamodb
         .describe_table()
         .table_name("leases")
@@ -234,7 +243,11 @@ async fn a_slow_answer_arrives_after_the_latency() {
 #[tokio::test]
 async fn an_injected_fault_changes_nothing_and_faults_switch_off_at_runtime() {
     let broker = LocalBroker::builder()
-        .fault(FaultRule::new("PutRecord").throttle(0.5).internal_failure(0.5))
+        .fault(
+            FaultRule::new("PutRecord")
+                .throttle(0.5)
+                .internal_failure(0.5),
+        )
         .fault(FaultRule::new("dynamodb:UpdateItem").drop_connection(1.0))
         .fault_seed(1)
         .start()
