@@ -526,3 +526,21 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
     }
     child.kill_9();
 }
+
+#[tokio::test]
+async fn a_second_broker_on_a_data_dir_in_use_fails_to_start_until_the_first_stops() {
+    let dir = TempDir::new("locked");
+    let first = LocalBroker::builder().data_dir(&dir.0).start().await.unwrap();
+    let second = LocalBroker::builder().data_dir(&dir.0).start().await;
+    match second {
+        Err(local_broker::BrokerError::Storage {
+            source: local_broker::storage::StorageError::Locked,
+            ..
+        }) => {}
+        Err(other) => panic!("expected the data directory to be locked, got {other}"),
+        Ok(_) => panic!("two brokers opened one data directory"),
+    }
+    first.shutdown().await;
+    let second = LocalBroker::builder().data_dir(&dir.0).start().await.unwrap();
+    second.shutdown().await;
+}
