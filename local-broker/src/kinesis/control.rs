@@ -31,8 +31,9 @@ const METRICS: [&str; 7] = [
 /// The minimum throughput billing commitment lasts at least a day once enabled.
 const COMMITMENT_MIN_MS: i64 = 24 * 3_600_000;
 
-/// Account-wide settings (DescribeAccountSettings / UpdateAccountSettings).
-#[derive(Debug, Default)]
+/// Account-wide settings (DescribeAccountSettings / UpdateAccountSettings); persisted with a
+/// data directory.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct AccountSettings {
     commitment_started_ms: Option<i64>,
     commitment_ended_ms: Option<i64>,
@@ -787,6 +788,10 @@ impl Kinesis {
                 }
                 _ => {}
             }
+            self.store.persist_account(&settings).map_err(|err| {
+                tracing::error!(%err, "cannot persist account settings");
+                ApiError::internal("The change could not be stored.")
+            })?;
         }
         Ok(self.describe_account_settings())
     }

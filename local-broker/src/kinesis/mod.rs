@@ -110,7 +110,7 @@ impl Kinesis {
             config,
             streams: Arc::new(RwLock::new(streams)),
             iterators: iterator::IteratorCodec::with_key(recovered.iterator_key),
-            account: Mutex::new(control::AccountSettings::default()),
+            account: Mutex::new(store::restore_account(&recovered.meta)?),
             subscriptions: fanout::Subscriptions::default(),
             store: Arc::new(store::StreamStore::new(storage.clone(), &recovered.meta)),
             storage,
