@@ -140,7 +140,8 @@ impl LocalBrokerBuilder {
 
     /// Enforces AWS's per-shard throughput limits (default off): writes beyond 1 MiB/s or
     /// 1,000 records/s and reads beyond 5 calls/s or 2 MiB/s get
-    /// `ProvisionedThroughputExceededException`.
+    /// `ProvisionedThroughputExceededException`. ON_DEMAND streams then add shards like AWS:
+    /// a shard whose writes stay throttled for a second is split.
     pub fn enforce_limits(mut self, enforce: bool) -> Self {
         self.config.enforce_limits = enforce;
         self
