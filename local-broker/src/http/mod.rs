@@ -115,11 +115,15 @@ async fn handle(State(services): State<Arc<Services>>, request: http::Request<Bo
                 };
                 let verified = match &services.auth {
                     Some(credentials) => credentials.verify(&signed, services.clock.now_millis()),
-                    None => Ok(()),
+                    None => Ok(None),
                 };
-                if let Err(err) = verified {
-                    return error_response(Some(service), protocol, &request_id, &target, err);
-                }
+                let body = match verified {
+                    Ok(Some(decoded)) => Bytes::from(decoded),
+                    Ok(None) => body,
+                    Err(err) => {
+                        return error_response(Some(service), protocol, &request_id, &target, err);
+                    }
+                };
                 let injection = services.faults.roll(service, operation);
                 if !injection.delay.is_zero() {
                     tokio::time::sleep(injection.delay).await;
