@@ -2,12 +2,13 @@
 //! a connection closed without an answer, a slow answer; an injected fault changes nothing, and a
 //! test can switch faults off while the broker runs.
 
-use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, KeySchemaElement, KeyType};
-use aws_sdk_dynamodb::types::{BillingMode, ScalarAttributeType};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_smithy_types::retry::RetryConfig;
-use integration_tests::{create_stream, dynamodb_client, kinesis_client};
+use integration_tests::{
+    create_stream, create_table, dynamodb_client, kinesis_client, trim_horizon_iterator,
+};
 use local_broker::{FaultRule, LocalBroker, RunningBroker};
 use std::time::{Duration, Instant};
 
@@ -33,30 +34,6 @@ fn clients(broker: &RunningBroker) -> (aws_sdk_kinesis::Client, aws_sdk_dynamodb
     )
 }
 
-async fn create_table(dynamodb: &aws_sdk_dynamodb::Client) {
-    dynamodb
-        .create_table()
-        .table_name("leases")
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("leaseKey")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("leaseKey")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-}
-
 fn update_item(dynamodb: &aws_sdk_dynamodb::Client) -> impl Future<Output = bool> {
     let call = dynamodb
         .update_item()
@@ -72,7 +49,7 @@ async fn throttles_use_the_error_code_of_each_operation() {
     let broker = LocalBroker::builder().start().await.unwrap();
     let (kinesis, dynamodb) = clients(&broker);
     create_stream(&kinesis, "faulty", 1).await;
-    create_table(&dynamodb).await;
+    create_table(&dynamodb, "leases", "leaseKey").await;
     broker.faults().set([
         FaultRule::new("kinesis:*").throttle(1.0),
         FaultRule::new("dynamodb:*").throttle(1.0),
@@ -156,17 +133,8 @@ async fn internal_failures_are_http_500_in_each_services_spelling() {
         .unwrap();
     let (kinesis, dynamodb) = clients(&broker);
     create_stream(&kinesis, "faulty", 1).await;
-    create_table(&dynamodb).await;
-    let iterator = kinesis
-        .get_shard_iterator()
-        .stream_name("faulty")
-        .shard_id("shardId-000000000000")
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator
-        .unwrap();
+    create_table(&dynamodb, "leases", "leaseKey").await;
+    let iterator = trim_horizon_iterator(&kinesis, "faulty", "shardId-000000000000").await;
 
     let err = kinesis
         .get_records()
@@ -255,7 +223,7 @@ async fn an_injected_fault_changes_nothing_and_faults_switch_off_at_runtime() {
         .unwrap();
     let (kinesis, dynamodb) = clients(&broker);
     create_stream(&kinesis, "faulty", 1).await;
-    create_table(&dynamodb).await;
+    create_table(&dynamodb, "leases", "leaseKey").await;
     for _ in 0..10 {
         let put = kinesis
             .put_record()
@@ -269,16 +237,7 @@ async fn an_injected_fault_changes_nothing_and_faults_switch_off_at_runtime() {
     }
     broker.faults().clear();
     assert!(update_item(&dynamodb).await);
-    let iterator = kinesis
-        .get_shard_iterator()
-        .stream_name("faulty")
-        .shard_id("shardId-000000000000")
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator
-        .unwrap();
+    let iterator = trim_horizon_iterator(&kinesis, "faulty", "shardId-000000000000").await;
     let records = kinesis
         .get_records()
         .shard_iterator(iterator)

@@ -3,7 +3,7 @@
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
-use integration_tests::{create_stream, kinesis_client};
+use integration_tests::{create_stream, kinesis_client, trim_horizon_iterator};
 use local_broker::LocalBroker;
 use std::time::Duration;
 
@@ -137,15 +137,7 @@ async fn more_than_five_reads_a_second_are_throttled() {
 
 /// Reads a whole shard from TRIM_HORIZON (to its end if it is closed, else until caught up).
 async fn read_shard(client: &aws_sdk_kinesis::Client, stream: &str, shard: &str) -> Vec<String> {
-    let mut iterator = client
-        .get_shard_iterator()
-        .stream_name(stream)
-        .shard_id(shard)
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator;
+    let mut iterator = Some(trim_horizon_iterator(client, stream, shard).await);
     let mut data = Vec::new();
     while let Some(it) = iterator.take() {
         let page = client
