@@ -2,6 +2,7 @@
 //! a connection closed without an answer, a slow answer; an injected fault changes nothing, and a
 //! test can switch faults off while the broker runs.
 
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
@@ -34,14 +35,19 @@ fn clients(broker: &RunningBroker) -> (aws_sdk_kinesis::Client, aws_sdk_dynamodb
     )
 }
 
-fn update_item(dynamodb: &aws_sdk_dynamodb::Client) -> impl Future<Output = bool> {
-    let call = dynamodb
+/// A checkpoint-like UpdateItem on the `leases` table.
+async fn write_checkpoint(
+    dynamodb: &aws_sdk_dynamodb::Client,
+) -> Result<(), aws_sdk_dynamodb::error::SdkError<UpdateItemError>> {
+    dynamodb
         .update_item()
         .table_name("leases")
         .key("leaseKey", AttributeValue::S("shardId-0".into()))
         .update_expression("SET checkpoint = :c")
-        .expression_attribute_values(":c", AttributeValue::S("TRIM_HORIZON".into()));
-    async move { call.send().await.is_ok() }
+        .expression_attribute_values(":c", AttributeValue::S("TRIM_HORIZON".into()))
+        .send()
+        .await
+        .map(drop)
 }
 
 #[tokio::test]
@@ -148,13 +154,7 @@ async fn internal_failures_are_http_500_in_each_services_spelling() {
         aws_sdk_kinesis::error::ProvideErrorMetadata::code(&err),
         Some("InternalFailure")
     );
-    let err = dynamodb
-        .update_item()
-        .table_name("leases")
-        .key("leaseKey", AttributeValue::S("shardId-0".into()))
-        .update_expression("SET checkpoint = :c")
-        .expression_attribute_values(":c", AttributeValue::S("TRIM_HORIZON".into()))
-        .send()
+    let err = write_checkpoint(&dynamodb)
         .await
         .unwrap_err()
         .into_service_error();
@@ -233,10 +233,10 @@ async fn an_injected_fault_changes_nothing_and_faults_switch_off_at_runtime() {
             .send()
             .await;
         assert!(put.is_err());
-        assert!(!update_item(&dynamodb).await);
+        assert!(write_checkpoint(&dynamodb).await.is_err());
     }
     broker.faults().clear();
-    assert!(update_item(&dynamodb).await);
+    write_checkpoint(&dynamodb).await.unwrap();
     let iterator = trim_horizon_iterator(&kinesis, "faulty", "shardId-000000000000").await;
     let records = kinesis
         .get_records()

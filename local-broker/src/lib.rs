@@ -15,7 +15,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`http`] | routing by `X-Amz-Target`, wire protocols, AWS error encoding, validation |
+//! | [`http`] | routing by `X-Amz-Target`, wire protocols, AWS error encoding, validation, SigV4, fault injection |
 //! | [`kinesis`] | streams, shards, records, iterators, resharding |
 //! | [`dynamodb`] | tables, items, condition and update expressions |
 //! | [`storage`] | the data directory: record log, metadata log, sync modes |

@@ -1,5 +1,6 @@
 //! The front door: one HTTP endpoint that routes each request to its service by `X-Amz-Target`
-//! and encodes the answer. It knows nothing about streams or tables.
+//! and encodes the answer. It knows nothing about streams or tables. Before a request reaches its
+//! service it checks the signature ([`sigv4`]) and rolls the injected faults ([`faults`]).
 
 pub mod error;
 pub mod eventstream;
