@@ -73,3 +73,49 @@ pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }
+
+/// An iterator at the oldest record of a shard.
+pub async fn trim_horizon_iterator(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    shard: &str,
+) -> String {
+    client
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard)
+        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .expect("GetShardIterator succeeds")
+        .shard_iterator
+        .expect("an iterator")
+}
+
+/// Creates an on-demand table keyed by the string attribute `key`, like a KCL lease table.
+pub async fn create_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str, key: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    dynamodb
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(key)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("complete definition"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(key)
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("complete key"),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("CreateTable succeeds");
+}

@@ -745,3 +745,78 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
     }
     child.kill_9();
 }
+
+#[tokio::test]
+async fn a_second_broker_on_a_data_dir_in_use_fails_to_start_until_the_first_stops() {
+    let dir = TempDir::new("locked");
+    let first = LocalBroker::builder()
+        .data_dir(&dir.0)
+        .start()
+        .await
+        .unwrap();
+    let second = LocalBroker::builder().data_dir(&dir.0).start().await;
+    match second {
+        Err(local_broker::BrokerError::Storage {
+            source: local_broker::storage::StorageError::Locked,
+            ..
+        }) => {}
+        Err(other) => panic!("expected the data directory to be locked, got {other}"),
+        Ok(_) => panic!("two brokers opened one data directory"),
+    }
+    first.shutdown().await;
+    let second = LocalBroker::builder()
+        .data_dir(&dir.0)
+        .start()
+        .await
+        .unwrap();
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn account_settings_survive_a_restart() {
+    use aws_sdk_kinesis::types::{
+        MinimumThroughputBillingCommitmentInput, MinimumThroughputBillingCommitmentInputStatus,
+        MinimumThroughputBillingCommitmentOutputStatus,
+    };
+    let dir = TempDir::new("account");
+    let broker = LocalBroker::builder()
+        .data_dir(&dir.0)
+        .start()
+        .await
+        .unwrap();
+    let kinesis = kinesis_client(&broker.endpoint());
+    let enabled = kinesis
+        .update_account_settings()
+        .minimum_throughput_billing_commitment(
+            MinimumThroughputBillingCommitmentInput::builder()
+                .status(MinimumThroughputBillingCommitmentInputStatus::Enabled)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .minimum_throughput_billing_commitment
+        .unwrap();
+    broker.shutdown().await;
+
+    let broker = LocalBroker::builder()
+        .data_dir(&dir.0)
+        .start()
+        .await
+        .unwrap();
+    let kinesis = kinesis_client(&broker.endpoint());
+    let restored = kinesis
+        .describe_account_settings()
+        .send()
+        .await
+        .unwrap()
+        .minimum_throughput_billing_commitment
+        .unwrap();
+    assert_eq!(
+        restored.status,
+        MinimumThroughputBillingCommitmentOutputStatus::Enabled
+    );
+    assert_eq!(restored.started_at, enabled.started_at);
+    broker.shutdown().await;
+}

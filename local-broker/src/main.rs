@@ -51,6 +51,15 @@ struct Args {
     /// older records are read from disk.
     #[arg(long, default_value_t = 64, requires = "data_dir")]
     cache_mib: usize,
+    /// Inject faults into requests, `OPERATION:KIND=P[,KIND=P...]` (repeatable): OPERATION is a
+    /// name (`GetRecords`), `kinesis:NAME`, `dynamodb:NAME`, `kinesis:*`, `dynamodb:*` or `*`;
+    /// KIND is `throttle`, `error` (HTTP 500), `drop` (close the connection) or `slow=P@LATENCY`
+    /// (`200ms`, `2s`). Example: `--fault 'GetRecords:throttle=0.2,slow=0.1@500ms'`.
+    #[arg(long = "fault", value_name = "OPERATION:KIND=P,...")]
+    faults: Vec<local_broker::FaultRule>,
+    /// Seed the fault draws so a run can be repeated.
+    #[arg(long, requires = "faults")]
+    fault_seed: Option<u64>,
     /// Write the self-signed certificate (PEM) here, for clients to trust.
     #[arg(long)]
     tls_cert_out: Option<std::path::PathBuf>,
@@ -83,6 +92,12 @@ async fn main() -> std::process::ExitCode {
     }
     if let Some(tls) = tls {
         builder = builder.tls(tls);
+    }
+    for rule in args.faults {
+        builder = builder.fault(rule);
+    }
+    if let Some(seed) = args.fault_seed {
+        builder = builder.fault_seed(seed);
     }
     if let Some(dir) = args.data_dir {
         builder = builder

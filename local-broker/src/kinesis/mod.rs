@@ -104,17 +104,17 @@ impl Kinesis {
         storage: Storage,
         recovered: &Recovered,
         replay: store::Replay,
-    ) -> Self {
+    ) -> Result<Self, StorageError> {
         let streams = replay.into_streams();
-        Self {
+        Ok(Self {
             config,
             streams: Arc::new(RwLock::new(streams)),
             iterators: iterator::IteratorCodec::with_key(recovered.iterator_key),
-            account: Mutex::new(control::AccountSettings::default()),
+            account: Mutex::new(store::restore_account(&recovered.meta)?),
             subscriptions: fanout::Subscriptions::default(),
             store: Arc::new(store::StreamStore::new(storage.clone(), &recovered.meta)),
             storage,
-        }
+        })
     }
 
     /// Deletes record segments that only hold records past every stream's retention, after

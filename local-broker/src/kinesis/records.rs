@@ -163,7 +163,10 @@ impl Kinesis {
                 .limits()
                 .admit_write(entry.data.len() + entry.partition_key.len(), self.now())
         {
-            return Err(self.throughput_exceeded(&stream, shard));
+            let err = self.throughput_exceeded(&stream, shard);
+            drop(meta);
+            self.scale_on_demand(&stream);
+            return Err(err);
         }
         let counters = shard
             .append(
@@ -286,11 +289,16 @@ impl Kinesis {
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| ApiError::internal("a record was not appended"))?;
         let failed_record_count = records.iter().filter(|r| r.error_code.is_some()).count() as u32;
-        Ok(PutRecordsOutput {
+        let output = PutRecordsOutput {
             failed_record_count,
             records,
             encryption_type: encryption_type(meta.encryption_key.is_some()),
-        })
+        };
+        if failed_record_count > 0 {
+            drop(meta);
+            self.scale_on_demand(&stream);
+        }
+        Ok(output)
     }
 
     pub(super) fn get_shard_iterator(

@@ -20,6 +20,19 @@ use std::sync::{Arc, Mutex, RwLock};
 
 /// Metadata keys of streams start with this.
 const STREAM_PREFIX: &str = "kinesis/stream/";
+/// The metadata key of the account settings (UpdateAccountSettings).
+const ACCOUNT_KEY: &str = "kinesis/account";
+
+/// The account settings a data directory holds (the defaults if it holds none).
+pub fn restore_account(
+    meta: &BTreeMap<String, Vec<u8>>,
+) -> Result<super::control::AccountSettings, StorageError> {
+    match meta.get(ACCOUNT_KEY) {
+        None => Ok(Default::default()),
+        Some(json) => serde_json::from_slice(json)
+            .map_err(|e| StorageError::Corrupt(format!("account settings: {e}"))),
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 struct StreamRecord {
@@ -413,6 +426,19 @@ impl StreamStore {
     /// The storage records go to.
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// Persists the account settings.
+    pub fn persist_account(
+        &self,
+        settings: &super::control::AccountSettings,
+    ) -> Result<(), StorageError> {
+        if !self.storage.is_durable() {
+            return Ok(());
+        }
+        let json = serde_json::to_vec(settings)
+            .map_err(|e| StorageError::Corrupt(format!("unencodable account settings: {e}")))?;
+        self.storage.write_meta(&[Change::Put(ACCOUNT_KEY, &json)])
     }
 
     /// Persists every stream whose state differs from what was last written, and forgets

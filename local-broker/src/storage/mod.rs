@@ -9,6 +9,11 @@
 //! | `records/*.seg` | every shard's records, one shared append-only log ([`log`]) |
 //! | `meta.log`, `meta.snapshot` | stream and DynamoDB state as a key → value map ([`kv`]) |
 //! | `iterator.key` | the secret that signs shard iterators, so iterators survive restarts |
+//! | `LOCK` | locked (an OS file lock) while a broker has the directory open |
+//!
+//! Two brokers on one directory would interleave their logs; the second fails to open it with
+//! [`StorageError::Locked`]. The lock is the operating system's, so a crashed broker's lock goes
+//! with its process.
 //!
 //! Record bodies are not kept in memory beyond a hot tail: the most recently appended frames, up
 //! to a byte budget shared by every shard (`cache`). The services index their records by log
@@ -92,6 +97,9 @@ pub enum StorageError {
     /// A file holds something this broker did not write.
     #[error("corrupt data directory: {0}")]
     Corrupt(String),
+    /// Another broker (process or in-process instance) has the data directory open.
+    #[error("in use by another broker (LOCK is held); stop it or use another data directory")]
+    Locked,
     /// An fsync failed; nothing written since can be promised durable.
     #[error("fsync failed: {0}")]
     SyncFailed(String),
@@ -153,6 +161,8 @@ struct Disk {
     synced: watch::Sender<Synced>,
     stop: AtomicBool,
     syncer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The locked `LOCK` file; released at [`Storage::close`] or when the process ends.
+    dir_lock: Mutex<Option<File>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -206,6 +216,7 @@ impl Storage {
     ) -> Result<(Self, Recovered), StorageError> {
         let io = |context: String| move |source| StorageError::Io { context, source };
         std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+        let dir_lock = lock_dir(dir)?;
         let iterator_key = load_or_create_key(dir)?;
         let (meta, map) = kv::MetaLog::open(dir)?;
         recovery.metadata(&map)?;
@@ -224,6 +235,7 @@ impl Storage {
             synced: watch::Sender::new(Synced::default()),
             stop: AtomicBool::new(false),
             syncer: Mutex::new(None),
+            dir_lock: Mutex::new(Some(dir_lock)),
         });
         if mode != SyncMode::Never {
             let syncing = Arc::clone(&disk);
@@ -336,6 +348,8 @@ impl Storage {
             if let Err(err) = disk.sync_files() {
                 tracing::error!(%err, dir = %disk.dir.display(), "final fsync failed");
             }
+            // Closing the file releases the lock: another broker may open the directory now.
+            lock(&disk.dir_lock).take();
         }
     }
 }
@@ -419,6 +433,26 @@ impl Drop for Disk {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         self.wake.notify_all();
+    }
+}
+
+/// Takes the directory's `LOCK` file, or fails if another broker holds it.
+fn lock_dir(dir: &Path) -> Result<File, StorageError> {
+    let path = dir.join("LOCK");
+    let io = |source| StorageError::Io {
+        context: format!("lock {}", path.display()),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked),
+        Err(std::fs::TryLockError::Error(source)) => Err(io(source)),
     }
 }
 
