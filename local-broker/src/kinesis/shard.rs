@@ -60,6 +60,17 @@ pub struct Shard {
     limits: Mutex<ShardLimits>,
 }
 
+/// What a shard holds right now (for metrics and the status page).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Records still held (inside retention, or not yet swept).
+    pub records: u64,
+    /// Bytes of their data.
+    pub bytes: u64,
+    /// Arrival time of the newest record.
+    pub last_arrival_ms: Option<i64>,
+}
+
 /// What a read returned.
 #[derive(Debug)]
 pub struct ReadBatch {
@@ -225,6 +236,24 @@ impl Shard {
     /// Child shard ids (empty while open).
     pub fn children(&self) -> Vec<String> {
         self.log().children.clone()
+    }
+
+    /// Records and bytes held, and the newest arrival.
+    pub fn stats(&self) -> ShardStats {
+        let log = self.log();
+        ShardStats {
+            records: log.records.len() as u64,
+            bytes: log.records.iter().map(|r| r.data.len() as u64).sum(),
+            last_arrival_ms: log.records.back().map(|r| r.arrival_ms),
+        }
+    }
+
+    /// Arrival time of the first record after `counter` that is still held: a reader that has
+    /// read up to `counter` is that far behind (`None` when it is at the tip).
+    pub fn arrival_after(&self, counter: u64) -> Option<i64> {
+        let log = self.log();
+        let idx = log.records.partition_point(|r| r.counter <= counter);
+        log.records.get(idx).map(|r| r.arrival_ms)
     }
 
     /// Counter the next record will get.
