@@ -2,6 +2,9 @@
 
 use aws_credential_types::Credentials;
 
+#[cfg(feature = "docker")]
+pub mod container;
+
 /// Credentials the broker accepts (it accepts any).
 fn credentials() -> Credentials {
     Credentials::new("AKIDTEST", "secret", None, None, "integration-tests")

@@ -1,6 +1,7 @@
 //! Metrics, named like the Java KCL's CloudWatch metrics and recorded through the [`metrics`]
 //! facade: install any recorder (Prometheus, StatsD, ...) to export them. Labels: `worker_id`,
-//! and `shard_id` for per-shard metrics.
+//! and `shard_id` for per-shard metrics. `cargo run -p examples --bin kcl_prometheus` shows the
+//! Prometheus recipe end to end.
 //!
 //! | name | kind | meaning |
 //! |---|---|---|
@@ -11,6 +12,7 @@
 //! | `ProcessorErrors` | counter | failed (or panicked) processor calls, each retried |
 //! | `RecordsSkipped` | counter | records a `#[kcl::processor]` could not decode and skipped (`shard_id` only) |
 //! | `LeasesHeld` | gauge | leases this worker holds |
+//! | `LeaseOwned` | gauge | 1 while this worker holds the lease of `shard_id`, 0 after |
 //! | `LeaseTaken` | counter | leases this worker took |
 //! | `LeaseLost` | counter | leases this worker lost to another worker |
 
@@ -30,6 +32,8 @@ pub const PROCESSOR_ERRORS: &str = "ProcessorErrors";
 pub const RECORDS_SKIPPED: &str = "RecordsSkipped";
 /// `LeasesHeld`.
 pub const LEASES_HELD: &str = "LeasesHeld";
+/// `LeaseOwned`.
+pub const LEASE_OWNED: &str = "LeaseOwned";
 /// `LeaseTaken`.
 pub const LEASE_TAKEN: &str = "LeaseTaken";
 /// `LeaseLost`.
@@ -67,6 +71,11 @@ pub(crate) fn record_skipped(shard_id: &str) {
 
 pub(crate) fn leases_held(worker_id: &str, count: usize) {
     metrics::gauge!(LEASES_HELD, "worker_id" => worker_id.to_owned()).set(count as f64);
+}
+
+pub(crate) fn lease_owned(worker_id: &str, shard_id: &str, owned: bool) {
+    metrics::gauge!(LEASE_OWNED, "worker_id" => worker_id.to_owned(), "shard_id" => shard_id.to_owned())
+        .set(if owned { 1.0 } else { 0.0 });
 }
 
 pub(crate) fn lease_taken(worker_id: &str) {

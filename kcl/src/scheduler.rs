@@ -364,6 +364,7 @@ impl Worker {
     fn start_consumer(&mut self, lease: Arc<HeldLease>) {
         self.held.insert(lease.clone());
         let key = lease.key().to_owned();
+        metrics::lease_owned(&self.ctx.worker_id, &key, true);
         let handle = self.consumers.spawn(consumer::run(self.ctx.clone(), lease));
         self.consumer_keys.insert(handle.id(), key);
     }
@@ -377,6 +378,7 @@ impl Worker {
             return;
         };
         self.held.remove(&key);
+        metrics::lease_owned(&self.ctx.worker_id, &key, false);
         match outcome {
             Some(outcome) => tracing::info!(shard_id = %key, ?outcome, "shard consumer finished"),
             // Processor panics are caught inside the consumer; this is a bug in this crate.
