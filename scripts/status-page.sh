@@ -77,9 +77,12 @@ call DynamoDB_20120810.PutItem '{"TableName":"page-app","Item":{"leaseKey":{"S":
 # ---- chromium ----------------------------------------------------------------------------------
 PASSED=0
 FAILED=0
-check() { # check NAME CONDITION-EXIT-STATUS
-    if [ "$2" = 0 ]; then PASSED=$((PASSED + 1)); echo "PASS $1"; else FAILED=$((FAILED + 1)); echo "FAIL $1"; fi
+check() { # check NAME COMMAND...: passes if the command succeeds
+    local name=$1
+    shift
+    if "$@"; then PASSED=$((PASSED + 1)); echo "PASS $name"; else FAILED=$((FAILED + 1)); echo "FAIL $name"; fi
 }
+is_png() { head -c 8 "$1" | od -An -tx1 | grep -q "89 50 4e 47"; }
 chrome() {
     timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
         --disable-dev-shm-usage --no-first-run --user-data-dir="$WORK/profile" "$@" 2>>"$WORK/chromium.err"
@@ -88,13 +91,13 @@ rm -f "$SHOT"
 mkdir -p target
 rc=0
 chrome --window-size=1280,1000 --screenshot="$PWD/$SHOT" "$ENDPOINT/" >/dev/null || rc=$?
-check "chromium takes a screenshot of $ENDPOINT/ (exit $rc)" "$rc"
+check "chromium takes a screenshot of $ENDPOINT/ (exit $rc)" [ "$rc" = 0 ]
 size=$(stat -c %s "$SHOT" 2>/dev/null || echo 0)
-[ "$size" -gt 10000 ]; check "screenshot is a real picture ($size bytes, $SHOT)" $?
-head -c 8 "$SHOT" 2>/dev/null | od -An -tx1 | grep -q "89 50 4e 47"; check "screenshot is a PNG" $?
+check "screenshot is a real picture ($size bytes, $SHOT)" [ "$size" -gt 10000 ]
+check "screenshot is a PNG" is_png "$SHOT"
 chrome --dump-dom "$ENDPOINT/" >"$WORK/dom.html" || true
 for text in "local-broker status" page-orders shardId-000000000002 page-reader page-app page-worker-1 "Lease tables (KCL)"; do
-    grep -q "$text" "$WORK/dom.html"; check "rendered page shows '$text'" $?
+    check "rendered page shows '$text'" grep -q "$text" "$WORK/dom.html"
 done
 if [ "$FAILED" -gt 0 ]; then
     echo "chromium stderr (tail):"

@@ -38,7 +38,7 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#2
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ccc}\
 table{border-collapse:collapse;margin:.4em 0 1em}th,td{border:1px solid #ddd;padding:.25em .6em;\
 text-align:left;font-size:.9em}th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}\
-.closed{color:#888}.muted{color:#777}code{font-size:.9em}";
+td:first-child{white-space:nowrap}.closed{color:#888}.muted{color:#777}code{font-size:.9em}";
 
 /// The whole page.
 pub fn render(overview: &Overview, uptime: Duration) -> String {
