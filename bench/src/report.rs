@@ -206,9 +206,13 @@ pub fn print_table(report: &Report) {
     let w = 38;
     let peers = &report.targets[1..];
     let mut header = format!("{:<w$} {:>10}", "metric", "ours");
-    for peer in peers {
-        let short: String = peer.name.chars().take(10).collect();
-        header += &format!(" {:>12} {:>12}", peer.name, format!("ours/{short}"));
+    let widths: Vec<usize> = peers.iter().map(|p| p.name.len().max(7) + 5).collect();
+    for (peer, &width) in peers.iter().zip(&widths) {
+        header += &format!(
+            " {:>12} {:>width$}",
+            peer.name,
+            format!("ours/{}", peer.name)
+        );
     }
     header += &format!(" {:>16} {:>14}", "peers.md kin.", "ours/peers.md");
     println!("{header}");
@@ -222,9 +226,9 @@ pub fn print_table(report: &Report) {
         };
         let ours = row.values.first().copied().flatten();
         let mut line = format!("{:<w$} {:>10}", name, ours.map_or_else(dash, num));
-        for (value, ratio) in row.values.iter().skip(1).zip(&row.ratios) {
+        for ((value, ratio), &width) in row.values.iter().skip(1).zip(&row.ratios).zip(&widths) {
             line += &format!(
-                " {:>12} {:>12}",
+                " {:>12} {:>width$}",
                 value.map_or_else(dash, num),
                 ratio.map_or_else(dash, ratio_text)
             );

@@ -112,6 +112,10 @@ impl Target {
     /// installing it into `peers_dir` with npm first if it is not there.
     pub async fn spawn_peer(peer: Peer, peers_dir: &Path) -> Result<Self> {
         let module = install(peer, peers_dir).await?;
+        // Absolute: kinesis-mock runs in its own directory.
+        let peers_dir = &peers_dir
+            .canonicalize()
+            .with_context(|| format!("{} is missing", peers_dir.display()))?;
         let port = free_port()?;
         let command = match peer {
             Peer::Kinesalite => {
