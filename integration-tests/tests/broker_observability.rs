@@ -297,3 +297,79 @@ async fn health_answers_ok_and_aws_calls_on_the_same_port_are_untouched() {
     assert_eq!(listed.stream_names(), ["still-works"]);
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn fan_out_subscriptions_and_pushed_records_are_counted() {
+    use aws_sdk_kinesis::types::{
+        ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
+    };
+    let (broker, kinesis) = broker_with_kinesis().await;
+    create_stream(&kinesis, "pushed", 1).await;
+    let consumer_arn = kinesis
+        .register_stream_consumer()
+        .stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/pushed")
+        .consumer_name("pusher")
+        .send()
+        .await
+        .expect("RegisterStreamConsumer succeeds")
+        .consumer
+        .expect("a consumer")
+        .consumer_arn;
+    kinesis
+        .put_record()
+        .stream_name("pushed")
+        .partition_key("k")
+        .data(Blob::new(vec![b'p'; 42]))
+        .send()
+        .await
+        .unwrap();
+    let mut subscription = kinesis
+        .subscribe_to_shard()
+        .consumer_arn(&consumer_arn)
+        .shard_id("shardId-000000000000")
+        .starting_position(
+            StartingPosition::builder()
+                .r#type(ShardIteratorType::TrimHorizon)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("SubscribeToShard succeeds");
+    let mut pushed = 0;
+    while pushed == 0 {
+        match subscription.event_stream.recv().await.unwrap() {
+            Some(SubscribeToShardEventStream::SubscribeToShardEvent(event)) => {
+                pushed += event.records().len();
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    let (_, metrics) = http_get(broker.local_addr(), "/metrics").await;
+    let shard0 = r#"{stream="pushed",shard="shardId-000000000000"}"#;
+    assert_eq!(
+        sample(&metrics, &format!("SubscribeToShardEvent_Records{shard0}")),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, &format!("SubscribeToShardEvent_Bytes{shard0}")),
+        Some(42.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"SubscribeToShard_ActiveSubscriptions{stream="pushed",consumer="pusher"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    let (_, page) = http_get(broker.local_addr(), "/").await;
+    assert!(
+        page.contains("<td>pusher</td><td>ACTIVE</td><td>shardId-000000000000</td>"),
+        "{page}"
+    );
+    drop(subscription);
+    broker.shutdown().await;
+}
