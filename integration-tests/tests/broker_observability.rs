@@ -1,12 +1,11 @@
 //! What the broker says about itself on its own port: `/metrics`, `/health` and the status page,
 //! read over plain HTTP while the SDKs keep using the same endpoint.
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
-use integration_tests::{broker_with_kinesis, create_stream, dynamodb_client, http_get};
+use integration_tests::{
+    broker_with_kinesis, create_lease_table, create_stream, dynamodb_client, http_get,
+};
 
 /// The value of the Prometheus sample whose line starts with `series` (name and labels).
 fn sample(metrics: &str, series: &str) -> Option<f64> {
@@ -19,27 +18,7 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 /// `owner`, checkpointed at `checkpoint`.
 async fn lease_table(endpoint: &str, table: &str, shard: &str, owner: &str, checkpoint: &str) {
     let dynamodb = dynamodb_client(endpoint);
-    dynamodb
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("leaseKey")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("leaseKey")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("CreateTable succeeds");
+    create_lease_table(&dynamodb, table).await;
     dynamodb
         .put_item()
         .table_name(table)

@@ -145,45 +145,37 @@ pub fn render_state(overview: &Overview, uptime: Duration, out: &mut String) {
             );
         }
     }
-    let name = "LeaseMillisBehindLatest";
-    let mut family = Family::new(
-        out,
-        name,
-        "How far each KCL lease's checkpoint is behind its shard's newest record.",
-    );
-    for t in &overview.lease_tables {
-        for lease in &t.leases {
-            if let Some(lag) = &lease.lag {
-                family.sample(
-                    name,
-                    &[
-                        ("table", &t.name),
-                        ("lease", &lease.lease_key),
-                        ("stream", &lag.stream),
-                    ],
-                    lag.millis as f64,
-                );
-            }
-        }
-    }
-    let name = "LeaseRecordsBehindLatest";
-    let mut family = Family::new(
-        out,
-        name,
-        "Records after each KCL lease's checkpoint in its shard.",
-    );
-    for t in &overview.lease_tables {
-        for lease in &t.leases {
-            if let Some(lag) = &lease.lag {
-                family.sample(
-                    name,
-                    &[
-                        ("table", &t.name),
-                        ("lease", &lease.lease_key),
-                        ("stream", &lag.stream),
-                    ],
-                    lag.records as f64,
-                );
+    for (name, help, millis) in [
+        (
+            "LeaseMillisBehindLatest",
+            "How far each KCL lease's checkpoint is behind its shard's newest record.",
+            true,
+        ),
+        (
+            "LeaseRecordsBehindLatest",
+            "Records after each KCL lease's checkpoint in its shard.",
+            false,
+        ),
+    ] {
+        let mut family = Family::new(out, name, help);
+        for t in &overview.lease_tables {
+            for lease in &t.leases {
+                if let Some(lag) = &lease.lag {
+                    let value = if millis {
+                        lag.millis as f64
+                    } else {
+                        lag.records as f64
+                    };
+                    family.sample(
+                        name,
+                        &[
+                            ("table", &t.name),
+                            ("lease", &lease.lease_key),
+                            ("stream", &lag.stream),
+                        ],
+                        value,
+                    );
+                }
             }
         }
     }
