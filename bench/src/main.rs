@@ -2,15 +2,17 @@
 //!
 //! By default it embeds a `local-broker` in-process; `--spawn-binary` runs the broker binary as a
 //! separate process so the server's CPU per record can be read from /proc; `--endpoint` measures
-//! anything already running; `--compare-kinesalite` also starts kinesalite 3 under node and runs
-//! the same generator against it, one target after the other so they never share the CPU.
+//! anything already running; `--compare kinesalite,kinesis-mock` also installs those peers with npm,
+//! starts each under node on loopback and runs the same generator against it, one target after the
+//! other so they never share the CPU. Each spawned server is also timed from spawn to its first
+//! successful ListStreams, and its idle and peak resident memory are read from /proc.
 //!
 //! Everything goes through `aws-sdk-kinesis` over HTTP, as an application would: a boto3 client
 //! costs ~10 ms of CPU per 500-record batch and would be the bottleneck, not the server.
 //!
 //! ```sh
 //! cargo build --release -p local-broker -p bench
-//! target/release/kinesis-bench --spawn-binary target/release/local-broker --compare-kinesalite
+//! target/release/kinesis-bench --spawn-binary target/release/local-broker --compare kinesalite,kinesis-mock
 //! ```
 
 mod client;
@@ -24,11 +26,11 @@ use client::client;
 use report::{Report, TargetResult};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use target::Target;
+use target::{Peer, Target};
 use workload::Params;
 
 /// Measure a Kinesis endpoint: PutRecords throughput, PutRecord latency, verified read-back and
-/// server CPU per record, optionally side by side with kinesalite.
+/// server CPU per record, optionally side by side with kinesalite and kinesis-mock.
 #[derive(Parser, Debug)]
 #[command(name = "kinesis-bench", version, about)]
 struct Args {
@@ -39,10 +41,10 @@ struct Args {
     /// of embedding the broker in the benchmark's own process.
     #[arg(long, value_name = "PATH")]
     spawn_binary: Option<PathBuf>,
-    /// Also start kinesalite 3 (installed with npm if missing) and measure it in the same run.
-    #[arg(long)]
-    compare_kinesalite: bool,
-    /// Where kinesalite is (or gets) installed [default: <workspace>/target/peers].
+    /// Also start these peers (installed with npm if missing) and measure them in the same run.
+    #[arg(long, value_delimiter = ',', value_name = "PEER,...")]
+    compare: Vec<Peer>,
+    /// Where the peers are (or get) installed [default: <workspace>/target/peers].
     #[arg(long, value_name = "DIR")]
     peers_dir: Option<PathBuf>,
     /// Concurrent PutRecords writers.
@@ -116,6 +118,7 @@ impl Args {
 
 /// Runs the three phases against one target, then stops it.
 async fn measure(mut target: Target, params: &Params) -> Result<TargetResult> {
+    let facts = target.facts;
     eprintln!(
         "== {} ({}) at {}",
         target.name, target.mode, target.endpoint
@@ -153,6 +156,7 @@ async fn measure(mut target: Target, params: &Params) -> Result<TargetResult> {
     }
     .await;
     let server_alive = target.alive();
+    let peak_rss_mib = pid.and_then(|pid| target::memory_mib(pid, "VmHWM"));
     let (name, mode, endpoint) = (target.name.clone(), target.mode, target.endpoint.clone());
     target.stop().await;
     let (put_records, read_back, put_record) =
@@ -165,6 +169,8 @@ async fn measure(mut target: Target, params: &Params) -> Result<TargetResult> {
         read_back,
         put_record,
         server_alive,
+        process: facts,
+        peak_rss_mib,
     })
 }
 
@@ -190,15 +196,15 @@ async fn main() -> Result<()> {
         (None, None) => Target::embedded().await?,
     };
     let mut targets = vec![measure(ours, &params).await?];
-    if args.compare_kinesalite {
-        let dir = args
-            .peers_dir
-            .clone()
-            .unwrap_or_else(target::default_peers_dir);
-        let kinesalite = Target::spawn_kinesalite(&dir).await?;
-        targets.push(measure(kinesalite, &params).await?);
+    let peers_dir = args
+        .peers_dir
+        .clone()
+        .unwrap_or_else(target::default_peers_dir);
+    for &peer in &args.compare {
+        let target = Target::spawn_peer(peer, &peers_dir).await?;
+        targets.push(measure(target, &params).await?);
     }
-    let rows = report::rows(&targets[0], targets.get(1));
+    let rows = report::rows(&targets);
     let report = Report {
         params,
         targets,

@@ -1,5 +1,6 @@
 //! The comparison table and the JSON report.
 
+use crate::target::ProcessFacts;
 use crate::workload::{Params, PutRecordResult, PutRecordsResult, ReadBackResult};
 use serde::Serialize;
 
@@ -14,6 +15,10 @@ pub struct TargetResult {
     pub put_record: PutRecordResult,
     /// Whether the server process was still alive after the run.
     pub server_alive: bool,
+    /// Startup time and idle memory (servers in their own process only).
+    pub process: ProcessFacts,
+    /// Peak resident memory of the server process over the whole run.
+    pub peak_rss_mib: Option<f64>,
 }
 
 /// kinesalite 3.3.3 as measured with boto3 (one client thread) on this machine, from
@@ -35,15 +40,16 @@ pub const KINESALITE_PEERS_MD: Baseline = Baseline {
     read_back_per_sec: (12_700.0, 17_200.0),
 };
 
-/// One row of the comparison: a metric for us, for kinesalite measured now, and the baseline.
+/// One row of the comparison: a metric for every target, ours over each other target, and the
+/// peers.md baseline.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub metric: &'static str,
     pub higher_is_better: bool,
-    pub ours: Option<f64>,
-    pub kinesalite: Option<f64>,
-    /// ours / kinesalite (measured in this run).
-    pub ratio_vs_kinesalite: Option<f64>,
+    /// One value per target, in the order of [`Report::targets`] (ours first).
+    pub values: Vec<Option<f64>>,
+    /// ours / each other target (measured in this run), in the same order.
+    pub ratios: Vec<Option<f64>>,
     pub baseline: Option<(f64, f64)>,
     /// ours / baseline, for the baseline's high and low ends (so the range reads low–high).
     pub ratio_vs_baseline: Option<(f64, f64)>,
@@ -64,7 +70,8 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-pub fn rows(ours: &TargetResult, kinesalite: Option<&TargetResult>) -> Vec<Row> {
+/// The comparison rows; `targets[0]` is ours, the rest are peers.
+pub fn rows(targets: &[TargetResult]) -> Vec<Row> {
     let b = KINESALITE_PEERS_MD;
     /// (metric, higher is better, how to read it, peers.md baseline).
     type Spec = (
@@ -73,7 +80,7 @@ pub fn rows(ours: &TargetResult, kinesalite: Option<&TargetResult>) -> Vec<Row> 
         fn(&TargetResult) -> Option<f64>,
         Option<(f64, f64)>,
     );
-    let specs: [Spec; 10] = [
+    let specs: [Spec; 13] = [
         (
             "PutRecords records/s",
             true,
@@ -134,18 +141,25 @@ pub fn rows(ours: &TargetResult, kinesalite: Option<&TargetResult>) -> Vec<Row> 
             |t| t.read_back.server_cpu_us_per_record,
             None,
         ),
+        (
+            "startup ms (spawn → ListStreams)",
+            false,
+            |t| t.process.startup_ms,
+            None,
+        ),
+        ("idle RSS MiB", false, |t| t.process.idle_rss_mib, None),
+        ("peak RSS MiB", false, |t| t.peak_rss_mib, None),
     ];
     specs
         .into_iter()
         .map(|(metric, higher_is_better, get, baseline)| {
-            let o = get(ours);
-            let k = kinesalite.and_then(get);
+            let values: Vec<Option<f64>> = targets.iter().map(get).collect();
+            let o = values.first().copied().flatten();
             Row {
                 metric,
                 higher_is_better,
-                ours: o,
-                kinesalite: k,
-                ratio_vs_kinesalite: ratio(o, k),
+                ratios: values.iter().skip(1).map(|&peer| ratio(o, peer)).collect(),
+                values,
                 baseline,
                 ratio_vs_baseline: baseline
                     .and_then(|(lo, hi)| Some((ratio(o, Some(hi))?, ratio(o, Some(lo))?))),
@@ -190,24 +204,37 @@ pub fn print_table(report: &Report) {
         report.params.record_size
     );
     let w = 38;
-    println!(
-        "{:<w$} {:>10} {:>11} {:>10} {:>16} {:>14}",
-        "metric", "ours", "kinesalite", "ours/kin.", "peers.md kin.", "ours/peers.md"
-    );
-    println!("{}", "-".repeat(w + 66));
+    let peers = &report.targets[1..];
+    let mut header = format!("{:<w$} {:>10}", "metric", "ours");
+    let widths: Vec<usize> = peers.iter().map(|p| p.name.len().max(7) + 5).collect();
+    for (peer, &width) in peers.iter().zip(&widths) {
+        header += &format!(
+            " {:>12} {:>width$}",
+            peer.name,
+            format!("ours/{}", peer.name)
+        );
+    }
+    header += &format!(" {:>16} {:>14}", "peers.md kin.", "ours/peers.md");
+    println!("{header}");
+    println!("{}", "-".repeat(header.chars().count()));
+    let dash = || "—".to_owned();
     for row in &report.rows {
-        let dash = || "—".to_owned();
         let name = if row.higher_is_better {
             row.metric.to_owned()
         } else {
             format!("{} ↓", row.metric)
         };
-        println!(
-            "{:<w$} {:>10} {:>11} {:>10} {:>16} {:>14}",
-            name,
-            row.ours.map_or_else(dash, num),
-            row.kinesalite.map_or_else(dash, num),
-            row.ratio_vs_kinesalite.map_or_else(dash, ratio_text),
+        let ours = row.values.first().copied().flatten();
+        let mut line = format!("{:<w$} {:>10}", name, ours.map_or_else(dash, num));
+        for ((value, ratio), &width) in row.values.iter().skip(1).zip(&row.ratios).zip(&widths) {
+            line += &format!(
+                " {:>12} {:>width$}",
+                value.map_or_else(dash, num),
+                ratio.map_or_else(dash, ratio_text)
+            );
+        }
+        line += &format!(
+            " {:>16} {:>14}",
             row.baseline
                 .map_or_else(dash, |(lo, hi)| format!("{}–{}", num(lo), num(hi))),
             row.ratio_vs_baseline.map_or_else(dash, |(lo, hi)| format!(
@@ -216,10 +243,11 @@ pub fn print_table(report: &Report) {
                 ratio_text(hi)
             )),
         );
+        println!("{line}");
     }
     println!(
         "↓ = lower is better (a ratio below 1 favours ours). peers.md figures were taken with boto3, one client thread; \
-         the columns 'ours' and 'kinesalite' use this native generator."
+         every other column uses this native generator, one server at a time."
     );
     for t in &report.targets {
         let rb = &t.read_back;

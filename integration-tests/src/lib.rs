@@ -2,6 +2,9 @@
 
 use aws_credential_types::Credentials;
 
+#[cfg(feature = "docker")]
+pub mod container;
+
 /// Credentials the broker accepts (it accepts any).
 fn credentials() -> Credentials {
     Credentials::new("AKIDTEST", "secret", None, None, "integration-tests")
@@ -118,4 +121,30 @@ pub async fn create_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str, key:
         .send()
         .await
         .expect("CreateTable succeeds");
+}
+
+/// A plain `GET path` over HTTP/1.1 to a broker (for its `/metrics`, `/health` and status page):
+/// the status code and the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("the broker accepts connections");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("the request is sent");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("the response is UTF-8");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_owned())
 }

@@ -2,6 +2,7 @@
 //! facade: install any recorder (Prometheus, StatsD, ...) to export them. Labels: `worker_id`,
 //! and `shard_id` for per-shard metrics (the lease key: in a multi-stream application
 //! `account:stream:creationEpoch:shardId`, so shards of different streams stay apart).
+//! `cargo run -p examples --bin kcl_prometheus` shows the Prometheus recipe end to end.
 //!
 //! | name | kind | meaning |
 //! |---|---|---|
@@ -12,6 +13,7 @@
 //! | `ProcessorErrors` | counter | failed (or panicked) processor calls, each retried |
 //! | `RecordsSkipped` | counter | records a `#[kcl::processor]` could not decode and skipped (`shard_id` only) |
 //! | `LeasesHeld` | gauge | leases this worker holds |
+//! | `LeaseOwned` | gauge | 1 while this worker holds the lease of `shard_id`, 0 after |
 //! | `LeaseTaken` | counter | leases this worker took |
 //! | `LeaseLost` | counter | leases this worker lost to another worker |
 //! | `ActiveStreams.Count` | gauge | multi-stream: streams this worker consumes |
@@ -33,6 +35,8 @@ pub const PROCESSOR_ERRORS: &str = "ProcessorErrors";
 pub const RECORDS_SKIPPED: &str = "RecordsSkipped";
 /// `LeasesHeld`.
 pub const LEASES_HELD: &str = "LeasesHeld";
+/// `LeaseOwned`.
+pub const LEASE_OWNED: &str = "LeaseOwned";
 /// `LeaseTaken`.
 pub const LEASE_TAKEN: &str = "LeaseTaken";
 /// `LeaseLost`.
@@ -74,6 +78,11 @@ pub(crate) fn record_skipped(shard_id: &str) {
 
 pub(crate) fn leases_held(worker_id: &str, count: usize) {
     metrics::gauge!(LEASES_HELD, "worker_id" => worker_id.to_owned()).set(count as f64);
+}
+
+pub(crate) fn lease_owned(worker_id: &str, shard_id: &str, owned: bool) {
+    metrics::gauge!(LEASE_OWNED, "worker_id" => worker_id.to_owned(), "shard_id" => shard_id.to_owned())
+        .set(if owned { 1.0 } else { 0.0 });
 }
 
 pub(crate) fn lease_taken(worker_id: &str) {

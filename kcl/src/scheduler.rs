@@ -533,6 +533,7 @@ impl Worker {
     fn start_consumer(&mut self, stream: Arc<ConsumedStream>, lease: Arc<HeldLease>) {
         self.held.insert(lease.clone());
         let key = lease.key().to_owned();
+        metrics::lease_owned(&self.ctx.worker_id, &key, true);
         let handle = self
             .consumers
             .spawn(consumer::run(self.ctx.clone(), stream, lease));
@@ -548,6 +549,7 @@ impl Worker {
             return;
         };
         self.held.remove(&key);
+        metrics::lease_owned(&self.ctx.worker_id, &key, false);
         match outcome {
             Some(outcome) => tracing::info!(shard_id = %key, ?outcome, "shard consumer finished"),
             // Processor panics are caught inside the consumer; this is a bug in this crate.

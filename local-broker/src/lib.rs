@@ -19,12 +19,14 @@
 //! | [`kinesis`] | streams, shards, records, iterators, resharding |
 //! | [`dynamodb`] | tables, items, condition and update expressions |
 //! | [`storage`] | the data directory: record log, hot tail cache, metadata log, sync modes |
+//! | [`observe`] | `/metrics`, `/health`, the status page at `/`, request logs |
 
 pub mod clock;
 pub mod config;
 pub mod dynamodb;
 pub mod http;
 pub mod kinesis;
+pub mod observe;
 pub mod storage;
 pub mod tls;
 
@@ -230,6 +232,10 @@ impl LocalBrokerBuilder {
         if services.storage.is_durable() {
             tokio::spawn(sweep_retention(Arc::clone(&services), shutdown.clone()));
         }
+        tokio::spawn(metrics_upkeep(
+            Arc::clone(&services.observer),
+            shutdown.clone(),
+        ));
         let storage = services.storage.clone();
         let faults = services.faults.clone();
         let app = http::router(services);
@@ -311,6 +317,7 @@ impl LocalBrokerBuilder {
             clock: Arc::clone(&self.config.clock),
             storage,
             faults: self.faults.clone(),
+            observer: Arc::default(),
         })
     }
 }
@@ -328,6 +335,18 @@ async fn sweep_retention(services: Arc<http::Services>, stop: CancellationToken)
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "deleted expired record segments"),
             Err(err) => tracing::warn!(%err, "cannot delete expired record segments"),
+        }
+    }
+}
+
+/// Folds request-latency samples into their summaries every [`observe::UPKEEP_INTERVAL`], so a
+/// broker nobody scrapes does not keep every sample.
+async fn metrics_upkeep(observer: Arc<observe::Observer>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(observe::UPKEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = every.tick() => observer.upkeep(),
+            _ = stop.cancelled() => return,
         }
     }
 }

@@ -132,6 +132,11 @@ fn validate_table_name(validator: &mut Validator, name: &str, member: &str) {
 }
 
 impl DynamoDb {
+    /// Every table, in name order (for the status page and metrics).
+    pub fn tables(&self) -> Vec<Arc<RwLock<Table>>> {
+        read(&self.tables).values().cloned().collect()
+    }
+
     /// An empty service.
     pub fn new(config: BrokerConfig) -> Self {
         Self {

@@ -37,6 +37,8 @@ pub struct Services {
     pub storage: crate::storage::Storage,
     /// Faults injected into requests (none by default).
     pub faults: faults::Faults,
+    /// This broker's metrics recorder (see [`crate::observe`]).
+    pub observer: Arc<crate::observe::Observer>,
 }
 
 /// What an operation answers: a body, or an event stream that is pushed until it ends.
@@ -75,9 +77,16 @@ impl Service {
     }
 }
 
-/// Builds the router for all services.
+/// Builds the router for all services; [`crate::observe::front_door`] answers the GET pages
+/// (`/metrics`, `/health`, `/`) and times every request.
 pub fn router(services: Arc<Services>) -> axum::Router {
-    axum::Router::new().fallback(handle).with_state(services)
+    axum::Router::new()
+        .fallback(handle)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&services),
+            crate::observe::front_door,
+        ))
+        .with_state(services)
 }
 
 async fn handle(State(services): State<Arc<Services>>, request: http::Request<Body>) -> Response {
@@ -147,13 +156,13 @@ async fn handle(State(services): State<Arc<Services>>, request: http::Request<Bo
                     // Operations run synchronously on this thread; the write mark tells what
                     // they wrote, and so what must be durable before answering.
                     storage::write_mark::take();
-                    let outcome = match service {
+                    let outcome = services.observer.record(|| match service {
                         Service::Kinesis => services.kinesis.dispatch(operation, &wire),
                         Service::DynamoDb => services
                             .dynamodb
                             .dispatch(operation, &wire)
                             .map(Reply::Body),
-                    };
+                    });
                     (outcome, storage::write_mark::take())
                 };
                 match services.storage.durable(mark).await {
@@ -176,7 +185,7 @@ async fn handle(State(services): State<Arc<Services>>, request: http::Request<Bo
         ),
         Ok(Reply::EventStream(events)) => {
             let body = Body::from_stream(futures::StreamExt::map(
-                events,
+                services.observer.instrument(events),
                 Ok::<_, std::convert::Infallible>,
             ));
             let mut response = respond(StatusCode::OK, protocol, &request_id, body, None);

@@ -257,6 +257,19 @@ impl Kinesis {
         Ok(Empty {})
     }
 
+    /// The (consumer ARN, shard id) of every SubscribeToShard stream still being served.
+    pub fn live_subscriptions(&self) -> Vec<(String, String)> {
+        let live = self
+            .subscriptions
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        live.iter()
+            .filter(|(_, (_, token))| !token.is_cancelled())
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     /// Ends every live subscription of a consumer (deregistration, stream deletion).
     pub(super) fn end_subscriptions_of(&self, consumer_arn: &str) {
         let live = self
@@ -373,6 +386,13 @@ impl Kinesis {
     }
 }
 
+impl Drop for Subscription {
+    /// However the stream ended (deadline, client gone, replaced), it is no longer live.
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
 #[derive(PartialEq, Eq)]
 enum Phase {
     Initial,
@@ -469,10 +489,18 @@ impl Subscription {
                             .sequence_number(batch.next_counter.saturating_sub(1))
                             .to_string()
                     });
+                    let millis_behind_latest = batch
+                        .next_unread_arrival_ms
+                        .map_or(0, |arrival| (now - arrival).max(0));
+                    super::metrics::subscribe_event(
+                        &self.stream,
+                        &self.shard,
+                        batch.records.len(),
+                        batch.records.iter().map(|r| r.data.len()).sum(),
+                        millis_behind_latest,
+                    );
                     let event = SubscribeToShardEvent {
-                        millis_behind_latest: batch
-                            .next_unread_arrival_ms
-                            .map_or(0, |arrival| (now - arrival).max(0)),
+                        millis_behind_latest,
                         child_shards: batch
                             .exhausted
                             .then(|| child_shards(&meta, &batch.children)),

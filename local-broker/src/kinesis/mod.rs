@@ -7,6 +7,7 @@
 //! | [`listing`] | ListStreams, ListShards, DescribeStream(Summary) |
 //! | [`records`] | PutRecord(s), GetShardIterator, GetRecords |
 //! | `fanout` | consumers and SubscribeToShard event streams |
+//! | [`metrics`] | stream- and shard-level metrics with CloudWatch's names |
 //! | [`stream`], [`shard`] | the domain: routing, resharding, the record log |
 //! | [`hash`], [`sequence`], [`iterator`] | hash keys, sequence numbers, iterator tokens |
 //! | [`store`] | what of the service is persisted, and its recovery |
@@ -22,6 +23,7 @@ pub mod hash;
 pub mod iterator;
 pub mod limits;
 mod listing;
+pub mod metrics;
 mod records;
 pub mod sequence;
 pub mod shard;
@@ -115,6 +117,16 @@ impl Kinesis {
             store: Arc::new(store::StreamStore::new(storage.clone(), &recovered.meta)),
             storage,
         })
+    }
+
+    /// Every stream, in name order, whatever its status (for the status page and metrics).
+    pub fn streams(&self) -> Vec<Arc<Stream>> {
+        self.streams
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Deletes record segments that only hold records past every stream's retention, after

@@ -3,6 +3,7 @@
 use super::api::*;
 use super::hash::{parse_hash_key, partition_key_hash};
 use super::iterator::ShardPosition;
+use super::metrics::{self, Throttle};
 use super::sequence::SequenceNumber;
 use super::shard::{Shard, StoredRecord};
 use super::stream::{Stream, StreamMeta};
@@ -163,11 +164,13 @@ impl Kinesis {
                 .limits()
                 .admit_write(entry.data.len() + entry.partition_key.len(), self.now())
         {
+            metrics::throttled(&stream, shard, Throttle::Write, 1);
             let err = self.throughput_exceeded(&stream, shard);
             drop(meta);
             self.scale_on_demand(&stream);
             return Err(err);
         }
+        let bytes = entry.data.len() + entry.partition_key.len();
         let counters = shard
             .append(
                 self.now(),
@@ -182,6 +185,7 @@ impl Kinesis {
             .first()
             .copied()
             .ok_or_else(|| ApiError::internal("append returned no sequence number"))?;
+        metrics::incoming(&stream, shard, 1, bytes);
         Ok(PutRecordOutput {
             shard_id: shard.id.clone(),
             sequence_number: shard.sequence_number(counter).to_string(),
@@ -244,7 +248,9 @@ impl Kinesis {
         for (shard, mine) in by_shard.into_values() {
             let mine: Vec<(usize, Entry)> = if self.config.enforce_limits {
                 let mut limits = shard.limits();
-                mine.into_iter()
+                let offered = mine.len();
+                let admitted: Vec<(usize, Entry)> = mine
+                    .into_iter()
                     .filter_map(|(i, e)| {
                         if limits.admit_write(e.data.len() + e.partition_key.len(), now) {
                             return Some((i, e));
@@ -258,11 +264,19 @@ impl Kinesis {
                         });
                         None
                     })
-                    .collect()
+                    .collect();
+                if admitted.len() < offered {
+                    metrics::throttled(&stream, &shard, Throttle::Write, offered - admitted.len());
+                }
+                admitted
             } else {
                 mine
             };
             let indices: Vec<usize> = mine.iter().map(|(i, _)| *i).collect();
+            let bytes: usize = mine
+                .iter()
+                .map(|(_, e)| e.data.len() + e.partition_key.len())
+                .sum();
             let counters = shard
                 .append(
                     now,
@@ -275,6 +289,7 @@ impl Kinesis {
                     &stream.name,
                 )
                 .map_err(storage_failure)?;
+            metrics::incoming(&stream, &shard, counters.len(), bytes);
             for (i, counter) in indices.into_iter().zip(counters) {
                 results[i] = Some(PutRecordsResultEntry {
                     sequence_number: Some(shard.sequence_number(counter).to_string()),
@@ -460,6 +475,7 @@ impl Kinesis {
                 ))
             })?;
         if self.config.enforce_limits && !shard.limits().admit_read(now) {
+            metrics::throttled(&stream, shard, Throttle::Read, 1);
             return Err(self.throughput_exceeded(&stream, shard));
         }
         let limit = input.limit.unwrap_or(MAX_GET_RECORDS) as usize;
@@ -475,13 +491,20 @@ impl Kinesis {
                 tracing::error!(%err, shard = %shard.id, "cannot read records from the data directory");
                 ApiError::internal("The records could not be read.")
             })?;
+        let bytes: usize = batch.records.iter().map(|r| r.data.len()).sum();
         if self.config.enforce_limits {
-            let bytes: usize = batch.records.iter().map(|r| r.data.len()).sum();
             shard.limits().charge_read(bytes);
         }
         let millis_behind_latest = batch
             .next_unread_arrival_ms
             .map_or(0, |arrival| (now - arrival).max(0));
+        metrics::get_records(
+            &stream,
+            shard,
+            batch.records.len(),
+            bytes,
+            millis_behind_latest,
+        );
         let next_shard_iterator = (!batch.exhausted).then(|| {
             self.iterators.encode(&ShardPosition {
                 next_counter: batch.next_counter,

@@ -103,6 +103,21 @@ impl Records {
         }
     }
 
+    /// Bytes of record data held.
+    fn data_bytes(&self) -> u64 {
+        match self {
+            Records::Memory(records) => records.iter().map(|r| r.data.len() as u64).sum(),
+            Records::Disk { index, .. } => index.iter().map(|r| u64::from(r.data_len)).sum(),
+        }
+    }
+
+    /// Index of the first record after `counter` (counters are consecutive).
+    fn position_after(&self, counter: u64) -> usize {
+        self.first_counter().map_or(0, |first| {
+            usize::try_from((counter + 1).saturating_sub(first)).unwrap_or(usize::MAX)
+        })
+    }
+
     /// Index of the first record that arrived at or after `at_ms`.
     fn first_arrived_at(&self, at_ms: i64) -> usize {
         match self {
@@ -289,6 +304,17 @@ pub struct Shard {
     limits: Mutex<ShardLimits>,
 }
 
+/// What a shard holds right now (for metrics and the status page).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Records still held (inside retention, or not yet swept).
+    pub records: u64,
+    /// Bytes of their data.
+    pub bytes: u64,
+    /// Arrival time of the newest record.
+    pub last_arrival_ms: Option<i64>,
+}
+
 /// What a read returned.
 #[derive(Debug)]
 pub struct ReadBatch {
@@ -460,6 +486,27 @@ impl Shard {
     /// Child shard ids (empty while open).
     pub fn children(&self) -> Vec<String> {
         self.log().children.clone()
+    }
+
+    /// Records and bytes held, and the newest arrival.
+    pub fn stats(&self) -> ShardStats {
+        let log = self.log();
+        ShardStats {
+            records: log.records.len() as u64,
+            bytes: log.records.data_bytes(),
+            last_arrival_ms: log
+                .records
+                .len()
+                .checked_sub(1)
+                .and_then(|last| log.records.arrival_ms(last)),
+        }
+    }
+
+    /// Arrival time of the first record after `counter` that is still held: a reader that has
+    /// read up to `counter` is that far behind (`None` when it is at the tip).
+    pub fn arrival_after(&self, counter: u64) -> Option<i64> {
+        let log = self.log();
+        log.records.arrival_ms(log.records.position_after(counter))
     }
 
     /// Counter the next record will get.
