@@ -40,6 +40,8 @@ pub struct BrokerConfig {
     pub data_dir: Option<PathBuf>,
     /// When writes reach the disk (only with a data directory).
     pub sync: SyncMode,
+    /// Where Firehose S3 destinations write objects (`<root>/<bucket>/<key>`).
+    pub s3_root: Option<PathBuf>,
 }
 
 impl Default for BrokerConfig {
@@ -54,6 +56,7 @@ impl Default for BrokerConfig {
             enforce_limits: false,
             data_dir: None,
             sync: SyncMode::Always,
+            s3_root: None,
         }
     }
 }

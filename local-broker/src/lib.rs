@@ -18,11 +18,13 @@
 //! | [`http`] | routing by `X-Amz-Target`, wire protocols, AWS error encoding, validation |
 //! | [`kinesis`] | streams, shards, records, iterators, resharding |
 //! | [`dynamodb`] | tables, items, condition and update expressions |
+//! | [`firehose`] | delivery streams: buffering, processing, delivery to S3 and HTTP endpoints |
 //! | [`storage`] | the data directory: record log, metadata log, sync modes |
 
 pub mod clock;
 pub mod config;
 pub mod dynamodb;
+pub mod firehose;
 pub mod http;
 pub mod kinesis;
 pub mod storage;
@@ -157,6 +159,13 @@ impl LocalBrokerBuilder {
         self
     }
 
+    /// Where Firehose S3 destinations write objects: `<dir>/<bucket>/<key>` (default: nowhere,
+    /// and S3 destinations are refused).
+    pub fn s3_root(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.config.s3_root = Some(dir.into());
+        self
+    }
+
     /// Serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of cleartext HTTP.
     pub fn tls(mut self, tls: TlsSettings) -> Self {
         self.tls = Some(tls);
@@ -183,7 +192,7 @@ impl LocalBrokerBuilder {
             tokio::spawn(sweep_retention(Arc::clone(&services), shutdown.clone()));
         }
         let storage = services.storage.clone();
-        let app = http::router(services);
+        let app = http::router(Arc::clone(&services));
         let (scheme, certificate_pem) = match &tls {
             Some(tls) => ("https", Some(tls.certificate_pem.clone())),
             None => ("http", None),
@@ -208,6 +217,7 @@ impl LocalBrokerBuilder {
             shutdown,
             server,
             storage,
+            services,
         })
     }
 
@@ -242,9 +252,14 @@ impl LocalBrokerBuilder {
                 (kinesis, dynamodb, storage)
             }
         };
+        let objects = match &self.config.s3_root {
+            Some(dir) => firehose::objects::ObjectStore::Directory(dir.clone()),
+            None => firehose::objects::ObjectStore::None,
+        };
         Ok(http::Services {
             kinesis,
             dynamodb,
+            firehose: firehose::Firehose::new(self.config.clone(), objects),
             auth: self.config.auth.clone(),
             clock: Arc::clone(&self.config.clock),
             storage,
@@ -323,6 +338,7 @@ pub struct RunningBroker {
     shutdown: CancellationToken,
     server: JoinHandle<()>,
     storage: storage::Storage,
+    services: Arc<http::Services>,
 }
 
 impl RunningBroker {
@@ -342,13 +358,14 @@ impl RunningBroker {
         self.local_addr
     }
 
-    /// Stops accepting connections, lets in-flight requests finish, waits for the server, and
-    /// flushes the data directory.
+    /// Stops accepting connections, lets in-flight requests finish, waits for the server,
+    /// delivers what Firehose streams still buffer, and flushes the data directory.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         if let Err(err) = self.server.await {
             tracing::error!(%err, "broker task ended abnormally");
         }
+        self.services.firehose.shutdown().await;
         self.storage.close();
     }
 }

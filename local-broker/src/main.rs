@@ -1,4 +1,5 @@
-//! `local-broker`: serve Kinesis Data Streams and DynamoDB lease tables on one local endpoint.
+//! `local-broker`: serve Kinesis Data Streams, DynamoDB lease tables and Firehose on one local
+//! endpoint.
 
 use clap::Parser;
 use std::time::Duration;
@@ -47,6 +48,9 @@ struct Args {
     /// `interval=MS` (fsync every MS milliseconds), or `never` (fsync at clean shutdown only).
     #[arg(long, default_value = "always", requires = "data_dir")]
     sync: local_broker::SyncMode,
+    /// Firehose S3 destinations write objects under this directory, one subdirectory per bucket.
+    #[arg(long, env = "LOCAL_BROKER_S3_ROOT")]
+    s3_root: Option<std::path::PathBuf>,
     /// Write the self-signed certificate (PEM) here, for clients to trust.
     #[arg(long)]
     tls_cert_out: Option<std::path::PathBuf>,
@@ -82,6 +86,9 @@ async fn main() -> std::process::ExitCode {
     }
     if let Some(dir) = args.data_dir {
         builder = builder.data_dir(dir).sync(args.sync);
+    }
+    if let Some(dir) = args.s3_root {
+        builder = builder.s3_root(dir);
     }
     let broker = builder
         .host(args.host)

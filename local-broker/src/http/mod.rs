@@ -8,6 +8,7 @@ pub mod sigv4;
 pub mod validation;
 
 use crate::dynamodb::DynamoDb;
+use crate::firehose::Firehose;
 use crate::kinesis::Kinesis;
 use crate::storage;
 use axum::body::Body;
@@ -28,6 +29,7 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 pub struct Services {
     pub kinesis: Kinesis,
     pub dynamodb: DynamoDb,
+    pub firehose: Firehose,
     /// When set, every request must be signed (SigV4) by one of these credentials.
     pub auth: Option<sigv4::Credentials>,
     pub clock: Arc<dyn crate::clock::Clock>,
@@ -49,6 +51,7 @@ pub enum Reply {
 enum Service {
     Kinesis,
     DynamoDb,
+    Firehose,
 }
 
 impl Service {
@@ -56,6 +59,7 @@ impl Service {
         match prefix {
             "Kinesis_20131202" => Some(Service::Kinesis),
             "DynamoDB_20120810" => Some(Service::DynamoDb),
+            "Firehose_20150804" => Some(Service::Firehose),
             _ => None,
         }
     }
@@ -64,7 +68,7 @@ impl Service {
     fn error_type(self, code: &str) -> String {
         match self {
             Service::DynamoDb => format!("com.amazonaws.dynamodb.v20120810#{code}"),
-            Service::Kinesis => code.to_owned(),
+            Service::Kinesis | Service::Firehose => code.to_owned(),
         }
     }
 }
@@ -126,6 +130,10 @@ async fn handle(State(services): State<Arc<Services>>, request: http::Request<Bo
                         Service::Kinesis => services.kinesis.dispatch(operation, &wire),
                         Service::DynamoDb => services
                             .dynamodb
+                            .dispatch(operation, &wire)
+                            .map(Reply::Body),
+                        Service::Firehose => services
+                            .firehose
                             .dispatch(operation, &wire)
                             .map(Reply::Body),
                     };
