@@ -195,10 +195,8 @@ impl Firehose {
     fn target(&self, destination: &DestinationConfig, member: &str) -> ApiResult<Target> {
         let target = match destination {
             DestinationConfig::S3(config) => Target::S3(settings::s3_settings(config, member)?),
-            DestinationConfig::HttpEndpoint(_) => {
-                return Err(ApiError::invalid_argument(
-                    "HttpEndpointDestinationConfiguration is not supported by this server yet.",
-                ));
+            DestinationConfig::HttpEndpoint(config) => {
+                Target::Http(settings::http_settings(config, member)?)
             }
         };
         if !self.deliverer.objects().is_configured() {

@@ -3,6 +3,7 @@
 //! Failed records go to the error prefix as Firehose's JSON error documents.
 
 use super::buffering::BufferedRecord;
+use super::http_endpoint::{self, HttpClient};
 use super::model::DeliveryStream;
 use super::objects::ObjectStore;
 use super::prefix::{PrefixValues, object_name};
@@ -21,6 +22,8 @@ const IDLE_WAIT: Duration = Duration::from_secs(3600);
 const SHUTDOWN_ATTEMPTS: u32 = 3;
 /// Longest pause between attempts at writing one object.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Most records in one HTTP endpoint request.
+const MAX_HTTP_RECORDS: usize = 10_000;
 
 /// A record that could not be delivered, and why.
 #[derive(Debug, Clone)]
@@ -32,11 +35,11 @@ pub struct FailedRecord {
     pub attempts: u32,
 }
 
-/// What every delivery task shares: the clock and the object store.
-#[derive(Debug)]
+/// What every delivery task shares: the clock, the object store and an HTTP client.
 pub struct Deliverer {
     clock: Arc<dyn Clock>,
     objects: ObjectStore,
+    http: HttpClient,
 }
 
 /// The configuration a batch is delivered with (a later UpdateDestination does not affect a
@@ -48,7 +51,11 @@ struct Snapshot {
 
 impl Deliverer {
     pub fn new(clock: Arc<dyn Clock>, objects: ObjectStore) -> Self {
-        Self { clock, objects }
+        Self {
+            clock,
+            objects,
+            http: http_endpoint::client(),
+        }
     }
 
     /// The object store S3 destinations write to.
@@ -128,7 +135,38 @@ async fn deliver(
             let processed = s3.pipeline.run(&batch).await;
             writer.write_records(s3, processed.records).await;
         }
-        Target::Http(_) => {}
+        Target::Http(http) => {
+            let records = http.pipeline.run(&batch).await.records;
+            let mut failed = Vec::new();
+            for chunk in records.chunks(MAX_HTTP_RECORDS) {
+                let delivered = http_endpoint::deliver(
+                    &deliverer.http,
+                    http,
+                    &stream.arn,
+                    chunk,
+                    || deliverer.now(),
+                    &stream.stop,
+                )
+                .await;
+                if let Err(failure) = delivered {
+                    failed.extend(chunk.iter().map(|r| FailedRecord {
+                        raw: r.data.clone(),
+                        arrival_ms: r.arrival_ms,
+                        error_code: failure.code.to_owned(),
+                        error_message: failure.message.clone(),
+                        attempts: failure.attempts,
+                    }));
+                }
+            }
+            if http.backup_all {
+                writer.write_records(&http.s3, records).await;
+            }
+            if !failed.is_empty() {
+                writer
+                    .write_failed(&http.s3, "http-endpoint-failed", failed)
+                    .await;
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 //! | [`buffering`] | size and interval hints |
 //! | [`processing`] | processors between buffer and destination |
 //! | `delivery` | the per-stream delivery task: batches to S3 objects or HTTP endpoints |
+//! | [`http_endpoint`] | the HTTP endpoint delivery contract (client side) |
 //! | [`prefix`], [`compression`], [`objects`] | S3 keys, object compression, the object store |
 //!
 //! Every delivery stream has one task that waits for its buffer to fill or its interval to pass
@@ -22,6 +23,7 @@ pub mod buffering;
 pub mod compression;
 mod control;
 mod delivery;
+pub mod http_endpoint;
 pub mod model;
 pub mod objects;
 pub mod prefix;
