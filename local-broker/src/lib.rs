@@ -256,10 +256,11 @@ impl LocalBrokerBuilder {
             Some(dir) => firehose::objects::ObjectStore::Directory(dir.clone()),
             None => firehose::objects::ObjectStore::None,
         };
+        let kinesis = Arc::new(kinesis);
         Ok(http::Services {
+            firehose: firehose::Firehose::new(self.config.clone(), objects, Arc::clone(&kinesis)),
             kinesis,
             dynamodb,
-            firehose: firehose::Firehose::new(self.config.clone(), objects),
             auth: self.config.auth.clone(),
             clock: Arc::clone(&self.config.clock),
             storage,

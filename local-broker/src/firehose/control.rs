@@ -7,10 +7,12 @@ use super::model::{
     DESTINATION_ID, DeliveryStream, DestinationConfig, Encryption, Source, Status, StreamState,
 };
 use super::settings::{self, Target};
+use super::source::KinesisReader;
 use super::{DELIVERY_STREAM_LIMIT, Firehose, validate_name};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::protocol::Timestamp;
 use crate::http::validation::Validator;
+use crate::kinesis::parse_stream_arn;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -72,7 +74,7 @@ fn validate_encryption(input: &EncryptionInput, v: &mut Validator) -> ApiResult<
 fn reject_unsupported(options: &[(bool, &str)]) -> ApiResult<()> {
     match options.iter().find(|(present, _)| *present) {
         Some((_, option)) => Err(ApiError::invalid_argument(format!(
-            "{option} is not supported by this server; supported destinations are S3DestinationConfiguration, ExtendedS3DestinationConfiguration and HttpEndpointDestinationConfiguration, and the supported source is DirectPut."
+            "{option} is not supported by this server; supported destinations are S3DestinationConfiguration, ExtendedS3DestinationConfiguration and HttpEndpointDestinationConfiguration, and the supported sources are DirectPut and KinesisStreamAsSource."
         ))),
         None => Ok(()),
     }
@@ -239,6 +241,18 @@ impl Firehose {
             }
             None => None,
         };
+        if let Some(config) = &input.kinesis_stream_source_configuration {
+            let member = "kinesisStreamSourceConfiguration";
+            if let Some(arn) = v.required(
+                &config.kinesis_stream_arn,
+                &format!("{member}.kinesisStreamARN"),
+            ) {
+                v.length(arn, &format!("{member}.kinesisStreamARN"), 1, 512);
+            }
+            if let Some(role) = v.required(&config.role_arn, &format!("{member}.roleARN")) {
+                settings::role_arn(role, &format!("{member}.roleARN"), &mut v);
+            }
+        }
         let encryption = input
             .delivery_stream_encryption_configuration_input
             .as_ref()
@@ -246,10 +260,6 @@ impl Firehose {
         v.finish()?;
         let encryption = encryption.transpose()?.unwrap_or_default();
         reject_unsupported(&[
-            (
-                input.kinesis_stream_source_configuration.is_some(),
-                "KinesisStreamSourceConfiguration",
-            ),
             (
                 input.msk_source_configuration.is_some(),
                 "MSKSourceConfiguration",
@@ -292,11 +302,61 @@ impl Firehose {
             ),
         ])?;
         let kind = input.delivery_stream_type.as_deref().unwrap_or("DirectPut");
-        if kind != "DirectPut" {
-            return Err(ApiError::invalid_argument(format!(
-                "DeliveryStreamType {kind} is not supported by this server; use DirectPut."
-            )));
-        }
+        let (source, reader) = match kind {
+            "DirectPut" => {
+                if input.kinesis_stream_source_configuration.is_some() {
+                    return Err(ApiError::invalid_argument(
+                        "KinesisStreamSourceConfiguration is only allowed with DeliveryStreamType KinesisStreamAsSource.",
+                    ));
+                }
+                let source = Source::DirectPut {
+                    throughput_hint_in_mbs: throughput_hint,
+                };
+                (source, None)
+            }
+            "KinesisStreamAsSource" => {
+                let Some(config) = &input.kinesis_stream_source_configuration else {
+                    return Err(ApiError::invalid_argument(
+                        "KinesisStreamSourceConfiguration is required for DeliveryStreamType KinesisStreamAsSource.",
+                    ));
+                };
+                if input.direct_put_source_configuration.is_some() || encryption.enabled {
+                    return Err(ApiError::invalid_argument(
+                        "DirectPutSourceConfiguration and DeliveryStreamEncryptionConfigurationInput are not allowed with KinesisStreamAsSource (encrypt the Kinesis stream instead).",
+                    ));
+                }
+                let stream_arn = config.kinesis_stream_arn.clone().unwrap_or_default();
+                let stream_name = parse_stream_arn(&stream_arn)
+                    .filter(|arn| {
+                        arn.region == self.config.region && arn.account == self.config.account_id
+                    })
+                    .map(|arn| arn.name)
+                    .ok_or_else(|| {
+                        ApiError::invalid_argument(format!(
+                            "Kinesis stream {stream_arn} is not a stream of this broker's account and region."
+                        ))
+                    })?;
+                let reader = KinesisReader::new(Arc::clone(&self.kinesis), stream_name.clone());
+                let cursors = reader.start_at_latest().map_err(|err| {
+                    ApiError::invalid_argument(format!(
+                        "Cannot read Kinesis stream {stream_arn}: {}",
+                        err.message
+                    ))
+                })?;
+                let source = Source::KinesisStream {
+                    stream_arn,
+                    stream_name,
+                    role_arn: config.role_arn.clone().unwrap_or_default(),
+                    start_ms: self.now(),
+                };
+                (source, Some((reader, cursors)))
+            }
+            other => {
+                return Err(ApiError::invalid_argument(format!(
+                    "DeliveryStreamType {other} is not supported by this server; use DirectPut or KinesisStreamAsSource."
+                )));
+            }
+        };
         let mut destinations = Vec::new();
         if let Some(config) = input.s3_destination_configuration {
             destinations.push((DestinationConfig::S3(config), "s3DestinationConfiguration"));
@@ -363,16 +423,14 @@ impl Firehose {
                 name.clone(),
                 arn.clone(),
                 self.now(),
-                Source::DirectPut {
-                    throughput_hint_in_mbs: throughput_hint,
-                },
+                source,
                 state,
                 self.stop.child_token(),
             ));
             streams.insert(name, Arc::clone(&stream));
             stream
         };
-        self.start_delivery(&stream);
+        self.start_delivery(&stream, reader);
         self.after_delay(move || {
             let mut state = stream.state();
             if state.status == Status::Creating {
@@ -789,6 +847,12 @@ impl Firehose {
             key_type: Some("AWS_OWNED_CMK".to_owned()),
             key_arn: None,
         });
+        if !matches!(stream.source, Source::DirectPut { .. }) {
+            return Err(ApiError::invalid_argument(format!(
+                "Firehose {} reads a Kinesis stream; encrypt that stream instead.",
+                stream.name
+            )));
+        }
         let mut state = stream.state();
         if state.status != Status::Active {
             return Err(ApiError::in_use(format!(

@@ -6,6 +6,7 @@
 //! | [`api`] | wire shapes |
 //! | `control` | Create/Delete/Describe/List, UpdateDestination, tags, encryption |
 //! | `records` | PutRecord, PutRecordBatch |
+//! | `source` | KinesisStreamAsSource: reading a broker stream from LATEST |
 //! | [`model`] | the domain: a delivery stream, its status, version and buffer |
 //! | [`settings`] | destination configurations checked and resolved |
 //! | [`buffering`] | size and interval hints |
@@ -30,11 +31,13 @@ pub mod prefix;
 pub mod processing;
 mod records;
 pub mod settings;
+mod source;
 
 use crate::config::BrokerConfig;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::protocol::Wire;
 use crate::http::validation::Validator;
+use crate::kinesis::Kinesis;
 use bytes::Bytes;
 use model::{DeliveryStream, Status};
 use std::collections::BTreeMap;
@@ -48,6 +51,7 @@ pub const DELIVERY_STREAM_LIMIT: usize = 5000;
 /// The Firehose service: all delivery streams of the broker's account and region.
 pub struct Firehose {
     config: BrokerConfig,
+    kinesis: Arc<Kinesis>,
     streams: Arc<Mutex<BTreeMap<String, Arc<DeliveryStream>>>>,
     deliverer: Arc<delivery::Deliverer>,
     /// Stops every delivery task (each delivers what it buffered first).
@@ -56,11 +60,13 @@ pub struct Firehose {
 }
 
 impl Firehose {
-    /// A service with no delivery streams; S3 destinations write to `objects`.
-    pub fn new(config: BrokerConfig, objects: objects::ObjectStore) -> Self {
+    /// A service with no delivery streams; S3 destinations write to `objects`, and
+    /// Kinesis-sourced streams read from `kinesis`.
+    pub fn new(config: BrokerConfig, objects: objects::ObjectStore, kinesis: Arc<Kinesis>) -> Self {
         let deliverer = Arc::new(delivery::Deliverer::new(Arc::clone(&config.clock), objects));
         Self {
             config,
+            kinesis,
             streams: Arc::default(),
             deliverer,
             stop: CancellationToken::new(),
@@ -172,16 +178,23 @@ impl Firehose {
         }
     }
 
-    /// Starts the delivery task of a new stream.
-    fn start_delivery(&self, stream: &Arc<DeliveryStream>) {
+    /// Starts the delivery task of a new stream, and its source reader if it has one.
+    fn start_delivery(
+        &self,
+        stream: &Arc<DeliveryStream>,
+        reader: Option<(source::KinesisReader, source::Cursors)>,
+    ) {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let task = runtime.spawn(delivery::run(
-                Arc::clone(stream),
-                Arc::clone(&self.deliverer),
-            ));
             let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
             tasks.retain(|t| !t.is_finished());
-            tasks.push(task);
+            if let Some((reader, cursors)) = reader {
+                let clock = Arc::clone(&self.config.clock);
+                tasks.push(runtime.spawn(source::run(Arc::clone(stream), reader, cursors, clock)));
+            }
+            tasks.push(runtime.spawn(delivery::run(
+                Arc::clone(stream),
+                Arc::clone(&self.deliverer),
+            )));
         }
     }
 }

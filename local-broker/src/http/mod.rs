@@ -27,7 +27,8 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
 /// The services behind the front door, and what it checks before calling them.
 pub struct Services {
-    pub kinesis: Kinesis,
+    /// Shared with Firehose, whose Kinesis-sourced streams read through it.
+    pub kinesis: Arc<Kinesis>,
     pub dynamodb: DynamoDb,
     pub firehose: Firehose,
     /// When set, every request must be signed (SigV4) by one of these credentials.
