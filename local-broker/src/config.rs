@@ -3,6 +3,7 @@
 use crate::clock::{Clock, SystemClock};
 use crate::http::sigv4::Credentials;
 use crate::storage::SyncMode;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,9 @@ pub struct BrokerConfig {
     pub sync: SyncMode,
     /// Where Firehose S3 destinations write objects (`<root>/<bucket>/<key>`).
     pub s3_root: Option<PathBuf>,
+    /// Lambda function ARN → URL of an HTTP server speaking the Firehose transform contract,
+    /// for Lambda processors.
+    pub lambda_functions: BTreeMap<String, String>,
 }
 
 impl Default for BrokerConfig {
@@ -57,6 +61,7 @@ impl Default for BrokerConfig {
             data_dir: None,
             sync: SyncMode::Always,
             s3_root: None,
+            lambda_functions: BTreeMap::new(),
         }
     }
 }

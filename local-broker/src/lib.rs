@@ -166,6 +166,14 @@ impl LocalBrokerBuilder {
         self
     }
 
+    /// Serves the Lambda function `arn` for Firehose transforms from `url`: an HTTP server that
+    /// takes the Firehose transform event as a JSON POST and answers with the records
+    /// (`Ok` / `Dropped` / `ProcessingFailed`), as a Lambda function would.
+    pub fn lambda_function(mut self, arn: impl Into<String>, url: impl Into<String>) -> Self {
+        self.config.lambda_functions.insert(arn.into(), url.into());
+        self
+    }
+
     /// Serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of cleartext HTTP.
     pub fn tls(mut self, tls: TlsSettings) -> Self {
         self.tls = Some(tls);

@@ -51,6 +51,10 @@ struct Args {
     /// Firehose S3 destinations write objects under this directory, one subdirectory per bucket.
     #[arg(long, env = "LOCAL_BROKER_S3_ROOT")]
     s3_root: Option<std::path::PathBuf>,
+    /// A Lambda function for Firehose transforms, `ARN=URL` (repeatable): the URL takes the
+    /// transform event as a JSON POST and answers as the function would.
+    #[arg(long = "lambda", value_name = "ARN=URL")]
+    lambda: Vec<String>,
     /// Write the self-signed certificate (PEM) here, for clients to trust.
     #[arg(long)]
     tls_cert_out: Option<std::path::PathBuf>,
@@ -86,6 +90,13 @@ async fn main() -> std::process::ExitCode {
     }
     if let Some(dir) = args.data_dir {
         builder = builder.data_dir(dir).sync(args.sync);
+    }
+    for function in &args.lambda {
+        let Some((arn, url)) = function.split_once('=') else {
+            eprintln!("local-broker: --lambda takes ARN=URL, got {function:?}");
+            return std::process::ExitCode::FAILURE;
+        };
+        builder = builder.lambda_function(arn, url);
     }
     if let Some(dir) = args.s3_root {
         builder = builder.s3_root(dir);

@@ -196,9 +196,11 @@ impl Firehose {
     /// Resolves a destination configuration and checks the broker can deliver to it.
     fn target(&self, destination: &DestinationConfig, member: &str) -> ApiResult<Target> {
         let target = match destination {
-            DestinationConfig::S3(config) => Target::S3(settings::s3_settings(config, member)?),
+            DestinationConfig::S3(config) => {
+                Target::S3(settings::s3_settings(config, member, &self.functions)?)
+            }
             DestinationConfig::HttpEndpoint(config) => {
-                Target::Http(settings::http_settings(config, member)?)
+                Target::Http(settings::http_settings(config, member, &self.functions)?)
             }
         };
         if !self.deliverer.objects().is_configured() {

@@ -7,7 +7,7 @@ use super::http_endpoint::{self, HttpClient};
 use super::model::DeliveryStream;
 use super::objects::ObjectStore;
 use super::prefix::{PrefixValues, object_name};
-use super::processing::OutRecord;
+use super::processing::{InvocationContext, OutRecord};
 use super::settings::{S3Settings, Target};
 use crate::clock::Clock;
 use base64::Engine as _;
@@ -40,6 +40,8 @@ pub struct Deliverer {
     clock: Arc<dyn Clock>,
     objects: ObjectStore,
     http: HttpClient,
+    /// The broker's region, for transform events.
+    region: String,
 }
 
 /// The configuration a batch is delivered with (a later UpdateDestination does not affect a
@@ -50,11 +52,12 @@ struct Snapshot {
 }
 
 impl Deliverer {
-    pub fn new(clock: Arc<dyn Clock>, objects: ObjectStore) -> Self {
+    pub fn new(clock: Arc<dyn Clock>, objects: ObjectStore, region: String) -> Self {
         Self {
             clock,
             objects,
             http: http_endpoint::client(),
+            region,
         }
     }
 
@@ -126,17 +129,29 @@ async fn deliver(
         deliverer,
         version: snapshot.version,
     };
+    let context = InvocationContext {
+        client: &deliverer.http,
+        stream_arn: &stream.arn,
+        region: &deliverer.region,
+    };
     match &snapshot.target {
         Target::S3(s3) => {
             if let Some(backup) = &s3.source_backup {
                 let raw: Vec<OutRecord> = batch.iter().map(OutRecord::unprocessed).collect();
                 writer.write_records(backup, raw).await;
             }
-            let processed = s3.pipeline.run(&batch).await;
+            let processed = s3.pipeline.run(&batch, &context).await;
             writer.write_records(s3, processed.records).await;
+            writer
+                .write_failed(s3, "processing-failed", processed.failed)
+                .await;
         }
         Target::Http(http) => {
-            let records = http.pipeline.run(&batch).await.records;
+            let processed = http.pipeline.run(&batch, &context).await;
+            writer
+                .write_failed(&http.s3, "processing-failed", processed.failed)
+                .await;
+            let records = processed.records;
             let mut failed = Vec::new();
             for chunk in records.chunks(MAX_HTTP_RECORDS) {
                 let delivered = http_endpoint::deliver(
@@ -218,9 +233,7 @@ impl ObjectWriter<'_> {
                 })),
             }
         }
-        if !failed.is_empty() {
-            self.write_failed(s3, "partitioning-failed", failed).await;
-        }
+        self.write_failed(s3, "partitioning-failed", failed).await;
     }
 
     /// Writes failed records under the error prefix as Firehose's JSON error documents, one

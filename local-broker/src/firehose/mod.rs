@@ -52,6 +52,8 @@ pub const DELIVERY_STREAM_LIMIT: usize = 5000;
 pub struct Firehose {
     config: BrokerConfig,
     kinesis: Arc<Kinesis>,
+    /// Where Lambda processors' functions are served.
+    functions: processing::Functions,
     streams: Arc<Mutex<BTreeMap<String, Arc<DeliveryStream>>>>,
     deliverer: Arc<delivery::Deliverer>,
     /// Stops every delivery task (each delivers what it buffered first).
@@ -63,8 +65,13 @@ impl Firehose {
     /// A service with no delivery streams; S3 destinations write to `objects`, and
     /// Kinesis-sourced streams read from `kinesis`.
     pub fn new(config: BrokerConfig, objects: objects::ObjectStore, kinesis: Arc<Kinesis>) -> Self {
-        let deliverer = Arc::new(delivery::Deliverer::new(Arc::clone(&config.clock), objects));
+        let deliverer = Arc::new(delivery::Deliverer::new(
+            Arc::clone(&config.clock),
+            objects,
+            config.region.clone(),
+        ));
         Self {
+            functions: Arc::new(config.lambda_functions.clone()),
             config,
             kinesis,
             streams: Arc::default(),

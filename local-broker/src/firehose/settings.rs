@@ -8,7 +8,7 @@ use super::api::{BufferingHints, HttpEndpointDestination, S3Destination};
 use super::buffering::Hints;
 use super::compression::{COMPRESSION_FORMATS, Compression};
 use super::prefix::KeyPrefixes;
-use super::processing::Pipeline;
+use super::processing::{Functions, Pipeline};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::validation::Validator;
 use std::time::Duration;
@@ -58,6 +58,8 @@ pub struct HttpSettings {
 }
 
 /// The settings of a delivery stream's one destination.
+// Cloned once per delivered batch: boxing either variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Target {
     S3(S3Settings),
@@ -147,7 +149,11 @@ pub fn role_arn(arn: &str, member: &str, v: &mut Validator) {
 }
 
 /// Resolves an (Extended)S3 destination configuration. `member` is its name in messages.
-pub fn s3_settings(config: &S3Destination, member: &str) -> ApiResult<S3Settings> {
+pub fn s3_settings(
+    config: &S3Destination,
+    member: &str,
+    functions: &Functions,
+) -> ApiResult<S3Settings> {
     let mut v = Validator::new();
     if let Some(role) = v.required(&config.role_arn, &format!("{member}.roleARN")) {
         role_arn(role, &format!("{member}.roleARN"), &mut v);
@@ -252,7 +258,7 @@ pub fn s3_settings(config: &S3Destination, member: &str) -> ApiResult<S3Settings
         dynamic_partitioning,
     )
     .map_err(ApiError::invalid_argument)?;
-    let pipeline = Pipeline::new(config.processing_configuration.as_ref())?;
+    let pipeline = Pipeline::new(config.processing_configuration.as_ref(), functions)?;
     if dynamic_partitioning && !pipeline.extracts_partition_keys() {
         return Err(ApiError::invalid_argument(
             "Dynamic partitioning needs a MetadataExtraction or Lambda processor that provides the partition keys.",
@@ -262,6 +268,7 @@ pub fn s3_settings(config: &S3Destination, member: &str) -> ApiResult<S3Settings
         (Some("Enabled"), Some(backup)) => Some(Box::new(s3_settings(
             backup,
             &format!("{member}.s3BackupConfiguration"),
+            functions,
         )?)),
         (Some("Enabled"), None) => {
             return Err(ApiError::invalid_argument(
@@ -287,7 +294,11 @@ pub fn s3_settings(config: &S3Destination, member: &str) -> ApiResult<S3Settings
 }
 
 /// Resolves an HTTP endpoint destination configuration.
-pub fn http_settings(config: &HttpEndpointDestination, member: &str) -> ApiResult<HttpSettings> {
+pub fn http_settings(
+    config: &HttpEndpointDestination,
+    member: &str,
+    functions: &Functions,
+) -> ApiResult<HttpSettings> {
     let mut v = Validator::new();
     let endpoint = v.required(
         &config.endpoint_configuration,
@@ -385,7 +396,7 @@ pub fn http_settings(config: &HttpEndpointDestination, member: &str) -> ApiResul
     let Some(s3) = s3 else {
         return Err(ApiError::validation("S3Configuration is required."));
     };
-    let s3 = s3_settings(s3, &format!("{member}.s3Configuration"))?;
+    let s3 = s3_settings(s3, &format!("{member}.s3Configuration"), functions)?;
     Ok(HttpSettings {
         url,
         access_key: endpoint.and_then(|e| e.access_key.clone()),
@@ -395,6 +406,6 @@ pub fn http_settings(config: &HttpEndpointDestination, member: &str) -> ApiResul
         retry_duration: Duration::from_secs(u64::try_from(retry).unwrap_or(0)),
         backup_all: config.s3_backup_mode.as_deref() == Some("AllData"),
         s3,
-        pipeline: Pipeline::new(config.processing_configuration.as_ref())?,
+        pipeline: Pipeline::new(config.processing_configuration.as_ref(), functions)?,
     })
 }
