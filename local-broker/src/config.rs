@@ -43,6 +43,8 @@ pub struct BrokerConfig {
     pub sync: SyncMode,
     /// Where Firehose S3 destinations write objects (`<root>/<bucket>/<key>`).
     pub s3_root: Option<PathBuf>,
+    /// An S3-compatible endpoint for Firehose S3 destinations (wins over `s3_root`).
+    pub s3_endpoint: Option<String>,
     /// Lambda function ARN → URL of an HTTP server speaking the Firehose transform contract,
     /// for Lambda processors.
     pub lambda_functions: BTreeMap<String, String>,
@@ -61,6 +63,7 @@ impl Default for BrokerConfig {
             data_dir: None,
             sync: SyncMode::Always,
             s3_root: None,
+            s3_endpoint: None,
             lambda_functions: BTreeMap::new(),
         }
     }

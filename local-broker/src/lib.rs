@@ -166,6 +166,14 @@ impl LocalBrokerBuilder {
         self
     }
 
+    /// Sends Firehose S3 destinations' objects to an S3-compatible endpoint (path-style;
+    /// credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`) instead of a directory.
+    /// Takes precedence over [`Self::s3_root`].
+    pub fn s3_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.config.s3_endpoint = Some(url.into());
+        self
+    }
+
     /// Serves the Lambda function `arn` for Firehose transforms from `url`: an HTTP server that
     /// takes the Firehose transform event as a JSON POST and answers with the records
     /// (`Ok` / `Dropped` / `ProcessingFailed`), as a Lambda function would.
@@ -260,9 +268,10 @@ impl LocalBrokerBuilder {
                 (kinesis, dynamodb, storage)
             }
         };
-        let objects = match &self.config.s3_root {
-            Some(dir) => firehose::objects::ObjectStore::Directory(dir.clone()),
-            None => firehose::objects::ObjectStore::None,
+        let objects = match (&self.config.s3_endpoint, &self.config.s3_root) {
+            (Some(url), _) => firehose::objects::ObjectStore::endpoint(url, &self.config.region),
+            (None, Some(dir)) => firehose::objects::ObjectStore::Directory(dir.clone()),
+            (None, None) => firehose::objects::ObjectStore::None,
         };
         let kinesis = Arc::new(kinesis);
         Ok(http::Services {

@@ -51,6 +51,10 @@ struct Args {
     /// Firehose S3 destinations write objects under this directory, one subdirectory per bucket.
     #[arg(long, env = "LOCAL_BROKER_S3_ROOT")]
     s3_root: Option<std::path::PathBuf>,
+    /// Firehose S3 destinations write to this S3-compatible endpoint instead (path-style;
+    /// credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "LOCAL_BROKER_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
     /// A Lambda function for Firehose transforms, `ARN=URL` (repeatable): the URL takes the
     /// transform event as a JSON POST and answers as the function would.
     #[arg(long = "lambda", value_name = "ARN=URL")]
@@ -100,6 +104,9 @@ async fn main() -> std::process::ExitCode {
     }
     if let Some(dir) = args.s3_root {
         builder = builder.s3_root(dir);
+    }
+    if let Some(url) = args.s3_endpoint {
+        builder = builder.s3_endpoint(url);
     }
     let broker = builder
         .host(args.host)

@@ -205,7 +205,7 @@ impl Firehose {
         };
         if !self.deliverer.objects().is_configured() {
             return Err(ApiError::invalid_argument(
-                "S3 delivery needs the broker started with --s3-root DIR (LocalBrokerBuilder::s3_root); none is configured.",
+                "S3 delivery needs the broker started with --s3-root DIR or --s3-endpoint URL (LocalBrokerBuilder::s3_root / s3_endpoint); neither is configured.",
             ));
         }
         Ok(target)

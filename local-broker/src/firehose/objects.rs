@@ -1,5 +1,6 @@
 //! Where S3 destinations put objects: a local directory tree (`--s3-root DIR`, one directory per
-//! bucket).
+//! bucket), or a real S3-compatible endpoint through `aws-sdk-s3` (`--s3-endpoint URL`, path-style
+//! addressing, credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`).
 
 use std::path::{Path, PathBuf};
 
@@ -7,11 +8,20 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
     /// No S3 root or endpoint is configured.
-    #[error("no S3 root directory is configured (start the broker with --s3-root DIR)")]
+    #[error(
+        "no S3 root or endpoint is configured (start the broker with --s3-root DIR or --s3-endpoint URL)"
+    )]
     NotConfigured,
     /// The key would leave the bucket's directory.
     #[error("object key {0:?} is not a safe relative path")]
     UnsafeKey(String),
+    /// The S3 endpoint refused.
+    #[error("cannot put s3://{bucket}/{key}: {message}")]
+    Endpoint {
+        bucket: String,
+        key: String,
+        message: String,
+    },
     /// The file system refused.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -24,13 +34,37 @@ pub enum ObjectError {
 /// The object store S3 destinations write to.
 #[derive(Debug, Clone)]
 pub enum ObjectStore {
-    /// Nowhere: deliveries to S3 fail (and are retried) until the broker is configured.
+    /// Nowhere: S3 destinations are refused at creation.
     None,
     /// `<root>/<bucket>/<key>`.
     Directory(PathBuf),
+    /// An S3-compatible endpoint.
+    Endpoint(aws_sdk_s3::Client),
 }
 
 impl ObjectStore {
+    /// A store on the S3-compatible endpoint `url`, signing for `region` with the credentials
+    /// in `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (`test` / `test` when unset, which
+    /// local S3 servers accept).
+    pub fn endpoint(url: &str, region: &str) -> Self {
+        let variable = |name: &str| std::env::var(name).unwrap_or_else(|_| "test".to_owned());
+        let credentials = aws_sdk_s3::config::Credentials::new(
+            variable("AWS_ACCESS_KEY_ID"),
+            variable("AWS_SECRET_ACCESS_KEY"),
+            std::env::var("AWS_SESSION_TOKEN").ok(),
+            None,
+            "local-broker",
+        );
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(region.to_owned()))
+            .endpoint_url(url)
+            .force_path_style(true)
+            .credentials_provider(credentials)
+            .build();
+        ObjectStore::Endpoint(aws_sdk_s3::Client::from_conf(config))
+    }
+
     /// True when objects have somewhere to go.
     pub fn is_configured(&self) -> bool {
         !matches!(self, ObjectStore::None)
@@ -58,6 +92,19 @@ impl ObjectStore {
                 tokio::fs::write(&partial, body).await.map_err(io)?;
                 tokio::fs::rename(&partial, &path).await.map_err(io)
             }
+            ObjectStore::Endpoint(client) => client
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(body.into())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|err| ObjectError::Endpoint {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    message: aws_sdk_s3::error::DisplayErrorContext(err).to_string(),
+                }),
         }
     }
 }
