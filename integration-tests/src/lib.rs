@@ -133,3 +133,56 @@ pub async fn wait_for_files(dir: &std::path::Path, count: usize) -> Vec<(String,
             .collect::<Vec<_>>()
     );
 }
+
+/// A role ARN for Firehose configurations (the broker does not check roles).
+pub const FIREHOSE_ROLE_ARN: &str = "arn:aws:iam::000000000000:role/firehose";
+
+/// Starts a broker whose Firehose S3 destinations write under `root`, with a Firehose client.
+pub async fn broker_with_firehose(
+    root: &TempDir,
+) -> (local_broker::RunningBroker, aws_sdk_firehose::Client) {
+    let broker = local_broker::LocalBroker::builder()
+        .s3_root(&root.0)
+        .start()
+        .await
+        .expect("the broker binds 127.0.0.1:0");
+    let client = firehose_client(&broker.endpoint());
+    (broker, client)
+}
+
+/// Puts `records` with one PutRecordBatch and checks none failed.
+pub async fn put_record_batch(client: &aws_sdk_firehose::Client, stream: &str, records: &[&[u8]]) {
+    use aws_sdk_firehose::types::Record;
+    let out = client
+        .put_record_batch()
+        .delivery_stream_name(stream)
+        .set_records(Some(
+            records
+                .iter()
+                .map(|r| {
+                    Record::builder()
+                        .data(aws_sdk_firehose::primitives::Blob::new(r.to_vec()))
+                        .build()
+                        .expect("a record with data")
+                })
+                .collect(),
+        ))
+        .send()
+        .await
+        .expect("PutRecordBatch succeeds");
+    assert_eq!(out.failed_put_count(), 0);
+}
+
+/// `AppendDelimiterToRecord` with its default newline.
+pub fn newline_delimited() -> aws_sdk_firehose::types::ProcessingConfiguration {
+    use aws_sdk_firehose::types::{Processor, ProcessorType};
+    aws_sdk_firehose::types::ProcessingConfiguration::builder()
+        .enabled(true)
+        .processors(
+            Processor::builder()
+                .r#type(ProcessorType::AppendDelimiterToRecord)
+                .build()
+                .expect("a processor with a type"),
+        )
+        .build()
+}

@@ -8,15 +8,13 @@ use aws_sdk_firehose::types::{
     ExtendedS3DestinationConfiguration, ExtendedS3DestinationUpdate, KeyType, Record,
     RedshiftDestinationConfiguration, S3DestinationConfiguration, Tag,
 };
-use integration_tests::{TempDir, firehose_client};
+use integration_tests::{FIREHOSE_ROLE_ARN, TempDir, broker_with_firehose, firehose_client};
 use local_broker::LocalBroker;
 use std::time::Duration;
 
-const ROLE: &str = "arn:aws:iam::000000000000:role/firehose";
-
 fn s3(bucket: &str) -> ExtendedS3DestinationConfiguration {
     ExtendedS3DestinationConfiguration::builder()
-        .role_arn(ROLE)
+        .role_arn(FIREHOSE_ROLE_ARN)
         .bucket_arn(format!("arn:aws:s3:::{bucket}"))
         .build()
         .unwrap()
@@ -28,12 +26,7 @@ async fn setup() -> (
     aws_sdk_firehose::Client,
 ) {
     let root = TempDir::new("fh-control");
-    let broker = LocalBroker::builder()
-        .s3_root(&root.0)
-        .start()
-        .await
-        .unwrap();
-    let client = firehose_client(&broker.endpoint());
+    let (broker, client) = broker_with_firehose(&root).await;
     (root, broker, client)
 }
 
@@ -205,7 +198,7 @@ async fn bad_requests_get_the_aws_error() {
         .delivery_stream_name("hints")
         .extended_s3_destination_configuration(
             ExtendedS3DestinationConfiguration::builder()
-                .role_arn(ROLE)
+                .role_arn(FIREHOSE_ROLE_ARN)
                 .bucket_arn("arn:aws:s3:::b")
                 .buffering_hints(
                     BufferingHints::builder()
@@ -228,7 +221,7 @@ async fn bad_requests_get_the_aws_error() {
         .delivery_stream_name("prefix")
         .extended_s3_destination_configuration(
             ExtendedS3DestinationConfiguration::builder()
-                .role_arn(ROLE)
+                .role_arn(FIREHOSE_ROLE_ARN)
                 .bucket_arn("arn:aws:s3:::b")
                 .prefix("!{timestamp:yyyy}/")
                 .build()
@@ -263,7 +256,7 @@ async fn bad_requests_get_the_aws_error() {
 async fn unsupported_options_are_rejected_by_name() {
     let (_root, _broker, client) = setup().await;
     let redshift = RedshiftDestinationConfiguration::builder()
-        .role_arn(ROLE)
+        .role_arn(FIREHOSE_ROLE_ARN)
         .cluster_jdbcurl("jdbc:redshift://x:5439/db")
         .copy_command(
             aws_sdk_firehose::types::CopyCommand::builder()
@@ -273,7 +266,7 @@ async fn unsupported_options_are_rejected_by_name() {
         )
         .s3_configuration(
             S3DestinationConfiguration::builder()
-                .role_arn(ROLE)
+                .role_arn(FIREHOSE_ROLE_ARN)
                 .bucket_arn("arn:aws:s3:::b")
                 .build()
                 .unwrap(),
@@ -300,7 +293,7 @@ async fn unsupported_options_are_rejected_by_name() {
         .delivery_stream_name("tz")
         .extended_s3_destination_configuration(
             ExtendedS3DestinationConfiguration::builder()
-                .role_arn(ROLE)
+                .role_arn(FIREHOSE_ROLE_ARN)
                 .bucket_arn("arn:aws:s3:::b")
                 .custom_time_zone("Europe/Paris")
                 .build()

@@ -2,22 +2,21 @@
 //! records, access key, common attributes, gzip), and a failing endpoint is retried with the same
 //! request id, then the batch is backed up to S3 under `http-endpoint-failed`.
 
-use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::{
     BufferingHints, ContentEncoding, HttpEndpointBufferingHints, HttpEndpointCommonAttribute,
     HttpEndpointConfiguration, HttpEndpointDestinationConfiguration,
-    HttpEndpointRequestConfiguration, HttpEndpointRetryOptions, HttpEndpointS3BackupMode, Record,
+    HttpEndpointRequestConfiguration, HttpEndpointRetryOptions, HttpEndpointS3BackupMode,
     S3DestinationConfiguration,
 };
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use integration_tests::{TempDir, firehose_client, wait_for_files};
+use integration_tests::{
+    FIREHOSE_ROLE_ARN, TempDir, firehose_client, put_record_batch, wait_for_files,
+};
 use local_broker::LocalBroker;
 use std::io::Read as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-const ROLE: &str = "arn:aws:iam::000000000000:role/firehose";
 
 /// One request the endpoint received: its headers and its (decompressed) JSON body.
 #[derive(Clone, Debug)]
@@ -101,10 +100,10 @@ fn destination(
                 .duration_in_seconds(retry_seconds)
                 .build(),
         )
-        .role_arn(ROLE)
+        .role_arn(FIREHOSE_ROLE_ARN)
         .s3_configuration(
             S3DestinationConfiguration::builder()
-                .role_arn(ROLE)
+                .role_arn(FIREHOSE_ROLE_ARN)
                 .bucket_arn("arn:aws:s3:::backup")
                 .error_output_prefix("failed/!{firehose:error-output-type}/")
                 .buffering_hints(
@@ -138,21 +137,6 @@ fn records(body: &serde_json::Value) -> Vec<Vec<u8>> {
         .collect()
 }
 
-async fn put(client: &aws_sdk_firehose::Client, name: &str, data: &[&str]) {
-    let out = client
-        .put_record_batch()
-        .delivery_stream_name(name)
-        .set_records(Some(
-            data.iter()
-                .map(|d| Record::builder().data(Blob::new(*d)).build().unwrap())
-                .collect(),
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.failed_put_count(), 0);
-}
-
 #[tokio::test]
 async fn the_endpoint_receives_the_documented_request() {
     let root = TempDir::new("fh-http");
@@ -184,7 +168,7 @@ async fn the_endpoint_receives_the_documented_request() {
         .send()
         .await
         .unwrap();
-    put(&client, "to-http", &["first", "second"]).await;
+    put_record_batch(&client, "to-http", &[b"first", b"second"]).await;
     let requests = wait_for_requests(&received, 1).await;
     let request = &requests[0];
     let header = |name: &str| {
@@ -264,7 +248,7 @@ async fn a_failing_endpoint_is_retried_then_backed_up_to_s3() {
         .send()
         .await
         .unwrap();
-    put(&client, "flaky", &["lost?", "never"]).await;
+    put_record_batch(&client, "flaky", &[b"lost?", b"never"]).await;
     let files = wait_for_files(&root.0, 1).await;
     let requests = received.lock().unwrap().clone();
     assert!(requests.len() >= 2, "retried: {} requests", requests.len());

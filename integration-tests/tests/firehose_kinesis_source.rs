@@ -3,12 +3,13 @@
 
 use aws_sdk_firehose::types::{
     BufferingHints, DeliveryStreamType, ExtendedS3DestinationConfiguration,
-    KinesisStreamSourceConfiguration, ProcessingConfiguration, Processor, ProcessorType,
+    KinesisStreamSourceConfiguration,
 };
-use integration_tests::{TempDir, create_stream, firehose_client, kinesis_client, wait_for_files};
+use integration_tests::{
+    FIREHOSE_ROLE_ARN, TempDir, create_stream, firehose_client, kinesis_client, newline_delimited,
+    wait_for_files,
+};
 use local_broker::LocalBroker;
-
-const ROLE: &str = "arn:aws:iam::000000000000:role/firehose";
 
 async fn put(kinesis: &aws_sdk_kinesis::Client, data: &str) {
     kinesis
@@ -35,7 +36,7 @@ async fn records_put_to_the_kinesis_stream_after_creation_are_delivered() {
     put(&kinesis, "before").await;
 
     let destination = ExtendedS3DestinationConfiguration::builder()
-        .role_arn(ROLE)
+        .role_arn(FIREHOSE_ROLE_ARN)
         .bucket_arn("arn:aws:s3:::from-kinesis")
         .buffering_hints(
             BufferingHints::builder()
@@ -43,17 +44,7 @@ async fn records_put_to_the_kinesis_stream_after_creation_are_delivered() {
                 .interval_in_seconds(1)
                 .build(),
         )
-        .processing_configuration(
-            ProcessingConfiguration::builder()
-                .enabled(true)
-                .processors(
-                    Processor::builder()
-                        .r#type(ProcessorType::AppendDelimiterToRecord)
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
+        .processing_configuration(newline_delimited())
         .build()
         .unwrap();
     let arn = "arn:aws:kinesis:us-east-1:000000000000:stream/clicks";
@@ -64,7 +55,7 @@ async fn records_put_to_the_kinesis_stream_after_creation_are_delivered() {
         .kinesis_stream_source_configuration(
             KinesisStreamSourceConfiguration::builder()
                 .kinesis_stream_arn(arn)
-                .role_arn(ROLE)
+                .role_arn(FIREHOSE_ROLE_ARN)
                 .build()
                 .unwrap(),
         )
@@ -151,13 +142,13 @@ async fn records_put_to_the_kinesis_stream_after_creation_are_delivered() {
         .kinesis_stream_source_configuration(
             KinesisStreamSourceConfiguration::builder()
                 .kinesis_stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/nope")
-                .role_arn(ROLE)
+                .role_arn(FIREHOSE_ROLE_ARN)
                 .build()
                 .unwrap(),
         )
         .extended_s3_destination_configuration(
             ExtendedS3DestinationConfiguration::builder()
-                .role_arn(ROLE)
+                .role_arn(FIREHOSE_ROLE_ARN)
                 .bucket_arn("arn:aws:s3:::b")
                 .build()
                 .unwrap(),

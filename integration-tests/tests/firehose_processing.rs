@@ -1,16 +1,15 @@
 //! Firehose processing: dynamic partitioning by a JSON field (MetadataExtraction with jq),
 //! a Lambda-style transform that changes, drops and fails records, and record de-aggregation.
 
-use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::{
     BufferingHints, DynamicPartitioningConfiguration, ExtendedS3DestinationConfiguration,
     ProcessingConfiguration, Processor, ProcessorParameter, ProcessorParameterName, ProcessorType,
-    Record,
 };
-use integration_tests::{TempDir, firehose_client, wait_for_files};
+use integration_tests::{
+    FIREHOSE_ROLE_ARN, TempDir, firehose_client, put_record_batch, wait_for_files,
+};
 use local_broker::LocalBroker;
 
-const ROLE: &str = "arn:aws:iam::000000000000:role/firehose";
 const FUNCTION: &str = "arn:aws:lambda:us-east-1:000000000000:function:shout";
 
 fn processor(kind: ProcessorType, parameters: &[(ProcessorParameterName, &str)]) -> Processor {
@@ -27,15 +26,11 @@ fn processor(kind: ProcessorType, parameters: &[(ProcessorParameterName, &str)])
     builder.build().unwrap()
 }
 
-fn delimiter() -> Processor {
-    processor(ProcessorType::AppendDelimiterToRecord, &[])
-}
-
 fn destination(
     processors: Vec<Processor>,
 ) -> aws_sdk_firehose::types::builders::ExtendedS3DestinationConfigurationBuilder {
     ExtendedS3DestinationConfiguration::builder()
-        .role_arn(ROLE)
+        .role_arn(FIREHOSE_ROLE_ARN)
         .bucket_arn("arn:aws:s3:::lake")
         .buffering_hints(
             BufferingHints::builder()
@@ -50,22 +45,6 @@ fn destination(
                 .set_processors(Some(processors))
                 .build(),
         )
-}
-
-async fn put(client: &aws_sdk_firehose::Client, name: &str, records: &[&str]) {
-    let out = client
-        .put_record_batch()
-        .delivery_stream_name(name)
-        .set_records(Some(
-            records
-                .iter()
-                .map(|r| Record::builder().data(Blob::new(*r)).build().unwrap())
-                .collect(),
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.failed_put_count(), 0);
 }
 
 fn text(body: &[u8]) -> String {
@@ -103,7 +82,7 @@ async fn dynamic_partitioning_splits_objects_by_a_json_field() {
                 (ProcessorParameterName::JsonParsingEngine, "JQ-1.6"),
             ],
         ),
-        delimiter(),
+        processor(ProcessorType::AppendDelimiterToRecord, &[]),
     ])
     .prefix("customer=!{partitionKeyFromQuery:customer}/")
     .dynamic_partitioning_configuration(
@@ -118,14 +97,14 @@ async fn dynamic_partitioning_splits_objects_by_a_json_field() {
         .send()
         .await
         .unwrap();
-    put(
+    put_record_batch(
         &client,
         "orders",
         &[
-            r#"{"customer":"a","n":1}"#,
-            r#"{"customer":"b","n":2}"#,
-            r#"{"customer":"a","n":3}"#,
-            "not json",
+            br#"{"customer":"a","n":1}"#,
+            br#"{"customer":"b","n":2}"#,
+            br#"{"customer":"a","n":3}"#,
+            b"not json",
         ],
     )
     .await;
@@ -228,7 +207,7 @@ async fn a_transform_changes_drops_and_fails_records_as_it_answers() {
         .unwrap();
     let client = firehose_client(&broker.endpoint());
     let config = destination(vec![
-        delimiter(),
+        processor(ProcessorType::AppendDelimiterToRecord, &[]),
         processor(
             ProcessorType::Lambda,
             &[(ProcessorParameterName::LambdaArn, FUNCTION)],
@@ -241,7 +220,7 @@ async fn a_transform_changes_drops_and_fails_records_as_it_answers() {
         .send()
         .await
         .unwrap();
-    put(&client, "shouting", &["hello", "drop", "fail", "world"]).await;
+    put_record_batch(&client, "shouting", &[b"hello", b"drop", b"fail", b"world"]).await;
     let files = wait_for_files(&root.0, 2).await;
     let data = files.iter().find(|(k, _)| !k.contains("errors/")).unwrap();
     assert_eq!(
@@ -291,7 +270,7 @@ async fn deaggregation_splits_concatenated_json_documents() {
             ProcessorType::RecordDeAggregation,
             &[(ProcessorParameterName::SubRecordType, "JSON")],
         ),
-        delimiter(),
+        processor(ProcessorType::AppendDelimiterToRecord, &[]),
     ]);
     client
         .create_delivery_stream()
@@ -300,7 +279,7 @@ async fn deaggregation_splits_concatenated_json_documents() {
         .send()
         .await
         .unwrap();
-    put(&client, "packed", &[r#"{"a":1}{"a":2} {"a":3}"#]).await;
+    put_record_batch(&client, "packed", &[br#"{"a":1}{"a":2} {"a":3}"#]).await;
     let files = wait_for_files(&root.0, 1).await;
     assert_eq!(text(&files[0].1), "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
     broker.shutdown().await;

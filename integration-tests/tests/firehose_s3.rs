@@ -4,24 +4,13 @@
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::{
     BufferingHints, CompressionFormat, ExtendedS3DestinationConfiguration,
-    ExtendedS3DestinationUpdate, ProcessingConfiguration, Processor, ProcessorType, Record,
-    S3BackupMode, S3DestinationConfiguration,
+    ExtendedS3DestinationUpdate, Record, S3BackupMode, S3DestinationConfiguration,
 };
-use integration_tests::{TempDir, files_under, firehose_client, wait_for_files};
-use local_broker::{LocalBroker, RunningBroker};
+use integration_tests::{
+    FIREHOSE_ROLE_ARN, TempDir, broker_with_firehose, files_under, newline_delimited,
+    put_record_batch, wait_for_files,
+};
 use std::io::Read as _;
-
-const ROLE: &str = "arn:aws:iam::000000000000:role/firehose";
-
-async fn broker(root: &TempDir) -> (RunningBroker, aws_sdk_firehose::Client) {
-    let broker = LocalBroker::builder()
-        .s3_root(&root.0)
-        .start()
-        .await
-        .expect("the broker starts");
-    let client = firehose_client(&broker.endpoint());
-    (broker, client)
-}
 
 /// An ExtendedS3 destination into `bucket`, buffering `size` MiB or `interval` seconds.
 fn s3(
@@ -30,7 +19,7 @@ fn s3(
     interval: i32,
 ) -> aws_sdk_firehose::types::builders::ExtendedS3DestinationConfigurationBuilder {
     ExtendedS3DestinationConfiguration::builder()
-        .role_arn(ROLE)
+        .role_arn(FIREHOSE_ROLE_ARN)
         .bucket_arn(format!("arn:aws:s3:::{bucket}"))
         .buffering_hints(
             BufferingHints::builder()
@@ -38,18 +27,6 @@ fn s3(
                 .interval_in_seconds(interval)
                 .build(),
         )
-}
-
-fn delimited() -> ProcessingConfiguration {
-    ProcessingConfiguration::builder()
-        .enabled(true)
-        .processors(
-            Processor::builder()
-                .r#type(ProcessorType::AppendDelimiterToRecord)
-                .build()
-                .unwrap(),
-        )
-        .build()
 }
 
 async fn create(
@@ -64,27 +41,6 @@ async fn create(
         .send()
         .await
         .expect("CreateDeliveryStream succeeds");
-}
-
-async fn put_batch(client: &aws_sdk_firehose::Client, name: &str, records: &[&[u8]]) {
-    let out = client
-        .put_record_batch()
-        .delivery_stream_name(name)
-        .set_records(Some(
-            records
-                .iter()
-                .map(|r| {
-                    Record::builder()
-                        .data(Blob::new(r.to_vec()))
-                        .build()
-                        .unwrap()
-                })
-                .collect(),
-        ))
-        .send()
-        .await
-        .expect("PutRecordBatch succeeds");
-    assert_eq!(out.failed_put_count(), 0);
 }
 
 /// Checks `key` is `YYYY/MM/DD/HH/<stream>-<version>-YYYY-MM-DD-HH-MM-SS-<uuid><ext>` after
@@ -118,9 +74,9 @@ fn uuid_like(s: &str) -> bool {
 #[tokio::test]
 async fn records_become_an_object_with_firehose_default_key() {
     let root = TempDir::new("fh-default");
-    let (broker, client) = broker(&root).await;
+    let (broker, client) = broker_with_firehose(&root).await;
     create(&client, "clicks", s3("my-bucket", 1, 1)).await;
-    put_batch(&client, "clicks", &[b"one", b"two", b"three"]).await;
+    put_record_batch(&client, "clicks", &[b"one", b"two", b"three"]).await;
     let files = wait_for_files(&root.0, 1).await;
     assert_eq!(files.len(), 1);
     let (key, body) = &files[0];
@@ -133,7 +89,7 @@ async fn records_become_an_object_with_firehose_default_key() {
 #[tokio::test]
 async fn delimiter_and_every_compression_format_round_trip() {
     let root = TempDir::new("fh-compression");
-    let (broker, client) = broker(&root).await;
+    let (broker, client) = broker_with_firehose(&root).await;
     let formats = [
         (CompressionFormat::Uncompressed, "plain", ""),
         (CompressionFormat::Gzip, "gzip", ".gz"),
@@ -144,9 +100,9 @@ async fn delimiter_and_every_compression_format_round_trip() {
     for (format, bucket, _) in &formats {
         let config = s3(bucket, 1, 1)
             .compression_format(format.clone())
-            .processing_configuration(delimited());
+            .processing_configuration(newline_delimited());
         create(&client, bucket, config).await;
-        put_batch(&client, bucket, &[br#"{"n":1}"#, br#"{"n":2}"#]).await;
+        put_record_batch(&client, bucket, &[br#"{"n":1}"#, br#"{"n":2}"#]).await;
     }
     let files = wait_for_files(&root.0, formats.len()).await;
     for (_, bucket, extension) in formats {
@@ -200,12 +156,12 @@ fn decompress(extension: &str, body: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn a_full_buffer_is_delivered_at_once_and_the_rest_at_shutdown() {
     let root = TempDir::new("fh-size");
-    let (broker, client) = broker(&root).await;
+    let (broker, client) = broker_with_firehose(&root).await;
     // 1 MiB or 15 minutes: only size (or shutdown) can deliver within this test.
     create(&client, "big", s3("sized", 1, 900)).await;
     let first = vec![b'a'; 600 * 1024];
     let second = vec![b'b'; 600 * 1024];
-    put_batch(&client, "big", &[&first, &second]).await;
+    put_record_batch(&client, "big", &[&first, &second]).await;
     let files = wait_for_files(&root.0, 1).await;
     assert_eq!(files.len(), 1, "only the first MiB is due");
     assert_eq!(files[0].1, first);
@@ -220,7 +176,7 @@ async fn a_full_buffer_is_delivered_at_once_and_the_rest_at_shutdown() {
 #[tokio::test]
 async fn a_small_buffer_is_delivered_when_its_interval_passes() {
     let root = TempDir::new("fh-interval");
-    let (broker, client) = broker(&root).await;
+    let (broker, client) = broker_with_firehose(&root).await;
     create(&client, "slow", s3("timed", 128, 1)).await;
     client
         .put_record()
@@ -237,12 +193,12 @@ async fn a_small_buffer_is_delivered_when_its_interval_passes() {
 #[tokio::test]
 async fn custom_prefixes_evaluate_timestamp_and_firehose_namespaces() {
     let root = TempDir::new("fh-prefix");
-    let (broker, client) = broker(&root).await;
+    let (broker, client) = broker_with_firehose(&root).await;
     let config = s3("lake", 1, 1)
         .prefix("events/year=!{timestamp:yyyy}/month=!{timestamp:MM}/!{firehose:random-string}/")
         .error_output_prefix("errors/!{firehose:error-output-type}/!{timestamp:yyyy}/");
     create(&client, "prefixed", config).await;
-    put_batch(&client, "prefixed", &[b"x"]).await;
+    put_record_batch(&client, "prefixed", &[b"x"]).await;
     let files = wait_for_files(&root.0, 1).await;
     let key = &files[0].0;
     let parts: Vec<&str> = key.split('/').collect();
@@ -267,7 +223,7 @@ async fn custom_prefixes_evaluate_timestamp_and_firehose_namespaces() {
 #[tokio::test]
 async fn update_destination_bumps_the_version_in_object_names() {
     let root = TempDir::new("fh-update");
-    let (broker, client) = broker(&root).await;
+    let (broker, client) = broker_with_firehose(&root).await;
     create(&client, "evolving", s3("first", 1, 1)).await;
     client
         .update_destination()
@@ -283,7 +239,7 @@ async fn update_destination_bumps_the_version_in_object_names() {
         .send()
         .await
         .expect("UpdateDestination succeeds");
-    put_batch(&client, "evolving", &[b"after"]).await;
+    put_record_batch(&client, "evolving", &[b"after"]).await;
     let files = wait_for_files(&root.0, 1).await;
     assert_default_key(&files[0].0, "second/v2/", "evolving", 2, "");
     let described = client
@@ -307,9 +263,9 @@ async fn update_destination_bumps_the_version_in_object_names() {
 #[tokio::test]
 async fn source_backup_keeps_the_records_as_they_arrived() {
     let root = TempDir::new("fh-backup");
-    let (broker, client) = broker(&root).await;
+    let (broker, client) = broker_with_firehose(&root).await;
     let backup = S3DestinationConfiguration::builder()
-        .role_arn(ROLE)
+        .role_arn(FIREHOSE_ROLE_ARN)
         .bucket_arn("arn:aws:s3:::raw")
         .buffering_hints(
             BufferingHints::builder()
@@ -320,11 +276,11 @@ async fn source_backup_keeps_the_records_as_they_arrived() {
         .build()
         .unwrap();
     let config = s3("processed", 1, 1)
-        .processing_configuration(delimited())
+        .processing_configuration(newline_delimited())
         .s3_backup_mode(S3BackupMode::Enabled)
         .s3_backup_configuration(backup);
     create(&client, "backed", config).await;
-    put_batch(&client, "backed", &[b"a", b"b"]).await;
+    put_record_batch(&client, "backed", &[b"a", b"b"]).await;
     let files = wait_for_files(&root.0, 2).await;
     let body = |bucket: &str| {
         files
