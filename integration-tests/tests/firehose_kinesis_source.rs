@@ -66,33 +66,24 @@ async fn records_put_to_the_kinesis_stream_after_creation_are_delivered() {
     for data in ["a", "b", "c", "d"] {
         put(&kinesis, data).await;
     }
-    let files = wait_for_files(&root.0, 1).await;
-    let mut delivered: Vec<String> = files
-        .iter()
-        .flat_map(|(_, body)| {
-            String::from_utf8(body.clone())
-                .unwrap()
-                .lines()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    // Later polls may still be on their way; wait for all four, then check nothing else came.
+    wait_for_files(&root.0, 1).await;
+    let lines = || -> Vec<String> {
+        integration_tests::files_under(&root.0)
+            .iter()
+            .flat_map(|(_, body)| {
+                let text = String::from_utf8(body.clone()).unwrap();
+                text.lines().map(str::to_owned).collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    // Shards are polled one after another; wait for all four, then check nothing else came.
+    let mut delivered = lines();
     for _ in 0..50 {
         if delivered.len() >= 4 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        delivered = integration_tests::files_under(&root.0)
-            .iter()
-            .flat_map(|(_, body)| {
-                String::from_utf8(body.clone())
-                    .unwrap()
-                    .lines()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        delivered = lines();
     }
     delivered.sort();
     assert_eq!(

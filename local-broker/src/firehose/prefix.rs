@@ -6,6 +6,7 @@
 //! Every timestamp in one prefix uses the same instant: the arrival time of the oldest record in
 //! the object.
 
+use crate::clock::civil_from_days;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -359,16 +360,7 @@ impl CivilTime {
     fn from_millis(ms: i64) -> Self {
         let days = ms.div_euclid(86_400_000);
         let in_day = ms.rem_euclid(86_400_000);
-        // Howard Hinnant's days-to-civil.
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
+        let (year, month, day) = civil_from_days(days);
         Self {
             year,
             month,
