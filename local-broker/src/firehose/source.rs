@@ -193,6 +193,11 @@ pub async fn run(
         if !records.is_empty() {
             let now = clock.now_millis();
             let mut state = stream.state();
+            // Checked under the lock the delivery task takes its last batch with: records are
+            // either in that batch or never accepted, never left behind in the buffer.
+            if stream.stop.is_cancelled() {
+                return;
+            }
             for (i, data) in records.into_iter().enumerate() {
                 state.buffer.push(BufferedRecord {
                     data,
