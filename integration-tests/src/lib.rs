@@ -148,3 +148,139 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or(0);
     (status, body.to_owned())
 }
+
+/// An `aws-sdk-firehose` client for a broker endpoint.
+pub fn firehose_client(endpoint: &str) -> aws_sdk_firehose::Client {
+    let config = aws_sdk_firehose::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_sdk_firehose::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(credentials())
+        .build();
+    aws_sdk_firehose::Client::from_conf(config)
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// Creates `local-broker-<label>-<pid>-<nanos>` in the temp dir.
+    pub fn new(label: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "local-broker-{label}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Every file under `dir` as (path relative to `dir` with `/` separators, contents), sorted by
+/// path. Files still being written (dot-files) are left out.
+pub fn files_under(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<(String, Vec<u8>)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if !entry.file_name().to_string_lossy().starts_with('.') {
+                let relative = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.push((relative, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Waits (generously, up to 30 s) until at least `count` files exist under `dir`, and returns
+/// them all.
+pub async fn wait_for_files(dir: &std::path::Path, count: usize) -> Vec<(String, Vec<u8>)> {
+    for _ in 0..300 {
+        let files = files_under(dir);
+        if files.len() >= count {
+            return files;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "expected {count} files under {}, found {:?}",
+        dir.display(),
+        files_under(dir)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>()
+    );
+}
+
+/// A role ARN for Firehose configurations (the broker does not check roles).
+pub const FIREHOSE_ROLE_ARN: &str = "arn:aws:iam::000000000000:role/firehose";
+
+/// Starts a broker whose Firehose S3 destinations write under `root`, with a Firehose client.
+pub async fn broker_with_firehose(
+    root: &TempDir,
+) -> (local_broker::RunningBroker, aws_sdk_firehose::Client) {
+    let broker = local_broker::LocalBroker::builder()
+        .s3_root(&root.0)
+        .start()
+        .await
+        .expect("the broker binds 127.0.0.1:0");
+    let client = firehose_client(&broker.endpoint());
+    (broker, client)
+}
+
+/// Puts `records` with one PutRecordBatch and checks none failed.
+pub async fn put_record_batch(client: &aws_sdk_firehose::Client, stream: &str, records: &[&[u8]]) {
+    use aws_sdk_firehose::types::Record;
+    let out = client
+        .put_record_batch()
+        .delivery_stream_name(stream)
+        .set_records(Some(
+            records
+                .iter()
+                .map(|r| {
+                    Record::builder()
+                        .data(aws_sdk_firehose::primitives::Blob::new(r.to_vec()))
+                        .build()
+                        .expect("a record with data")
+                })
+                .collect(),
+        ))
+        .send()
+        .await
+        .expect("PutRecordBatch succeeds");
+    assert_eq!(out.failed_put_count(), 0);
+}
+
+/// `AppendDelimiterToRecord` with its default newline.
+pub fn newline_delimited() -> aws_sdk_firehose::types::ProcessingConfiguration {
+    use aws_sdk_firehose::types::{Processor, ProcessorType};
+    aws_sdk_firehose::types::ProcessingConfiguration::builder()
+        .enabled(true)
+        .processors(
+            Processor::builder()
+                .r#type(ProcessorType::AppendDelimiterToRecord)
+                .build()
+                .expect("a processor with a type"),
+        )
+        .build()
+}

@@ -10,36 +10,12 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{
     PutRecordsRequestEntry, ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
 };
-use integration_tests::{create_stream, dynamodb_client, kinesis_client, shard_iterator};
+use integration_tests::{TempDir, create_stream, dynamodb_client, kinesis_client, shard_iterator};
 use local_broker::{LocalBroker, SyncMode};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "local-broker-{label}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Every record of a shard, oldest first, as (sequence number, data).
 async fn read_shard(

@@ -3,6 +3,7 @@
 use crate::clock::{Clock, SystemClock};
 use crate::http::sigv4::Credentials;
 use crate::storage::SyncMode;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,13 @@ pub struct BrokerConfig {
     /// Bytes of recently appended record bodies kept in memory across all shards (only with a
     /// data directory; without one every record is in memory).
     pub cache_bytes: usize,
+    /// Where Firehose S3 destinations write objects (`<root>/<bucket>/<key>`).
+    pub s3_root: Option<PathBuf>,
+    /// An S3-compatible endpoint for Firehose S3 destinations (wins over `s3_root`).
+    pub s3_endpoint: Option<String>,
+    /// Lambda function ARN → URL of an HTTP server speaking the Firehose transform contract,
+    /// for Lambda processors.
+    pub lambda_functions: BTreeMap<String, String>,
 }
 
 impl Default for BrokerConfig {
@@ -58,6 +66,9 @@ impl Default for BrokerConfig {
             data_dir: None,
             sync: SyncMode::Always,
             cache_bytes: crate::storage::DEFAULT_CACHE_BYTES,
+            s3_root: None,
+            s3_endpoint: None,
+            lambda_functions: BTreeMap::new(),
         }
     }
 }

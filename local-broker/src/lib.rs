@@ -20,10 +20,12 @@
 //! | [`dynamodb`] | tables, items, condition and update expressions |
 //! | [`storage`] | the data directory: record log, hot tail cache, metadata log, sync modes |
 //! | [`observe`] | `/metrics`, `/health`, the status page at `/`, request logs |
+//! | [`firehose`] | delivery streams: buffering, processing, delivery to S3 and HTTP endpoints |
 
 pub mod clock;
 pub mod config;
 pub mod dynamodb;
+pub mod firehose;
 pub mod http;
 pub mod kinesis;
 pub mod observe;
@@ -207,6 +209,29 @@ impl LocalBrokerBuilder {
         self
     }
 
+    /// Where Firehose S3 destinations write objects: `<dir>/<bucket>/<key>` (default: nowhere,
+    /// and S3 destinations are refused).
+    pub fn s3_root(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.config.s3_root = Some(dir.into());
+        self
+    }
+
+    /// Sends Firehose S3 destinations' objects to an S3-compatible endpoint (path-style;
+    /// credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`) instead of a directory.
+    /// Takes precedence over [`Self::s3_root`].
+    pub fn s3_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.config.s3_endpoint = Some(url.into());
+        self
+    }
+
+    /// Serves the Lambda function `arn` for Firehose transforms from `url`: an HTTP server that
+    /// takes the Firehose transform event as a JSON POST and answers with the records
+    /// (`Ok` / `Dropped` / `ProcessingFailed`), as a Lambda function would.
+    pub fn lambda_function(mut self, arn: impl Into<String>, url: impl Into<String>) -> Self {
+        self.config.lambda_functions.insert(arn.into(), url.into());
+        self
+    }
+
     /// Serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of cleartext HTTP.
     pub fn tls(mut self, tls: TlsSettings) -> Self {
         self.tls = Some(tls);
@@ -237,8 +262,7 @@ impl LocalBrokerBuilder {
             shutdown.clone(),
         ));
         let storage = services.storage.clone();
-        let faults = services.faults.clone();
-        let app = http::router(services);
+        let app = http::router(Arc::clone(&services));
         let (scheme, certificate_pem) = match &tls {
             Some(tls) => ("https", Some(tls.certificate_pem.clone())),
             None => ("http", None),
@@ -265,7 +289,7 @@ impl LocalBrokerBuilder {
             shutdown,
             server,
             storage,
-            faults,
+            services,
         })
     }
 
@@ -310,7 +334,14 @@ impl LocalBrokerBuilder {
                 (kinesis, dynamodb, storage)
             }
         };
+        let objects = match (&self.config.s3_endpoint, &self.config.s3_root) {
+            (Some(url), _) => firehose::objects::ObjectStore::endpoint(url, &self.config.region),
+            (None, Some(dir)) => firehose::objects::ObjectStore::Directory(dir.clone()),
+            (None, None) => firehose::objects::ObjectStore::None,
+        };
+        let kinesis = Arc::new(kinesis);
         Ok(http::Services {
+            firehose: firehose::Firehose::new(self.config.clone(), objects, Arc::clone(&kinesis)),
             kinesis,
             dynamodb,
             auth: self.config.auth.clone(),
@@ -409,7 +440,7 @@ pub struct RunningBroker {
     shutdown: CancellationToken,
     server: JoinHandle<()>,
     storage: storage::Storage,
-    faults: Faults,
+    services: Arc<http::Services>,
 }
 
 impl RunningBroker {
@@ -427,7 +458,7 @@ impl RunningBroker {
     /// The fault rules in force, to change while the broker runs (e.g. turn faults off to let
     /// a consumer catch up).
     pub fn faults(&self) -> &Faults {
-        &self.faults
+        &self.services.faults
     }
 
     /// The bound socket address.
@@ -442,13 +473,14 @@ impl RunningBroker {
         self.storage.cached_bytes()
     }
 
-    /// Stops accepting connections, lets in-flight requests finish, waits for the server, and
-    /// flushes the data directory.
+    /// Stops accepting connections, lets in-flight requests finish, waits for the server,
+    /// delivers what Firehose streams still buffer, and flushes the data directory.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         if let Err(err) = self.server.await {
             tracing::error!(%err, "broker task ended abnormally");
         }
+        self.services.firehose.shutdown().await;
         self.storage.close();
     }
 }

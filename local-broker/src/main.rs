@@ -1,4 +1,5 @@
-//! `local-broker`: serve Kinesis Data Streams and DynamoDB lease tables on one local endpoint.
+//! `local-broker`: serve Kinesis Data Streams, DynamoDB lease tables and Firehose on one local
+//! endpoint.
 
 use clap::Parser;
 use std::time::Duration;
@@ -60,6 +61,17 @@ struct Args {
     /// Seed the fault draws so a run can be repeated.
     #[arg(long, requires = "faults")]
     fault_seed: Option<u64>,
+    /// Firehose S3 destinations write objects under this directory, one subdirectory per bucket.
+    #[arg(long, env = "LOCAL_BROKER_S3_ROOT")]
+    s3_root: Option<std::path::PathBuf>,
+    /// Firehose S3 destinations write to this S3-compatible endpoint instead (path-style;
+    /// credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "LOCAL_BROKER_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// A Lambda function for Firehose transforms, `ARN=URL` (repeatable): the URL takes the
+    /// transform event as a JSON POST and answers as the function would.
+    #[arg(long = "lambda", value_name = "ARN=URL")]
+    lambda: Vec<String>,
     /// Write the self-signed certificate (PEM) here, for clients to trust.
     #[arg(long)]
     tls_cert_out: Option<std::path::PathBuf>,
@@ -104,6 +116,19 @@ async fn main() -> std::process::ExitCode {
             .data_dir(dir)
             .sync(args.sync)
             .cache_size(args.cache_mib.saturating_mul(1024 * 1024));
+    }
+    for function in &args.lambda {
+        let Some((arn, url)) = function.split_once('=') else {
+            eprintln!("local-broker: --lambda takes ARN=URL, got {function:?}");
+            return std::process::ExitCode::FAILURE;
+        };
+        builder = builder.lambda_function(arn, url);
+    }
+    if let Some(dir) = args.s3_root {
+        builder = builder.s3_root(dir);
+    }
+    if let Some(url) = args.s3_endpoint {
+        builder = builder.s3_endpoint(url);
     }
     let broker = builder
         .host(args.host)

@@ -7,14 +7,15 @@
 //!
 //! | fault | what the client sees |
 //! |---|---|
-//! | `throttle` | the operation's AWS throttling error (HTTP 400): Kinesis `ProvisionedThroughputExceededException` for PutRecord(s), GetRecords, GetShardIterator and `LimitExceededException` otherwise; DynamoDB `ProvisionedThroughputExceededException` for item operations, `LimitExceededException` for table changes and `ThrottlingException` otherwise |
-//! | `error` | HTTP 500: Kinesis `InternalFailure`, DynamoDB `InternalServerError` |
+//! | `throttle` | the operation's AWS throttling error (HTTP 400): Kinesis `ProvisionedThroughputExceededException` for PutRecord(s), GetRecords, GetShardIterator and `LimitExceededException` otherwise; DynamoDB `ProvisionedThroughputExceededException` for item operations, `LimitExceededException` for table changes and `ThrottlingException` otherwise; Firehose `ServiceUnavailableException` (HTTP 503) for puts and `LimitExceededException` otherwise |
+//! | `error` | HTTP 500: Kinesis and Firehose `InternalFailure`, DynamoDB `InternalServerError` |
 //! | `drop` | the connection closes without a response |
 //! | `slow` | the answer comes after the rule's latency (combines with the others) |
 //!
 //! The text form (`--fault`) is `OPERATION:KIND=P[,KIND=P...]`, where `OPERATION` is an operation
 //! name (`GetRecords`, any service), a service-qualified one (`kinesis:GetRecords`,
-//! `dynamodb:UpdateItem`), `kinesis:*`, `dynamodb:*` or `*`; `P` is a probability in `[0, 1]`;
+//! `dynamodb:UpdateItem`, `firehose:PutRecordBatch`), `kinesis:*`, `dynamodb:*`, `firehose:*` or
+//! `*`; `P` is a probability in `[0, 1]`;
 //! `slow` takes `P@LATENCY` with the latency in `ms` or `s`:
 //!
 //! ```
@@ -177,6 +178,7 @@ fn parse_target(text: &str) -> Result<Target, FaultParseError> {
     let (service, name) = match text.split_once(':') {
         Some(("kinesis", name)) => (Some(Service::Kinesis), name),
         Some(("dynamodb", name)) => (Some(Service::DynamoDb), name),
+        Some(("firehose", name)) => (Some(Service::Firehose), name),
         Some(_) => return Err(FaultParseError::Target(text.to_owned())),
         None => (None, text),
     };
@@ -263,7 +265,10 @@ impl Fault {
         match (self, service) {
             (Fault::Throttle, Service::Kinesis) => kinesis_throttle(operation),
             (Fault::Throttle, Service::DynamoDb) => dynamodb_throttle(operation),
-            (_, Service::Kinesis) => ApiError::internal("Injected fault: internal failure."),
+            (Fault::Throttle, Service::Firehose) => firehose_throttle(operation),
+            (_, Service::Kinesis | Service::Firehose) => {
+                ApiError::internal("Injected fault: internal failure.")
+            }
             (_, Service::DynamoDb) => ApiError::new(
                 "InternalServerError",
                 "Injected fault: internal server error.",
@@ -279,6 +284,18 @@ fn kinesis_throttle(operation: &str) -> ApiError {
             "ProvisionedThroughputExceededException",
             "Injected fault: rate exceeded for shard.",
         ),
+        _ => ApiError::limit_exceeded("Injected fault: rate exceeded."),
+    }
+}
+
+/// Firehose pushes back on puts with `ServiceUnavailableException` (a fault in its model) and
+/// on the control plane with `LimitExceededException`.
+fn firehose_throttle(operation: &str) -> ApiError {
+    match operation {
+        "PutRecord" | "PutRecordBatch" => {
+            ApiError::new("ServiceUnavailableException", "Injected fault: slow down.")
+                .with_status(http::StatusCode::SERVICE_UNAVAILABLE)
+        }
         _ => ApiError::limit_exceeded("Injected fault: rate exceeded."),
     }
 }

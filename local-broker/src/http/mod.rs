@@ -10,6 +10,7 @@ pub mod sigv4;
 pub mod validation;
 
 use crate::dynamodb::DynamoDb;
+use crate::firehose::Firehose;
 use crate::kinesis::Kinesis;
 use crate::storage;
 use axum::body::Body;
@@ -28,8 +29,10 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
 /// The services behind the front door, and what it checks before calling them.
 pub struct Services {
-    pub kinesis: Kinesis,
+    /// Shared with Firehose, whose Kinesis-sourced streams read through it.
+    pub kinesis: Arc<Kinesis>,
     pub dynamodb: DynamoDb,
+    pub firehose: Firehose,
     /// When set, every request must be signed (SigV4) by one of these credentials.
     pub auth: Option<sigv4::Credentials>,
     pub clock: Arc<dyn crate::clock::Clock>,
@@ -57,6 +60,8 @@ pub enum Service {
     Kinesis,
     /// DynamoDB (`DynamoDB_20120810.*`).
     DynamoDb,
+    /// Firehose (`Firehose_20150804.*`).
+    Firehose,
 }
 
 impl Service {
@@ -64,6 +69,7 @@ impl Service {
         match prefix {
             "Kinesis_20131202" => Some(Service::Kinesis),
             "DynamoDB_20120810" => Some(Service::DynamoDb),
+            "Firehose_20150804" => Some(Service::Firehose),
             _ => None,
         }
     }
@@ -72,7 +78,7 @@ impl Service {
     fn error_type(self, code: &str) -> String {
         match self {
             Service::DynamoDb => format!("com.amazonaws.dynamodb.v20120810#{code}"),
-            Service::Kinesis => code.to_owned(),
+            Service::Kinesis | Service::Firehose => code.to_owned(),
         }
     }
 }
@@ -160,6 +166,10 @@ async fn handle(State(services): State<Arc<Services>>, request: http::Request<Bo
                         Service::Kinesis => services.kinesis.dispatch(operation, &wire),
                         Service::DynamoDb => services
                             .dynamodb
+                            .dispatch(operation, &wire)
+                            .map(Reply::Body),
+                        Service::Firehose => services
+                            .firehose
                             .dispatch(operation, &wire)
                             .map(Reply::Body),
                     });

@@ -357,14 +357,14 @@ fn validate_shard_id(id: &str, member: &str, v: &mut Validator) {
 }
 
 /// The parts of a stream ARN that select a stream.
-struct StreamArn {
-    region: String,
-    account: String,
-    name: String,
+pub(crate) struct StreamArn {
+    pub(crate) region: String,
+    pub(crate) account: String,
+    pub(crate) name: String,
 }
 
 /// Parses `arn:aws[-partition]:kinesis:<region>:<account>:stream/<name>`.
-fn parse_stream_arn(arn: &str) -> Option<StreamArn> {
+pub(crate) fn parse_stream_arn(arn: &str) -> Option<StreamArn> {
     let mut parts = arn.splitn(6, ':');
     let (arn_word, partition, service, region, account, resource) = (
         parts.next()?,

@@ -146,6 +146,7 @@ fn operation_labels(target: &str, response: &Response) -> (&'static str, String)
     let service = match prefix {
         "Kinesis_20131202" => "kinesis",
         "DynamoDB_20120810" => "dynamodb",
+        "Firehose_20150804" => "firehose",
         _ => return ("unknown", "unknown".into()),
     };
     let unknown = response

@@ -1,0 +1,474 @@
+//! The Firehose control plane and PutRecord/PutRecordBatch limits: lifecycle, describe, list,
+//! tags, encryption, version ids, and the AWS error each bad request gets.
+
+use aws_sdk_firehose::error::ProvideErrorMetadata;
+use aws_sdk_firehose::primitives::Blob;
+use aws_sdk_firehose::types::{
+    BufferingHints, DeliveryStreamEncryptionConfigurationInput, DeliveryStreamStatus,
+    ExtendedS3DestinationConfiguration, ExtendedS3DestinationUpdate, KeyType, Record,
+    RedshiftDestinationConfiguration, S3DestinationConfiguration, Tag,
+};
+use integration_tests::{FIREHOSE_ROLE_ARN, TempDir, broker_with_firehose, firehose_client};
+use local_broker::LocalBroker;
+use std::time::Duration;
+
+fn s3(bucket: &str) -> ExtendedS3DestinationConfiguration {
+    ExtendedS3DestinationConfiguration::builder()
+        .role_arn(FIREHOSE_ROLE_ARN)
+        .bucket_arn(format!("arn:aws:s3:::{bucket}"))
+        .build()
+        .unwrap()
+}
+
+async fn setup() -> (
+    TempDir,
+    local_broker::RunningBroker,
+    aws_sdk_firehose::Client,
+) {
+    let root = TempDir::new("fh-control");
+    let (broker, client) = broker_with_firehose(&root).await;
+    (root, broker, client)
+}
+
+async fn create(client: &aws_sdk_firehose::Client, name: &str) -> String {
+    client
+        .create_delivery_stream()
+        .delivery_stream_name(name)
+        .extended_s3_destination_configuration(s3("bucket"))
+        .send()
+        .await
+        .expect("CreateDeliveryStream succeeds")
+        .delivery_stream_arn
+        .expect("the stream's ARN")
+}
+
+fn record(data: impl Into<Vec<u8>>) -> Record {
+    Record::builder()
+        .data(Blob::new(data.into()))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn create_describe_list_delete() {
+    let (_root, _broker, client) = setup().await;
+    let arn = create(&client, "orders").await;
+    assert_eq!(
+        arn,
+        "arn:aws:firehose:us-east-1:000000000000:deliverystream/orders"
+    );
+    create(&client, "audit").await;
+
+    let described = client
+        .describe_delivery_stream()
+        .delivery_stream_name("orders")
+        .send()
+        .await
+        .unwrap();
+    let d = described.delivery_stream_description().unwrap();
+    assert_eq!(d.delivery_stream_status(), &DeliveryStreamStatus::Active);
+    assert_eq!(d.delivery_stream_type().as_str(), "DirectPut");
+    assert_eq!(d.version_id(), "1");
+    let destination = &d.destinations()[0];
+    assert_eq!(destination.destination_id(), "destinationId-000000000001");
+    let ext = destination.extended_s3_destination_description().unwrap();
+    // Defaults AWS always describes.
+    let hints = ext.buffering_hints().unwrap();
+    assert_eq!(
+        (hints.size_in_mbs(), hints.interval_in_seconds()),
+        (Some(5), Some(300))
+    );
+    assert_eq!(ext.compression_format().as_str(), "UNCOMPRESSED");
+    assert!(destination.s3_destination_description().is_some());
+
+    let listed = client.list_delivery_streams().send().await.unwrap();
+    assert_eq!(listed.delivery_stream_names(), ["audit", "orders"]);
+    assert!(!listed.has_more_delivery_streams());
+    let page = client
+        .list_delivery_streams()
+        .limit(1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.delivery_stream_names(), ["audit"]);
+    assert!(page.has_more_delivery_streams());
+    let next = client
+        .list_delivery_streams()
+        .exclusive_start_delivery_stream_name("audit")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next.delivery_stream_names(), ["orders"]);
+
+    client
+        .delete_delivery_stream()
+        .delivery_stream_name("orders")
+        .send()
+        .await
+        .unwrap();
+    let err = client
+        .describe_delivery_stream()
+        .delivery_stream_name("orders")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_resource_not_found_exception(), "{err:?}");
+}
+
+#[tokio::test]
+async fn streams_are_creating_until_the_transition_delay_passes() {
+    let root = TempDir::new("fh-creating");
+    let broker = LocalBroker::builder()
+        .s3_root(&root.0)
+        .state_transition_delay(Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    let client = firehose_client(&broker.endpoint());
+    create(&client, "slow").await;
+    let status = |client: aws_sdk_firehose::Client| async move {
+        client
+            .describe_delivery_stream()
+            .delivery_stream_name("slow")
+            .send()
+            .await
+            .unwrap()
+            .delivery_stream_description()
+            .unwrap()
+            .delivery_stream_status()
+            .clone()
+    };
+    assert_eq!(status(client.clone()).await, DeliveryStreamStatus::Creating);
+    let err = client
+        .put_record()
+        .delivery_stream_name("slow")
+        .record(record("early"))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_resource_not_found_exception(), "{err:?}");
+    let err = client
+        .delete_delivery_stream()
+        .delivery_stream_name("slow")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_resource_in_use_exception(), "{err:?}");
+    for _ in 0..100 {
+        if status(client.clone()).await == DeliveryStreamStatus::Active {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status(client.clone()).await, DeliveryStreamStatus::Active);
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_aws_error() {
+    let (_root, _broker, client) = setup().await;
+    create(&client, "dup").await;
+    let err = client
+        .create_delivery_stream()
+        .delivery_stream_name("dup")
+        .extended_s3_destination_configuration(s3("b"))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_resource_in_use_exception(), "{err:?}");
+
+    let err = client
+        .create_delivery_stream()
+        .delivery_stream_name("bad name!")
+        .extended_s3_destination_configuration(s3("b"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ValidationException"));
+    assert!(
+        err.message().unwrap().contains("deliveryStreamName"),
+        "{err:?}"
+    );
+
+    let err = client
+        .create_delivery_stream()
+        .delivery_stream_name("hints")
+        .extended_s3_destination_configuration(
+            ExtendedS3DestinationConfiguration::builder()
+                .role_arn(FIREHOSE_ROLE_ARN)
+                .bucket_arn("arn:aws:s3:::b")
+                .buffering_hints(
+                    BufferingHints::builder()
+                        .size_in_mbs(500)
+                        .interval_in_seconds(60)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ValidationException"));
+    assert!(err.message().unwrap().contains("sizeInMBs"), "{err:?}");
+
+    // Expressions in the Prefix need an ErrorOutputPrefix.
+    let err = client
+        .create_delivery_stream()
+        .delivery_stream_name("prefix")
+        .extended_s3_destination_configuration(
+            ExtendedS3DestinationConfiguration::builder()
+                .role_arn(FIREHOSE_ROLE_ARN)
+                .bucket_arn("arn:aws:s3:::b")
+                .prefix("!{timestamp:yyyy}/")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_argument_exception(), "{err:?}");
+
+    let err = client
+        .create_delivery_stream()
+        .delivery_stream_name("none")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_argument_exception(), "{err:?}");
+
+    let err = client
+        .describe_delivery_stream()
+        .delivery_stream_name("missing")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_resource_not_found_exception(), "{err:?}");
+}
+
+#[tokio::test]
+async fn unsupported_options_are_rejected_by_name() {
+    let (_root, _broker, client) = setup().await;
+    let redshift = RedshiftDestinationConfiguration::builder()
+        .role_arn(FIREHOSE_ROLE_ARN)
+        .cluster_jdbcurl("jdbc:redshift://x:5439/db")
+        .copy_command(
+            aws_sdk_firehose::types::CopyCommand::builder()
+                .data_table_name("t")
+                .build()
+                .unwrap(),
+        )
+        .s3_configuration(
+            S3DestinationConfiguration::builder()
+                .role_arn(FIREHOSE_ROLE_ARN)
+                .bucket_arn("arn:aws:s3:::b")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let err = client
+        .create_delivery_stream()
+        .delivery_stream_name("redshift")
+        .redshift_destination_configuration(redshift)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_argument_exception(), "{err:?}");
+    assert!(
+        err.message()
+            .unwrap()
+            .contains("RedshiftDestinationConfiguration")
+    );
+
+    let err = client
+        .create_delivery_stream()
+        .delivery_stream_name("tz")
+        .extended_s3_destination_configuration(
+            ExtendedS3DestinationConfiguration::builder()
+                .role_arn(FIREHOSE_ROLE_ARN)
+                .bucket_arn("arn:aws:s3:::b")
+                .custom_time_zone("Europe/Paris")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.message().unwrap().contains("CustomTimeZone"), "{err:?}");
+}
+
+#[tokio::test]
+async fn stale_version_ids_are_concurrent_modifications() {
+    let (_root, _broker, client) = setup().await;
+    create(&client, "versioned").await;
+    let update = |version: &str| {
+        client
+            .update_destination()
+            .delivery_stream_name("versioned")
+            .current_delivery_stream_version_id(version)
+            .destination_id("destinationId-000000000001")
+            .extended_s3_destination_update(
+                ExtendedS3DestinationUpdate::builder().prefix("p/").build(),
+            )
+            .send()
+    };
+    update("1").await.expect("the current version updates");
+    let err = update("1").await.unwrap_err().into_service_error();
+    assert!(err.is_concurrent_modification_exception(), "{err:?}");
+    update("2").await.expect("the new version updates");
+}
+
+#[tokio::test]
+async fn tags_and_encryption() {
+    let (_root, _broker, client) = setup().await;
+    create(&client, "tagged").await;
+    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build().unwrap();
+    client
+        .tag_delivery_stream()
+        .delivery_stream_name("tagged")
+        .tags(tag("team", "data"))
+        .tags(tag("env", "test"))
+        .send()
+        .await
+        .unwrap();
+    client
+        .untag_delivery_stream()
+        .delivery_stream_name("tagged")
+        .tag_keys("env")
+        .send()
+        .await
+        .unwrap();
+    let tags = client
+        .list_tags_for_delivery_stream()
+        .delivery_stream_name("tagged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags.tags(), [tag("team", "data")]);
+    assert!(!tags.has_more_tags());
+    let err = client
+        .tag_delivery_stream()
+        .delivery_stream_name("tagged")
+        .tags(tag("aws:reserved", "x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ValidationException"));
+
+    client
+        .start_delivery_stream_encryption()
+        .delivery_stream_name("tagged")
+        .delivery_stream_encryption_configuration_input(
+            DeliveryStreamEncryptionConfigurationInput::builder()
+                .key_type(KeyType::AwsOwnedCmk)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let put = client
+        .put_record()
+        .delivery_stream_name("tagged")
+        .record(record("secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.encrypted(), Some(true));
+    client
+        .stop_delivery_stream_encryption()
+        .delivery_stream_name("tagged")
+        .send()
+        .await
+        .unwrap();
+    let described = client
+        .describe_delivery_stream()
+        .delivery_stream_name("tagged")
+        .send()
+        .await
+        .unwrap();
+    let encryption = described
+        .delivery_stream_description()
+        .unwrap()
+        .delivery_stream_encryption_configuration()
+        .unwrap();
+    assert_eq!(encryption.status().unwrap().as_str(), "DISABLED");
+}
+
+#[tokio::test]
+async fn put_limits_and_per_record_results() {
+    let (_root, _broker, client) = setup().await;
+    create(&client, "limits").await;
+    let out = client
+        .put_record_batch()
+        .delivery_stream_name("limits")
+        .records(record("a"))
+        .records(record("b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.failed_put_count(), 0);
+    let ids: Vec<&str> = out
+        .request_responses()
+        .iter()
+        .filter_map(|r| r.record_id())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1]);
+
+    let err = client
+        .put_record()
+        .delivery_stream_name("limits")
+        .record(record(vec![0u8; 1_024_001]))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ValidationException"), "{err:?}");
+    client
+        .put_record()
+        .delivery_stream_name("limits")
+        .record(record(vec![0u8; 1_024_000]))
+        .send()
+        .await
+        .expect("a 1,000 KiB record is accepted");
+
+    let too_many: Vec<Record> = (0..501).map(|i| record(format!("{i}"))).collect();
+    let err = client
+        .put_record_batch()
+        .delivery_stream_name("limits")
+        .set_records(Some(too_many))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ValidationException"), "{err:?}");
+
+    let too_big: Vec<Record> = (0..5).map(|_| record(vec![1u8; 1_000_000])).collect();
+    let err = client
+        .put_record_batch()
+        .delivery_stream_name("limits")
+        .set_records(Some(too_big))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_argument_exception(), "{err:?}");
+
+    let err = client
+        .put_record()
+        .delivery_stream_name("missing")
+        .record(record("x"))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_resource_not_found_exception(), "{err:?}");
+}

@@ -1,0 +1,286 @@
+//! Firehose to an HTTP endpoint: the endpoint receives the documented request (headers, base64
+//! records, access key, common attributes, gzip), and a failing endpoint is retried with the same
+//! request id, then the batch is backed up to S3 under `http-endpoint-failed`.
+
+use aws_sdk_firehose::types::{
+    BufferingHints, ContentEncoding, HttpEndpointBufferingHints, HttpEndpointCommonAttribute,
+    HttpEndpointConfiguration, HttpEndpointDestinationConfiguration,
+    HttpEndpointRequestConfiguration, HttpEndpointRetryOptions, HttpEndpointS3BackupMode,
+    S3DestinationConfiguration,
+};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use integration_tests::{
+    FIREHOSE_ROLE_ARN, TempDir, firehose_client, put_record_batch, wait_for_files,
+};
+use local_broker::LocalBroker;
+use std::io::Read as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One request the endpoint received: its headers and its (decompressed) JSON body.
+#[derive(Clone, Debug)]
+struct Received {
+    headers: HeaderMap,
+    body: serde_json::Value,
+}
+
+#[derive(Clone)]
+struct Endpoint {
+    received: Arc<Mutex<Vec<Received>>>,
+    status: StatusCode,
+}
+
+async fn receive(
+    State(endpoint): State<Endpoint>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> (StatusCode, String) {
+    let plain = if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    } else {
+        body.to_vec()
+    };
+    let body: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    let request_id = body["requestId"].as_str().unwrap_or_default().to_owned();
+    endpoint
+        .received
+        .lock()
+        .unwrap()
+        .push(Received { headers, body });
+    let answer = serde_json::json!({
+        "requestId": request_id,
+        "timestamp": 0,
+        "errorMessage": if endpoint.status.is_success() { "" } else { "not today" },
+    });
+    (endpoint.status, answer.to_string())
+}
+
+/// Serves the Firehose HTTP endpoint contract on 127.0.0.1, answering every request with
+/// `status`; returns its URL and what it received.
+async fn spawn_endpoint(status: StatusCode) -> (String, Arc<Mutex<Vec<Received>>>) {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let app = axum::Router::new()
+        .route("/ingest", axum::routing::post(receive))
+        .with_state(Endpoint {
+            received: Arc::clone(&received),
+            status,
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+fn destination(
+    url: &str,
+    retry_seconds: i32,
+) -> aws_sdk_firehose::types::builders::HttpEndpointDestinationConfigurationBuilder {
+    HttpEndpointDestinationConfiguration::builder()
+        .endpoint_configuration(
+            HttpEndpointConfiguration::builder()
+                .url(url)
+                .name("test endpoint")
+                .access_key("s3cr3t")
+                .build()
+                .unwrap(),
+        )
+        .buffering_hints(
+            HttpEndpointBufferingHints::builder()
+                .size_in_mbs(1)
+                .interval_in_seconds(1)
+                .build(),
+        )
+        .retry_options(
+            HttpEndpointRetryOptions::builder()
+                .duration_in_seconds(retry_seconds)
+                .build(),
+        )
+        .role_arn(FIREHOSE_ROLE_ARN)
+        .s3_configuration(
+            S3DestinationConfiguration::builder()
+                .role_arn(FIREHOSE_ROLE_ARN)
+                .bucket_arn("arn:aws:s3:::backup")
+                .error_output_prefix("failed/!{firehose:error-output-type}/")
+                .buffering_hints(
+                    BufferingHints::builder()
+                        .size_in_mbs(1)
+                        .interval_in_seconds(1)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+}
+
+async fn wait_for_requests(received: &Mutex<Vec<Received>>, count: usize) -> Vec<Received> {
+    for _ in 0..300 {
+        let got = received.lock().unwrap().clone();
+        if got.len() >= count {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the endpoint did not receive {count} requests");
+}
+
+fn records(body: &serde_json::Value) -> Vec<Vec<u8>> {
+    body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| aws_smithy_types::base64::decode(r["data"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_endpoint_receives_the_documented_request() {
+    let root = TempDir::new("fh-http");
+    let broker = LocalBroker::builder()
+        .s3_root(&root.0)
+        .start()
+        .await
+        .unwrap();
+    let client = firehose_client(&broker.endpoint());
+    let (url, received) = spawn_endpoint(StatusCode::OK).await;
+    let config = destination(&url, 60)
+        .request_configuration(
+            HttpEndpointRequestConfiguration::builder()
+                .content_encoding(ContentEncoding::Gzip)
+                .common_attributes(
+                    HttpEndpointCommonAttribute::builder()
+                        .attribute_name("team")
+                        .attribute_value("data")
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .s3_backup_mode(HttpEndpointS3BackupMode::AllData);
+    client
+        .create_delivery_stream()
+        .delivery_stream_name("to-http")
+        .http_endpoint_destination_configuration(config.build())
+        .send()
+        .await
+        .unwrap();
+    put_record_batch(&client, "to-http", &[b"first", b"second"]).await;
+    let requests = wait_for_requests(&received, 1).await;
+    let request = &requests[0];
+    let header = |name: &str| {
+        request
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    assert_eq!(header("x-amz-firehose-protocol-version"), "1.0");
+    assert_eq!(header("x-amz-firehose-access-key"), "s3cr3t");
+    assert_eq!(
+        header("x-amz-firehose-request-id"),
+        request.body["requestId"].as_str().unwrap()
+    );
+    assert_eq!(
+        header("x-amz-firehose-source-arn"),
+        "arn:aws:firehose:us-east-1:000000000000:deliverystream/to-http"
+    );
+    assert_eq!(header("content-type"), "application/json");
+    assert_eq!(header("content-encoding"), "gzip");
+    let attributes: serde_json::Value =
+        serde_json::from_str(header("x-amz-firehose-common-attributes")).unwrap();
+    assert_eq!(
+        attributes,
+        serde_json::json!({"commonAttributes": {"team": "data"}})
+    );
+    assert!(request.body["timestamp"].as_i64().unwrap() > 1_600_000_000_000);
+    assert_eq!(
+        records(&request.body),
+        [b"first".to_vec(), b"second".to_vec()]
+    );
+
+    // AllData: delivered records are also kept in S3.
+    let files = wait_for_files(&root.0, 1).await;
+    assert!(files[0].0.starts_with("backup/"), "{files:?}");
+    assert_eq!(files[0].1, b"firstsecond");
+
+    // The access key is never described back.
+    let described = client
+        .describe_delivery_stream()
+        .delivery_stream_name("to-http")
+        .send()
+        .await
+        .unwrap();
+    let http = described
+        .delivery_stream_description()
+        .unwrap()
+        .destinations()[0]
+        .http_endpoint_destination_description()
+        .unwrap();
+    assert_eq!(
+        http.endpoint_configuration().unwrap().url(),
+        Some(url.as_str())
+    );
+    assert_eq!(
+        http.endpoint_configuration().unwrap().name(),
+        Some("test endpoint")
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_is_retried_then_backed_up_to_s3() {
+    let root = TempDir::new("fh-http-fail");
+    let broker = LocalBroker::builder()
+        .s3_root(&root.0)
+        .start()
+        .await
+        .unwrap();
+    let client = firehose_client(&broker.endpoint());
+    let (url, received) = spawn_endpoint(StatusCode::SERVICE_UNAVAILABLE).await;
+    client
+        .create_delivery_stream()
+        .delivery_stream_name("flaky")
+        .http_endpoint_destination_configuration(destination(&url, 2).build())
+        .send()
+        .await
+        .unwrap();
+    put_record_batch(&client, "flaky", &[b"lost?", b"never"]).await;
+    let files = wait_for_files(&root.0, 1).await;
+    let requests = received.lock().unwrap().clone();
+    assert!(requests.len() >= 2, "retried: {} requests", requests.len());
+    let ids: Vec<&str> = requests
+        .iter()
+        .map(|r| r.body["requestId"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one request id across retries: {ids:?}"
+    );
+
+    let (key, body) = &files[0];
+    assert!(
+        key.starts_with("backup/failed/http-endpoint-failed/"),
+        "{key}"
+    );
+    let documents: Vec<serde_json::Value> = std::str::from_utf8(body)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(documents.len(), 2);
+    assert_eq!(
+        documents[0]["errorCode"],
+        "HttpEndpoint.DestinationException"
+    );
+    assert!(documents[0]["attemptsMade"].as_u64().unwrap() >= 2);
+    let raw: Vec<Vec<u8>> = documents
+        .iter()
+        .map(|d| aws_smithy_types::base64::decode(d["rawData"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(raw, [b"lost?".to_vec(), b"never".to_vec()]);
+    broker.shutdown().await;
+}

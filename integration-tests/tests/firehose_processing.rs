@@ -1,0 +1,286 @@
+//! Firehose processing: dynamic partitioning by a JSON field (MetadataExtraction with jq),
+//! a Lambda-style transform that changes, drops and fails records, and record de-aggregation.
+
+use aws_sdk_firehose::types::{
+    BufferingHints, DynamicPartitioningConfiguration, ExtendedS3DestinationConfiguration,
+    ProcessingConfiguration, Processor, ProcessorParameter, ProcessorParameterName, ProcessorType,
+};
+use integration_tests::{
+    FIREHOSE_ROLE_ARN, TempDir, firehose_client, put_record_batch, wait_for_files,
+};
+use local_broker::LocalBroker;
+
+const FUNCTION: &str = "arn:aws:lambda:us-east-1:000000000000:function:shout";
+
+fn processor(kind: ProcessorType, parameters: &[(ProcessorParameterName, &str)]) -> Processor {
+    let mut builder = Processor::builder().r#type(kind);
+    for (name, value) in parameters {
+        builder = builder.parameters(
+            ProcessorParameter::builder()
+                .parameter_name(name.clone())
+                .parameter_value(*value)
+                .build()
+                .unwrap(),
+        );
+    }
+    builder.build().unwrap()
+}
+
+fn destination(
+    processors: Vec<Processor>,
+) -> aws_sdk_firehose::types::builders::ExtendedS3DestinationConfigurationBuilder {
+    ExtendedS3DestinationConfiguration::builder()
+        .role_arn(FIREHOSE_ROLE_ARN)
+        .bucket_arn("arn:aws:s3:::lake")
+        .buffering_hints(
+            BufferingHints::builder()
+                .size_in_mbs(64)
+                .interval_in_seconds(1)
+                .build(),
+        )
+        .error_output_prefix("errors/!{firehose:error-output-type}/")
+        .processing_configuration(
+            ProcessingConfiguration::builder()
+                .enabled(true)
+                .set_processors(Some(processors))
+                .build(),
+        )
+}
+
+fn text(body: &[u8]) -> String {
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+/// The raw data of the error documents in `body`.
+fn raw_data(body: &[u8]) -> Vec<String> {
+    text(body)
+        .lines()
+        .map(|line| {
+            let document: serde_json::Value = serde_json::from_str(line).unwrap();
+            text(&aws_smithy_types::base64::decode(document["rawData"].as_str().unwrap()).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn dynamic_partitioning_splits_objects_by_a_json_field() {
+    let root = TempDir::new("fh-partition");
+    let broker = LocalBroker::builder()
+        .s3_root(&root.0)
+        .start()
+        .await
+        .unwrap();
+    let client = firehose_client(&broker.endpoint());
+    let config = destination(vec![
+        processor(
+            ProcessorType::MetadataExtraction,
+            &[
+                (
+                    ProcessorParameterName::MetadataExtractionQuery,
+                    "{customer: .customer}",
+                ),
+                (ProcessorParameterName::JsonParsingEngine, "JQ-1.6"),
+            ],
+        ),
+        processor(ProcessorType::AppendDelimiterToRecord, &[]),
+    ])
+    .prefix("customer=!{partitionKeyFromQuery:customer}/")
+    .dynamic_partitioning_configuration(
+        DynamicPartitioningConfiguration::builder()
+            .enabled(true)
+            .build(),
+    );
+    client
+        .create_delivery_stream()
+        .delivery_stream_name("orders")
+        .extended_s3_destination_configuration(config.build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    put_record_batch(
+        &client,
+        "orders",
+        &[
+            br#"{"customer":"a","n":1}"#,
+            br#"{"customer":"b","n":2}"#,
+            br#"{"customer":"a","n":3}"#,
+            b"not json",
+        ],
+    )
+    .await;
+    let files = wait_for_files(&root.0, 3).await;
+    assert_eq!(files.len(), 3, "{files:?}");
+    let find = |prefix: &str| {
+        files
+            .iter()
+            .find(|(k, _)| k.starts_with(prefix))
+            .unwrap_or_else(|| panic!("an object under {prefix}: {files:?}"))
+    };
+    let (key, body) = find("lake/customer=a/");
+    assert!(
+        key["lake/customer=a/".len()..].starts_with("orders-1-"),
+        "{key}"
+    );
+    assert_eq!(
+        text(body),
+        "{\"customer\":\"a\",\"n\":1}\n{\"customer\":\"a\",\"n\":3}\n"
+    );
+    assert_eq!(
+        text(&find("lake/customer=b/").1),
+        "{\"customer\":\"b\",\"n\":2}\n"
+    );
+    assert_eq!(
+        raw_data(&find("lake/errors/processing-failed/").1),
+        ["not json"]
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn dynamic_partitioning_needs_partition_keys_in_the_prefix() {
+    let root = TempDir::new("fh-partition-rules");
+    let broker = LocalBroker::builder()
+        .s3_root(&root.0)
+        .start()
+        .await
+        .unwrap();
+    let client = firehose_client(&broker.endpoint());
+    let config = destination(vec![processor(
+        ProcessorType::MetadataExtraction,
+        &[(ProcessorParameterName::MetadataExtractionQuery, "{c: .c}")],
+    )])
+    .prefix("static/")
+    .dynamic_partitioning_configuration(
+        DynamicPartitioningConfiguration::builder()
+            .enabled(true)
+            .build(),
+    );
+    let err = client
+        .create_delivery_stream()
+        .delivery_stream_name("bad")
+        .extended_s3_destination_configuration(config.build().unwrap())
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_argument_exception(), "{err:?}");
+}
+
+/// A transform function: upper-cases records, drops "drop", fails "fail".
+async fn shout(body: axum::body::Bytes) -> String {
+    let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let records = event["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let data =
+                text(&aws_smithy_types::base64::decode(r["data"].as_str().unwrap()).unwrap());
+            let result = match data.as_str() {
+                "drop" => "Dropped",
+                "fail" => "ProcessingFailed",
+                _ => "Ok",
+            };
+            serde_json::json!({
+                "recordId": r["recordId"],
+                "result": result,
+                "data": aws_smithy_types::base64::encode(data.to_uppercase()),
+            })
+        })
+        .collect::<Vec<_>>();
+    serde_json::json!({ "records": records }).to_string()
+}
+
+#[tokio::test]
+async fn a_transform_changes_drops_and_fails_records_as_it_answers() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/invoke", listener.local_addr().unwrap());
+    let app = axum::Router::new().route("/invoke", axum::routing::post(shout));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let root = TempDir::new("fh-transform");
+    let broker = LocalBroker::builder()
+        .s3_root(&root.0)
+        .lambda_function(FUNCTION, url)
+        .start()
+        .await
+        .unwrap();
+    let client = firehose_client(&broker.endpoint());
+    let config = destination(vec![
+        processor(ProcessorType::AppendDelimiterToRecord, &[]),
+        processor(
+            ProcessorType::Lambda,
+            &[(ProcessorParameterName::LambdaArn, FUNCTION)],
+        ),
+    ]);
+    client
+        .create_delivery_stream()
+        .delivery_stream_name("shouting")
+        .extended_s3_destination_configuration(config.build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    put_record_batch(&client, "shouting", &[b"hello", b"drop", b"fail", b"world"]).await;
+    let files = wait_for_files(&root.0, 2).await;
+    let data = files.iter().find(|(k, _)| !k.contains("errors/")).unwrap();
+    assert_eq!(
+        text(&data.1),
+        "HELLO\nWORLD\n",
+        "the delimiter follows the transform"
+    );
+    let errors = files
+        .iter()
+        .find(|(k, _)| k.starts_with("lake/errors/processing-failed/"))
+        .unwrap();
+    assert_eq!(raw_data(&errors.1), ["fail"]);
+
+    let err = client
+        .create_delivery_stream()
+        .delivery_stream_name("unknown-function")
+        .extended_s3_destination_configuration(
+            destination(vec![processor(
+                ProcessorType::Lambda,
+                &[(
+                    ProcessorParameterName::LambdaArn,
+                    "arn:aws:lambda:us-east-1:000000000000:function:nope",
+                )],
+            )])
+            .build()
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_argument_exception(), "{err:?}");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn deaggregation_splits_concatenated_json_documents() {
+    let root = TempDir::new("fh-deaggregate");
+    let broker = LocalBroker::builder()
+        .s3_root(&root.0)
+        .start()
+        .await
+        .unwrap();
+    let client = firehose_client(&broker.endpoint());
+    let config = destination(vec![
+        processor(
+            ProcessorType::RecordDeAggregation,
+            &[(ProcessorParameterName::SubRecordType, "JSON")],
+        ),
+        processor(ProcessorType::AppendDelimiterToRecord, &[]),
+    ]);
+    client
+        .create_delivery_stream()
+        .delivery_stream_name("packed")
+        .extended_s3_destination_configuration(config.build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    put_record_batch(&client, "packed", &[br#"{"a":1}{"a":2} {"a":3}"#]).await;
+    let files = wait_for_files(&root.0, 1).await;
+    assert_eq!(text(&files[0].1), "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
+    broker.shutdown().await;
+}

@@ -1,0 +1,330 @@
+//! The delivery task of each stream: wait for the buffer to be due, process the batch, and
+//! write it to the destination — S3 objects named as Firehose names them, or an HTTP endpoint.
+//! Failed records go to the error prefix as Firehose's JSON error documents.
+
+use super::buffering::BufferedRecord;
+use super::http_endpoint::{self, HttpClient};
+use super::model::DeliveryStream;
+use super::objects::ObjectStore;
+use super::prefix::{PrefixValues, object_name};
+use super::processing::{InvocationContext, OutRecord};
+use super::settings::{S3Settings, Target};
+use crate::clock::Clock;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long an idle delivery task sleeps when nothing is buffered (it is woken by puts).
+const IDLE_WAIT: Duration = Duration::from_secs(3600);
+/// Attempts at writing one object once the broker is shutting down.
+const SHUTDOWN_ATTEMPTS: u32 = 3;
+/// Longest pause between attempts at writing one object.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Most records in one HTTP endpoint request.
+const MAX_HTTP_RECORDS: usize = 10_000;
+
+/// A record that could not be delivered, and why.
+#[derive(Debug, Clone)]
+pub struct FailedRecord {
+    pub raw: bytes::Bytes,
+    pub arrival_ms: i64,
+    pub error_code: String,
+    pub error_message: String,
+    pub attempts: u32,
+}
+
+/// What every delivery task shares: the clock, the object store and an HTTP client.
+pub struct Deliverer {
+    clock: Arc<dyn Clock>,
+    objects: ObjectStore,
+    http: HttpClient,
+    /// The broker's region, for transform events.
+    region: String,
+}
+
+/// The configuration a batch is delivered with (a later UpdateDestination does not affect a
+/// batch already taken).
+struct Snapshot {
+    version: u64,
+    target: Target,
+}
+
+impl Deliverer {
+    pub fn new(clock: Arc<dyn Clock>, objects: ObjectStore, region: String) -> Self {
+        Self {
+            clock,
+            objects,
+            http: http_endpoint::client(),
+            region,
+        }
+    }
+
+    /// The object store S3 destinations write to.
+    pub fn objects(&self) -> &ObjectStore {
+        &self.objects
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_millis()
+    }
+}
+
+/// Delivers a stream's batches as they come due, until the stream is stopped; then delivers
+/// what is left.
+pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
+    loop {
+        let stopping = stream.stop.is_cancelled();
+        loop {
+            let taken = {
+                let mut state = stream.state();
+                let hints = state.target.hints();
+                state
+                    .buffer
+                    .take_due(hints, deliverer.now(), stopping)
+                    .map(|batch| {
+                        (
+                            batch,
+                            Snapshot {
+                                version: state.version,
+                                target: state.target.clone(),
+                            },
+                        )
+                    })
+            };
+            let Some((batch, snapshot)) = taken else {
+                break;
+            };
+            deliver(&stream, &deliverer, snapshot, batch).await;
+        }
+        if stopping {
+            return;
+        }
+        let wait = {
+            let state = stream.state();
+            state
+                .buffer
+                .due_at(state.target.hints())
+                .map(|due| Duration::from_millis(u64::try_from(due - deliverer.now()).unwrap_or(0)))
+                .unwrap_or(IDLE_WAIT)
+        };
+        tokio::select! {
+            _ = stream.wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stream.stop.cancelled() => {}
+        }
+    }
+}
+
+#[tracing::instrument(level = "debug", skip_all, fields(stream = %stream.name, records = batch.len()))]
+async fn deliver(
+    stream: &DeliveryStream,
+    deliverer: &Deliverer,
+    snapshot: Snapshot,
+    batch: Vec<BufferedRecord>,
+) {
+    let writer = ObjectWriter {
+        stream,
+        deliverer,
+        version: snapshot.version,
+    };
+    let context = InvocationContext {
+        client: &deliverer.http,
+        stream_arn: &stream.arn,
+        region: &deliverer.region,
+    };
+    match &snapshot.target {
+        Target::S3(s3) => {
+            if let Some(backup) = &s3.source_backup {
+                let raw: Vec<OutRecord> = batch.iter().map(OutRecord::unprocessed).collect();
+                writer.write_records(backup, raw).await;
+            }
+            let processed = s3.pipeline.run(&batch, &context).await;
+            writer.write_records(s3, processed.records).await;
+            writer
+                .write_failed(s3, "processing-failed", processed.failed)
+                .await;
+        }
+        Target::Http(http) => {
+            let processed = http.pipeline.run(&batch, &context).await;
+            writer
+                .write_failed(&http.s3, "processing-failed", processed.failed)
+                .await;
+            let records = processed.records;
+            let mut failed = Vec::new();
+            for chunk in records.chunks(MAX_HTTP_RECORDS) {
+                let delivered = http_endpoint::deliver(
+                    &deliverer.http,
+                    http,
+                    &stream.arn,
+                    chunk,
+                    || deliverer.now(),
+                    &stream.stop,
+                )
+                .await;
+                if let Err(failure) = delivered {
+                    failed.extend(chunk.iter().map(|r| FailedRecord {
+                        raw: r.data.clone(),
+                        arrival_ms: r.arrival_ms,
+                        error_code: failure.code.to_owned(),
+                        error_message: failure.message.clone(),
+                        attempts: failure.attempts,
+                    }));
+                }
+            }
+            if http.backup_all {
+                writer.write_records(&http.s3, records).await;
+            }
+            if !failed.is_empty() {
+                writer
+                    .write_failed(&http.s3, "http-endpoint-failed", failed)
+                    .await;
+            }
+        }
+    }
+}
+
+/// Writes objects for one batch of one stream.
+struct ObjectWriter<'a> {
+    stream: &'a DeliveryStream,
+    deliverer: &'a Deliverer,
+    version: u64,
+}
+
+impl ObjectWriter<'_> {
+    /// Writes records as objects: one per distinct evaluated prefix (dynamic partitioning), each
+    /// named after its oldest record. Records whose partition keys are missing go to the error
+    /// prefix.
+    async fn write_records(&self, s3: &S3Settings, records: Vec<OutRecord>) {
+        type PartitionKey = (BTreeMap<String, String>, BTreeMap<String, String>);
+        let mut partitions: BTreeMap<PartitionKey, Vec<OutRecord>> = BTreeMap::new();
+        for record in records {
+            let key = (record.query_keys.clone(), record.lambda_keys.clone());
+            partitions.entry(key).or_default().push(record);
+        }
+        let mut failed = Vec::new();
+        for ((query_keys, lambda_keys), records) in partitions {
+            let oldest = records
+                .iter()
+                .map(|r| r.arrival_ms)
+                .min()
+                .unwrap_or_else(|| self.deliverer.now());
+            let prefix = s3.prefixes.data().render(&PrefixValues {
+                at_ms: oldest,
+                error_output_type: None,
+                query_keys: &query_keys,
+                lambda_keys: &lambda_keys,
+            });
+            match prefix {
+                Ok(prefix) => {
+                    let body: Vec<u8> = records
+                        .iter()
+                        .flat_map(|r| r.data.iter().copied())
+                        .collect();
+                    self.write_object(s3, &prefix, oldest, &body).await;
+                }
+                Err(why) => failed.extend(records.into_iter().map(|r| FailedRecord {
+                    raw: r.data,
+                    arrival_ms: r.arrival_ms,
+                    error_code: "DynamicPartitioning.MetadataExtractionFailed".to_owned(),
+                    error_message: why.clone(),
+                    attempts: 1,
+                })),
+            }
+        }
+        self.write_failed(s3, "partitioning-failed", failed).await;
+    }
+
+    /// Writes failed records under the error prefix as Firehose's JSON error documents, one
+    /// per line.
+    async fn write_failed(
+        &self,
+        s3: &S3Settings,
+        error_output_type: &str,
+        records: Vec<FailedRecord>,
+    ) {
+        let Some(oldest) = records.iter().map(|r| r.arrival_ms).min() else {
+            return;
+        };
+        let none = BTreeMap::new();
+        let prefix = s3.prefixes.error().render(&PrefixValues {
+            at_ms: oldest,
+            error_output_type: Some(error_output_type),
+            query_keys: &none,
+            lambda_keys: &none,
+        });
+        let Ok(prefix) = prefix else {
+            // Error prefixes cannot use partition keys, so they always render.
+            return;
+        };
+        let now = self.deliverer.now();
+        let mut body = Vec::new();
+        for record in &records {
+            let document = serde_json::json!({
+                "attemptsMade": record.attempts,
+                "arrivalTimestamp": record.arrival_ms,
+                "errorCode": record.error_code,
+                "errorMessage": record.error_message,
+                "attemptEndingTimestamp": now,
+                "rawData": BASE64.encode(&record.raw),
+            });
+            body.extend_from_slice(document.to_string().as_bytes());
+            body.push(b'\n');
+        }
+        tracing::warn!(stream = %self.stream.name, records = records.len(), error_output_type, "records delivered to the error prefix");
+        self.write_object(s3, &prefix, oldest, &body).await;
+    }
+
+    /// Compresses and stores one object, retrying until it is stored (a few attempts only once
+    /// the broker is shutting down).
+    async fn write_object(&self, s3: &S3Settings, prefix: &str, oldest_ms: i64, body: &[u8]) {
+        let name = object_name(&self.stream.name, self.version, oldest_ms, &s3.extension);
+        let key = format!("{prefix}{name}");
+        let entry = name.strip_suffix(s3.extension.as_str()).unwrap_or(&name);
+        let compressed = match s3.compression.compress(body, entry) {
+            Ok(compressed) => compressed,
+            Err(err) => {
+                tracing::error!(%err, %key, "cannot compress an object; storing it uncompressed");
+                body.to_vec()
+            }
+        };
+        let mut backoff = Duration::from_millis(500);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self
+                .deliverer
+                .objects
+                .put(&s3.bucket, &key, compressed.clone())
+                .await
+            {
+                Ok(()) => {
+                    tracing::debug!(bucket = %s3.bucket, %key, bytes = compressed.len(), "object delivered");
+                    return;
+                }
+                Err(err) if self.stream.stop.is_cancelled() && attempts >= SHUTDOWN_ATTEMPTS => {
+                    tracing::error!(%err, bucket = %s3.bucket, %key, "giving up on an object at shutdown; its records are lost");
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(%err, bucket = %s3.bucket, %key, attempts, "cannot store an object; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+impl OutRecord {
+    /// A record as it arrived, for source backups.
+    fn unprocessed(record: &BufferedRecord) -> Self {
+        Self {
+            data: record.data.clone(),
+            arrival_ms: record.arrival_ms,
+            query_keys: BTreeMap::new(),
+            lambda_keys: BTreeMap::new(),
+        }
+    }
+}

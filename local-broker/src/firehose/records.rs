@@ -1,0 +1,150 @@
+//! The data plane: PutRecord and PutRecordBatch into a stream's buffer.
+
+use super::Firehose;
+use super::api::*;
+use super::buffering::BufferedRecord;
+use super::model::{DeliveryStream, Source};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::validation::Validator;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Largest record: 1,000 KiB before base64.
+pub const MAX_RECORD_BYTES: usize = 1_024_000;
+/// Most records in one PutRecordBatch.
+pub const MAX_BATCH_RECORDS: usize = 500;
+/// Most data in one PutRecordBatch.
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Buffered bytes per stream beyond which puts are refused with `ServiceUnavailableException`
+/// (the destination is not keeping up), instead of growing without bound.
+pub const MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
+
+/// Record ids: unique per broker run, opaque to clients.
+fn record_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{:032x}{n:016x}", uuid::Uuid::new_v4().as_u128())
+}
+
+impl Firehose {
+    /// Checks a stream accepts puts.
+    fn writable(&self, name: &Option<String>, v: Validator) -> ApiResult<Arc<DeliveryStream>> {
+        let stream = self.resolve_active(name, v)?;
+        if !matches!(stream.source, Source::DirectPut { .. }) {
+            return Err(ApiError::invalid_argument(format!(
+                "This operation is not permitted on {} delivery stream type.",
+                stream.source.type_name()
+            )));
+        }
+        Ok(stream)
+    }
+
+    pub(super) fn put_record(&self, input: PutRecordInput) -> ApiResult<PutRecordOutput> {
+        let mut v = Validator::new();
+        let data = v
+            .required(&input.record, "record")
+            .and_then(|record| v.required(&record.data, "record.data"));
+        if let Some(data) = data
+            && data.0.len() > MAX_RECORD_BYTES
+        {
+            v.violation(
+                "java.nio.HeapByteBuffer",
+                "record.data",
+                format_args!("Member must have length less than or equal to {MAX_RECORD_BYTES}"),
+            );
+        }
+        let stream = self.writable(&input.delivery_stream_name, v)?;
+        let data = input.record.and_then(|r| r.data).unwrap_or_default();
+        let record_id = record_id();
+        let mut state = stream.state();
+        if state.buffer.bytes() + data.0.len() > MAX_BUFFERED_BYTES {
+            return Err(ApiError::new("ServiceUnavailableException", "Slow down."));
+        }
+        state.buffer.push(BufferedRecord {
+            data: data.0,
+            arrival_ms: self.now(),
+            record_id: record_id.clone(),
+        });
+        let encrypted = state.encryption.enabled;
+        drop(state);
+        stream.wake.notify_one();
+        Ok(PutRecordOutput {
+            record_id,
+            encrypted,
+        })
+    }
+
+    pub(super) fn put_record_batch(
+        &self,
+        input: PutRecordBatchInput,
+    ) -> ApiResult<PutRecordBatchOutput> {
+        let mut v = Validator::new();
+        if let Some(records) = v.required(&input.records, "records") {
+            v.count(records.len(), "records", 1, MAX_BATCH_RECORDS);
+            for (i, record) in records.iter().enumerate() {
+                let member = format!("records.{}.member.data", i + 1);
+                match &record.data {
+                    None => {
+                        v.required(&record.data, &member);
+                    }
+                    Some(data) if data.0.len() > MAX_RECORD_BYTES => v.violation(
+                        "java.nio.HeapByteBuffer",
+                        &member,
+                        format_args!(
+                            "Member must have length less than or equal to {MAX_RECORD_BYTES}"
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+        let stream = self.writable(&input.delivery_stream_name, v)?;
+        let records = input.records.unwrap_or_default();
+        let total: usize = records
+            .iter()
+            .filter_map(|r| r.data.as_ref())
+            .map(|d| d.0.len())
+            .sum();
+        if total > MAX_BATCH_BYTES {
+            return Err(ApiError::invalid_argument(format!(
+                "Records size ({total} bytes) exceeds the PutRecordBatch limit of {MAX_BATCH_BYTES} bytes."
+            )));
+        }
+        let now = self.now();
+        let mut state = stream.state();
+        let mut failed = 0;
+        let responses = records
+            .into_iter()
+            .map(|record| {
+                let data = record.data.unwrap_or_default().0;
+                if state.buffer.bytes() + data.len() > MAX_BUFFERED_BYTES {
+                    failed += 1;
+                    return PutRecordBatchEntry {
+                        record_id: None,
+                        error_code: Some("ServiceUnavailableException"),
+                        error_message: Some("Slow down.".to_owned()),
+                    };
+                }
+                let id = record_id();
+                state.buffer.push(BufferedRecord {
+                    data,
+                    arrival_ms: now,
+                    record_id: id.clone(),
+                });
+                PutRecordBatchEntry {
+                    record_id: Some(id),
+                    error_code: None,
+                    error_message: None,
+                }
+            })
+            .collect();
+        let encrypted = state.encryption.enabled;
+        drop(state);
+        stream.wake.notify_one();
+        Ok(PutRecordBatchOutput {
+            failed_put_count: failed,
+            encrypted,
+            request_responses: responses,
+        })
+    }
+}
