@@ -63,7 +63,8 @@
 //! | [`checkpoint`] | positions in a shard and the [`Checkpointer`] |
 //! | [`scheduler`] | the worker: lease taking, shard consumers, graceful shutdown |
 //! | [`config`] | tuning knobs with the Java KCL's defaults |
-//! | [`lease`] | the lease model, [`LeaseStore`](lease::LeaseStore) (DynamoDB, in-memory), renewer and taker |
+//! | [`lease`] | the lease model, [`LeaseStore`](lease::LeaseStore) (DynamoDB, in-memory), renewer and taker; load-aware [`assignment`](lease::assignment) by an elected leader |
+//! | [`scaling`] | a [`WorkerHandle`] for autoscalers: readiness and graceful drain |
 //! | [`shard`] | shard discovery, the parent/child hierarchy, the per-shard consumer |
 //! | `retrieval` | reading records into a bounded queue: polling `GetRecords`, or enhanced fan-out `SubscribeToShard` ([`RetrievalMode`]) |
 //! | [`metrics`] | metric names (the KCL's CloudWatch names) recorded via the `metrics` crate |
@@ -86,6 +87,7 @@ pub mod metrics;
 pub mod processor;
 mod retrieval;
 pub mod runner;
+pub mod scaling;
 pub mod scheduler;
 pub mod shard;
 
@@ -101,4 +103,5 @@ pub use processor::{
     Record, RecordProcessor, ShardEndedInput, ShutdownRequestedInput,
 };
 pub use runner::run_from_env;
+pub use scaling::{WorkerHandle, WorkerState};
 pub use scheduler::{BuildError, Scheduler, SchedulerBuilder, SchedulerError};

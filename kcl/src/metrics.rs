@@ -13,6 +13,8 @@
 //! | `LeasesHeld` | gauge | leases this worker holds |
 //! | `LeaseTaken` | counter | leases this worker took |
 //! | `LeaseLost` | counter | leases this worker lost to another worker |
+//! | `LeaseAssigned` | counter | leases the leader placed (`graceful`: `true` for handoffs from a live owner) |
+//! | `WorkerLoad` | gauge | the load this worker reported: `metric` `cpu` (percent) or `throughput` (KB/s) |
 
 use std::time::Duration;
 
@@ -34,6 +36,10 @@ pub const LEASES_HELD: &str = "LeasesHeld";
 pub const LEASE_TAKEN: &str = "LeaseTaken";
 /// `LeaseLost`.
 pub const LEASE_LOST: &str = "LeaseLost";
+/// `LeaseAssigned`.
+pub const LEASE_ASSIGNED: &str = "LeaseAssigned";
+/// `WorkerLoad`.
+pub const WORKER_LOAD: &str = "WorkerLoad";
 
 pub(crate) fn millis_behind_latest(worker_id: &str, shard_id: &str, millis: i64) {
     metrics::gauge!(MILLIS_BEHIND_LATEST, "worker_id" => worker_id.to_owned(), "shard_id" => shard_id.to_owned())
@@ -75,4 +81,17 @@ pub(crate) fn lease_taken(worker_id: &str) {
 
 pub(crate) fn lease_lost(worker_id: &str) {
     metrics::counter!(LEASE_LOST, "worker_id" => worker_id.to_owned()).increment(1);
+}
+
+pub(crate) fn lease_assigned(leader_id: &str, graceful: bool) {
+    metrics::counter!(LEASE_ASSIGNED, "worker_id" => leader_id.to_owned(), "graceful" => graceful.to_string())
+        .increment(1);
+}
+
+pub(crate) fn worker_load(worker_id: &str, cpu_percent: Option<f64>, throughput_kbps: f64) {
+    if let Some(cpu) = cpu_percent {
+        metrics::gauge!(WORKER_LOAD, "worker_id" => worker_id.to_owned(), "metric" => "cpu").set(cpu);
+    }
+    metrics::gauge!(WORKER_LOAD, "worker_id" => worker_id.to_owned(), "metric" => "throughput")
+        .set(throughput_kbps);
 }

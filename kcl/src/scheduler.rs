@@ -12,15 +12,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{Config, InitialPosition, RetrievalMode, retry_backoff};
+use crate::lease::assignment::{Coordinator, WorkerState as AssignmentInput};
 use crate::lease::renewer::{HeldLeases, run_renewer};
 use crate::lease::taker::{Balance, LeaseTaker, request_handoff, take_lease};
 use crate::lease::{
-    DynamoDbLeaseStore, Expectation, HeldLease, LeaseStore, LeaseStoreError, LeaseUpdate,
+    CoordinatorStore, DynamoDbCoordinatorStore, DynamoDbLeaseStore, Expectation, HeldLease, Lease,
+    LeaseAssignment, LeaseStore, LeaseStoreError, LeaseUpdate, ThroughputKbps,
 };
 use crate::metrics;
 use crate::processor::ProcessorFactory;
 use crate::retrieval::Retrieval;
 use crate::retrieval::fan_out::StreamConsumer;
+use crate::scaling::{WorkerHandle, WorkerState, WorkerStatus};
 use crate::shard::consumer::{self, ConsumerOutcome};
 use crate::shard::sync::sync_shards;
 
@@ -30,6 +33,8 @@ pub(crate) struct WorkerContext {
     pub(crate) stream: String,
     pub(crate) kinesis: aws_sdk_kinesis::Client,
     pub(crate) store: Arc<dyn LeaseStore>,
+    /// Worker reports and the leader lock; used by load-aware assignment only.
+    pub(crate) coordination: Option<Arc<dyn CoordinatorStore>>,
     pub(crate) config: Config,
     pub(crate) initial_position: InitialPosition,
     pub(crate) factory: Arc<dyn ProcessorFactory>,
@@ -62,6 +67,7 @@ pub struct SchedulerBuilder {
     kinesis: Option<aws_sdk_kinesis::Client>,
     dynamodb: Option<aws_sdk_dynamodb::Client>,
     store: Option<Arc<dyn LeaseStore>>,
+    coordination: Option<Arc<dyn CoordinatorStore>>,
     factory: Option<Arc<dyn ProcessorFactory>>,
     initial_position: InitialPosition,
     config: Config,
@@ -105,6 +111,15 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Keeps worker load reports and the leader lock of load-aware assignment in another store
+    /// (default with a DynamoDB client: the `<application>-WorkerMetricStats` and
+    /// `<application>-CoordinatorState` tables; see
+    /// [`DynamoDbCoordinatorStore`](crate::lease::DynamoDbCoordinatorStore)).
+    pub fn coordinator_store(mut self, store: impl CoordinatorStore) -> Self {
+        self.coordination = Some(Arc::new(store));
+        self
+    }
+
     /// Creates one processor per shard: any `Fn() -> impl RecordProcessor`.
     pub fn processor_factory(mut self, factory: impl ProcessorFactory) -> Self {
         self.factory = Some(Arc::new(factory));
@@ -144,6 +159,20 @@ impl SchedulerBuilder {
                 )))
             }
         };
+        let coordination: Option<Arc<dyn CoordinatorStore>> =
+            match (self.coordination, &self.dynamodb) {
+                (Some(store), _) => Some(store),
+                (None, Some(client)) => Some(Arc::new(DynamoDbCoordinatorStore::new(
+                    client.clone(),
+                    &application,
+                ))),
+                (None, None) => None,
+            };
+        if matches!(self.config.lease_assignment, LeaseAssignment::LoadAware(_))
+            && coordination.is_none()
+        {
+            return Err(BuildError::Missing("coordinator_store"));
+        }
         let store: Arc<dyn LeaseStore> = match (self.store, self.dynamodb) {
             (Some(store), _) => store,
             (None, Some(client)) => Arc::new(DynamoDbLeaseStore::new(client, application)),
@@ -158,11 +187,13 @@ impl SchedulerBuilder {
                 stream,
                 kinesis,
                 store,
+                coordination,
                 config: self.config,
                 initial_position: self.initial_position,
                 factory,
                 retrieval,
             }),
+            status: WorkerStatus::new(),
         })
     }
 }
@@ -170,6 +201,7 @@ impl SchedulerBuilder {
 /// One worker. Build it with [`Scheduler::builder`], then [`run`](Scheduler::run) it.
 pub struct Scheduler {
     ctx: Arc<WorkerContext>,
+    status: WorkerStatus,
 }
 
 impl Scheduler {
@@ -183,6 +215,11 @@ impl Scheduler {
         &self.ctx.worker_id
     }
 
+    /// A handle for autoscalers: readiness and graceful drain ([`WorkerHandle`]).
+    pub fn handle(&self) -> WorkerHandle {
+        self.status.handle()
+    }
+
     /// Processes the stream until `shutdown` fires, then shuts down gracefully: every processor
     /// gets `shutdown_requested` (to checkpoint) and every lease is released, so other workers
     /// take the shards at their next scan instead of waiting out the failover time.
@@ -191,22 +228,46 @@ impl Scheduler {
     /// other workers then take the shards after the failover time.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
         let span = tracing::info_span!("worker", worker_id = %self.ctx.worker_id);
-        self.run_worker(shutdown).instrument(span).await
+        let result = self.run_worker(shutdown).instrument(span).await;
+        result.0.set(WorkerState::Stopped);
+        result.1
     }
 
-    async fn run_worker(self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
-        let ctx = self.ctx;
-        ctx.store.initialize().await?;
+    async fn run_worker(
+        self,
+        shutdown: CancellationToken,
+    ) -> (WorkerStatus, Result<(), SchedulerError>) {
+        let (ctx, status) = (self.ctx, self.status);
+        let coordinator = match &ctx.config.lease_assignment {
+            LeaseAssignment::LeaseCount => None,
+            LeaseAssignment::LoadAware(config) => Some(Coordinator::new(
+                &ctx.worker_id,
+                config.clone(),
+                ctx.config.failover_time,
+                ctx.config.handoff_timeout,
+                ctx.config.max_leases_for_worker,
+            )),
+        };
+        let mut initialized = ctx.store.initialize().await;
+        if let (Ok(()), Some(_), Some(store)) = (&initialized, &coordinator, &ctx.coordination) {
+            initialized = store.initialize().await;
+        }
+        if let Err(err) = initialized {
+            return (status, Err(err.into()));
+        }
         tracing::info!(stream = %ctx.stream, "worker starting");
         let mut worker = Worker {
             taker: LeaseTaker::new(ctx.worker_id.clone()),
             held: HeldLeases::default(),
             consumers: JoinSet::new(),
             consumer_keys: HashMap::new(),
+            coordinator,
+            status,
+            settled_rounds: 0,
             ctx,
         };
         if !worker.initial_sync(&shutdown).await {
-            return Ok(());
+            return (worker.status, Ok(()));
         }
         let stop_renewer = CancellationToken::new();
         let mut background = JoinSet::new();
@@ -223,7 +284,7 @@ impl Scheduler {
         stop_renewer.cancel();
         while background.join_next().await.is_some() {}
         tracing::info!("worker stopped");
-        Ok(())
+        (worker.status, Ok(()))
     }
 }
 
@@ -233,6 +294,11 @@ struct Worker {
     held: HeldLeases,
     consumers: JoinSet<ConsumerOutcome>,
     consumer_keys: HashMap<Id, String>,
+    /// Load-aware assignment; `None` for lease counting.
+    coordinator: Option<Coordinator>,
+    status: WorkerStatus,
+    /// Consecutive rounds in which nothing was left for this worker to take.
+    settled_rounds: u32,
 }
 
 impl Worker {
@@ -288,10 +354,26 @@ impl Worker {
         for tick in [&mut taker_tick, &mut sync_tick, &mut cleanup_tick] {
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
+        let drain = self.status.drain_requested().clone();
+        let mut drain_deadline = None;
         loop {
+            if let Some(deadline) = drain_deadline
+                && (self.held.len() == 0 || Instant::now() >= deadline)
+            {
+                return;
+            }
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
+                () = drain.cancelled(), if drain_deadline.is_none() => {
+                    tracing::info!(leases = self.held.len(), "draining: handing every lease over");
+                    self.status.set(WorkerState::Draining);
+                    if self.coordinator.is_none() {
+                        // Lease counting: the graceful shutdown releases every lease.
+                        return;
+                    }
+                    drain_deadline = Some(Instant::now() + self.ctx.config.shutdown_timeout);
+                }
                 Some(done) = self.consumers.join_next_with_id() => self.consumer_done(done),
                 _ = taker_tick.tick() => self.take_round().await,
                 _ = sync_tick.tick() => {
@@ -311,13 +393,63 @@ impl Worker {
     /// The worker with the smallest id among the live ones syncs shards and cleans up, so a fleet
     /// does that work once instead of once per worker.
     fn is_leader(&self) -> bool {
+        if let Some(coordinator) = &self.coordinator {
+            return coordinator.is_leader(Instant::now());
+        }
         let live = self
             .taker
             .live_workers(Instant::now(), self.ctx.config.failover_time);
         live.keys().next() == Some(&self.ctx.worker_id)
     }
 
+    /// Readiness: the worker is ready after `needed` consecutive settled rounds.
+    fn settled(&mut self, settled: bool, needed: u32) {
+        self.settled_rounds = if settled { self.settled_rounds + 1 } else { 0 };
+        if self.settled_rounds >= needed && self.status.state() == WorkerState::Starting {
+            tracing::info!(leases = self.held.len(), "lease assignment settled: ready");
+            self.status.set(WorkerState::Ready);
+        }
+    }
+
+    /// A load-aware round ([`crate::lease::assignment`]): report, elect, lead, pick up.
+    async fn assigned_round(&mut self) {
+        let (Some(coordinator), Some(coordination)) =
+            (self.coordinator.as_mut(), self.ctx.coordination.clone())
+        else {
+            return;
+        };
+        let held = self.held.all();
+        let state = AssignmentInput {
+            held: held.iter().map(|l| l.key().to_owned()).collect(),
+            throughput: ThroughputKbps::new(held.iter().map(|l| l.throughput().kbps()).sum()),
+            draining: self.status.state() == WorkerState::Draining,
+        };
+        let outcome = coordinator
+            .round(
+                self.ctx.store.as_ref(),
+                coordination.as_ref(),
+                &state,
+                Instant::now(),
+            )
+            .await;
+        if state.draining {
+            return;
+        }
+        let me = self.ctx.worker_id.clone();
+        for lease in outcome.adopt {
+            tracing::info!(shard_id = %lease.key, "starting lease assigned to this worker");
+            metrics::lease_taken(&me);
+            self.start_consumer(HeldLease::new(self.ctx.store.clone(), &me, lease));
+        }
+        self.take_leases(outcome.force).await;
+        self.settled(outcome.settled, 2);
+        metrics::leases_held(&me, self.held.len());
+    }
+
     async fn take_round(&mut self) {
+        if self.coordinator.is_some() {
+            return self.assigned_round().await;
+        }
         let leases = match self.ctx.store.list_leases().await {
             Ok(leases) => leases,
             Err(err) => {
@@ -331,20 +463,12 @@ impl Worker {
         let plan = self.taker.plan(&held, &self.balance(), now);
         self.taker
             .log_plan(&plan, now, self.ctx.config.failover_time);
-        let (store, me) = (self.ctx.store.clone(), self.ctx.worker_id.clone());
-        for lease in plan.take {
-            match take_lease(store.as_ref(), &lease, &me).await {
-                Ok(taken) => {
-                    tracing::info!(shard_id = %taken.key, from = lease.owner.as_deref().unwrap_or("-"), "took lease");
-                    metrics::lease_taken(&me);
-                    self.start_consumer(HeldLease::new(store.clone(), &me, taken));
-                }
-                Err(LeaseStoreError::ConditionFailed) => {
-                    tracing::debug!(shard_id = %lease.key, "lease changed before it could be taken");
-                }
-                Err(err) => tracing::warn!(shard_id = %lease.key, %err, "could not take lease"),
-            }
+        self.settled(plan.take.is_empty() && plan.request.is_empty(), 1);
+        if self.status.state() == WorkerState::Draining {
+            return;
         }
+        self.take_leases(plan.take).await;
+        let (store, me) = (self.ctx.store.clone(), self.ctx.worker_id.clone());
         for lease in plan.request {
             match request_handoff(store.as_ref(), &lease, &me).await {
                 Ok(_) => tracing::info!(
@@ -359,6 +483,24 @@ impl Worker {
             }
         }
         metrics::leases_held(&me, self.held.len());
+    }
+
+    /// Takes `leases` with conditional writes and starts a consumer for each one taken.
+    async fn take_leases(&mut self, leases: Vec<Lease>) {
+        let (store, me) = (self.ctx.store.clone(), self.ctx.worker_id.clone());
+        for lease in leases {
+            match take_lease(store.as_ref(), &lease, &me).await {
+                Ok(taken) => {
+                    tracing::info!(shard_id = %taken.key, from = lease.owner.as_deref().unwrap_or("-"), "took lease");
+                    metrics::lease_taken(&me);
+                    self.start_consumer(HeldLease::new(store.clone(), &me, taken));
+                }
+                Err(LeaseStoreError::ConditionFailed) => {
+                    tracing::debug!(shard_id = %lease.key, "lease changed before it could be taken");
+                }
+                Err(err) => tracing::warn!(shard_id = %lease.key, %err, "could not take lease"),
+            }
+        }
     }
 
     fn start_consumer(&mut self, lease: Arc<HeldLease>) {
@@ -431,6 +573,10 @@ impl Worker {
             self.consumers.shutdown().await;
         }
         self.release_unprocessed().await;
+        if let (Some(coordinator), Some(store)) = (self.coordinator.as_mut(), &self.ctx.coordination)
+        {
+            coordinator.leave(store.as_ref()).await;
+        }
     }
 
     /// Releases leases named for this worker that it never started processing: handed over to
