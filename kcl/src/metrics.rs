@@ -90,7 +90,8 @@ pub(crate) fn lease_assigned(leader_id: &str, graceful: bool) {
 
 pub(crate) fn worker_load(worker_id: &str, cpu_percent: Option<f64>, throughput_kbps: f64) {
     if let Some(cpu) = cpu_percent {
-        metrics::gauge!(WORKER_LOAD, "worker_id" => worker_id.to_owned(), "metric" => "cpu").set(cpu);
+        metrics::gauge!(WORKER_LOAD, "worker_id" => worker_id.to_owned(), "metric" => "cpu")
+            .set(cpu);
     }
     metrics::gauge!(WORKER_LOAD, "worker_id" => worker_id.to_owned(), "metric" => "throughput")
         .set(throughput_kbps);

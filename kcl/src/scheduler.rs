@@ -573,7 +573,8 @@ impl Worker {
             self.consumers.shutdown().await;
         }
         self.release_unprocessed().await;
-        if let (Some(coordinator), Some(store)) = (self.coordinator.as_mut(), &self.ctx.coordination)
+        if let (Some(coordinator), Some(store)) =
+            (self.coordinator.as_mut(), &self.ctx.coordination)
         {
             coordinator.leave(store.as_ref()).await;
         }

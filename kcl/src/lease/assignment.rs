@@ -5,20 +5,22 @@
 //!
 //! Each round (every lease taker interval) every worker
 //! 1. publishes its [`WorkerLoad`] (CPU utilization, throughput of its leases, lease count,
-//!    draining) to the [`CoordinatorStore`];
+//!    draining) to the [`CoordinatorStore`] when it changed, else every third round (a report
+//!    unchanged for two failover times marks the worker gone);
 //! 2. takes part in the leader election; the leader then scans the lease table and
 //!    - places free and expired leases, heaviest first, on the worker with the least projected
 //!      load (ties: fewest leases);
 //!    - moves every lease off draining workers the same way;
 //!    - moves load from workers above `average × (1 + threshold)` and to workers below
-//!      `average × (1 − threshold)`, each move taking a lease from the most to the least loaded
-//!      worker only if it lands the receiver no higher than `average × (1 + threshold)` and
-//!      reduces the gap between the two;
+//!      `average × (1 − threshold)`, each move taking from the most to the least loaded worker
+//!      the lease that best evens out the two, among those that leave the receiver at least
+//!      `threshold × average` below where the donor was;
 //! 3. lists the leases named for it (`LeaseOwnerToLeaseKeyIndex`, no scan) and starts them.
 //!
-//! Damping, so the fleet settles instead of oscillating: a lease moves only if its load is
-//! smaller than the gap between donor and receiver, so every move strictly lowers the sum of
-//! squared worker loads (a static fleet cannot cycle); the threshold is a dead band; a moved lease
+//! Damping, so the fleet settles instead of oscillating: a lease moves only if the receiver ends
+//! below where the donor was, so every move strictly lowers the sum of squared worker loads (a
+//! static fleet cannot cycle); the threshold is a dead band, both for starting to move and for
+//! the least gain a move must bring; a moved lease
 //! stays put for `lease_cooldown_rounds`; per-lease throughput travels with the lease (the new
 //! owner's average starts from it); and with the CPU metric, which lags behind moves, the leader
 //! rebalances only after `cpu_settle_rounds` rounds without a move.
@@ -215,9 +217,7 @@ pub(crate) fn plan(
         workers
             .iter()
             .filter(|(id, w)| {
-                !w.draining
-                    && w.leases < limits.max_leases_for_worker
-                    && Some(id.as_str()) != skip
+                !w.draining && w.leases < limits.max_leases_for_worker && Some(id.as_str()) != skip
             })
             .min_by(|(a_id, a), (b_id, b)| {
                 a.load
@@ -233,9 +233,7 @@ pub(crate) fn plan(
         .iter()
         .filter(|l| match &l.owner {
             None => true,
-            Some(owner) => {
-                l.movable && workers.get(owner).is_some_and(|w| w.draining)
-            }
+            Some(owner) => l.movable && workers.get(owner).is_some_and(|w| w.draining),
         })
         .collect();
     homeless.sort_by(|a, b| b.load.total_cmp(&a.load).then(a.key.cmp(&b.key)));
@@ -285,12 +283,7 @@ pub(crate) fn plan(
         let donor = active
             .iter()
             .filter(|id| !exhausted.contains(*id))
-            .max_by(|a, b| {
-                workers[*a]
-                    .load
-                    .total_cmp(&workers[*b].load)
-                    .then(b.cmp(a))
-            })
+            .max_by(|a, b| workers[*a].load.total_cmp(&workers[*b].load).then(b.cmp(a)))
             .cloned();
         let Some(donor) = donor else { break };
         let Some(receiver) = least_loaded(&workers, Some(&donor)) else {
@@ -301,16 +294,22 @@ pub(crate) fn plan(
             break;
         }
         let gap = d - r;
-        // Largest lease that narrows the gap, keeps the receiver within the band, and (when the
-        // donor is not above it) does not push the donor below it.
-        let room = (high - r).min(gap);
+        // The lease that best evens out the pair, among those that narrow the gap by more than
+        // the dead band (so the receiver ends clearly below where the donor was) and, when the
+        // donor is not above the band, do not push it below the band.
+        let margin = limits.threshold * average;
         let floor = if d > high { f64::NEG_INFINITY } else { low };
         let candidates = movable.get_mut(donor.as_str());
         let best = candidates.as_ref().and_then(|c| {
             c.iter()
                 .enumerate()
-                .filter(|(_, l)| l.load < gap && l.load <= room && d - l.load >= floor)
-                .max_by(|(_, a), (_, b)| a.load.total_cmp(&b.load).then(b.key.cmp(&a.key)))
+                .filter(|(_, l)| l.load <= gap - margin && d - l.load >= floor)
+                .min_by(|(_, a), (_, b)| {
+                    (gap - 2.0 * a.load)
+                        .abs()
+                        .total_cmp(&(gap - 2.0 * b.load).abs())
+                        .then(a.key.cmp(&b.key))
+                })
                 .map(|(i, _)| i)
         });
         let (Some(index), Some(candidates)) = (best, candidates) else {
@@ -336,6 +335,14 @@ pub(crate) fn plan(
     placements
 }
 
+/// A worker republishes an unchanged report, and a follower reads the leader lock, every this
+/// many rounds (≈ 10 s at the default interval); a changed report (lease count, draining) goes
+/// out at once.
+const REPORT_EVERY_ROUNDS: u64 = 3;
+
+/// A worker whose report did not change for this many failover times is gone.
+const REPORT_EXPIRY_FAILOVERS: u32 = 2;
+
 /// What a worker should start after a round.
 #[derive(Debug, Default)]
 pub(crate) struct RoundOutcome {
@@ -359,6 +366,8 @@ pub(crate) struct Coordinator {
     election: LeaderElection,
     cpu: CpuSampler,
     sequence: u64,
+    /// (leases, draining) as last published.
+    published: Option<(usize, bool)>,
     round: u64,
     /// Leader memory: lease expiry (observed counters).
     taker: LeaseTaker,
@@ -393,6 +402,7 @@ impl Coordinator {
             election: LeaderElection::new(worker_id, lock),
             cpu: CpuSampler::new(),
             sequence: 0,
+            published: None,
             round: 0,
             taker: LeaseTaker::new(worker_id),
             reports: HashMap::new(),
@@ -420,27 +430,16 @@ impl Coordinator {
         now: Instant,
     ) -> RoundOutcome {
         self.round += 1;
-        self.sequence += 1;
-        let report = WorkerLoad {
-            worker_id: self.worker_id.clone(),
-            sequence: self.sequence,
-            cpu_percent: match self.config.metric {
-                LoadMetric::Throughput => None,
-                _ => self.cpu.sample(now),
-            },
-            throughput: state.throughput,
-            leases: state.held.len(),
-            draining: state.draining,
-        };
-        crate::metrics::worker_load(
-            &self.worker_id,
-            report.cpu_percent,
-            report.throughput.kbps(),
-        );
-        if let Err(err) = coordinator.publish_worker_load(&report).await {
-            tracing::warn!(%err, "could not publish this worker's load; will retry");
+        let summary = (state.held.len(), state.draining);
+        if self.published != Some(summary) || self.round % REPORT_EVERY_ROUNDS == 1 {
+            self.publish(coordinator, state, now).await;
+            self.published = Some(summary);
         }
-        let named = if self.election.round(coordinator, now).await {
+        // Followers look at the lock every few rounds: a leader that dies is replaced a few
+        // seconds later, for a third of the reads.
+        let candidate = self.election.is_leader(now) || self.round % REPORT_EVERY_ROUNDS == 1;
+        let leading = candidate && self.election.round(coordinator, now).await;
+        let named = if leading {
             match self.lead(leases, coordinator, now).await {
                 Ok(scan) => scan
                     .into_iter()
@@ -461,6 +460,35 @@ impl Coordinator {
             }
         };
         self.pick_up(named, &state.held, now)
+    }
+
+    /// Publishes this worker's load report.
+    async fn publish(
+        &mut self,
+        coordinator: &dyn CoordinatorStore,
+        state: &WorkerState,
+        now: Instant,
+    ) {
+        self.sequence += 1;
+        let report = WorkerLoad {
+            worker_id: self.worker_id.clone(),
+            sequence: self.sequence,
+            cpu_percent: match self.config.metric {
+                LoadMetric::Throughput => None,
+                _ => self.cpu.sample(now),
+            },
+            throughput: state.throughput,
+            leases: state.held.len(),
+            draining: state.draining,
+        };
+        crate::metrics::worker_load(
+            &self.worker_id,
+            report.cpu_percent,
+            report.throughput.kbps(),
+        );
+        if let Err(err) = coordinator.publish_worker_load(&report).await {
+            tracing::warn!(%err, "could not publish this worker's load; will retry");
+        }
     }
 
     /// Leases named for this worker that it does not process yet, read consistently.
@@ -562,7 +590,9 @@ impl Coordinator {
                 Err(LeaseStoreError::ConditionFailed) => {
                     tracing::debug!(shard_id = %placement.key, "lease changed before it could be assigned");
                 }
-                Err(err) => tracing::warn!(shard_id = %placement.key, %err, "could not assign lease"),
+                Err(err) => {
+                    tracing::warn!(shard_id = %placement.key, %err, "could not assign lease")
+                }
             }
         }
         if moved > 0 {
@@ -603,7 +633,7 @@ impl Coordinator {
                 _ => now,
             };
             seen.insert(report.worker_id.clone(), (report.sequence, since));
-            if now.saturating_duration_since(since) < self.failover_time {
+            if now.saturating_duration_since(since) < self.failover_time * REPORT_EXPIRY_FAILOVERS {
                 live.insert(
                     report.worker_id.clone(),
                     PlannedWorker {
@@ -766,7 +796,11 @@ mod tests {
             lease("c", None, 1.0),
             lease("d", None, 8.0),
         ];
-        let placements = plan(&leases, &with_loads(&leases, workers(&["w1", "w2"])), &limits());
+        let placements = plan(
+            &leases,
+            &with_loads(&leases, workers(&["w1", "w2"])),
+            &limits(),
+        );
         let to = |k: &str| placements.iter().find(|p| p.key == k).map(|p| p.to.clone());
         assert_eq!(to("a"), Some("w1".into()));
         assert_eq!(to("d"), Some("w2".into()));
@@ -778,7 +812,13 @@ mod tests {
     #[test]
     fn a_hot_worker_sheds_load_to_a_new_one_and_then_nothing_moves() {
         let mut leases: Vec<PlannedLease> = (0..10)
-            .map(|i| lease(&format!("s{i}"), Some("w1"), if i == 0 { 20.0 } else { 2.0 }))
+            .map(|i| {
+                lease(
+                    &format!("s{i}"),
+                    Some("w1"),
+                    if i == 0 { 20.0 } else { 2.0 },
+                )
+            })
             .collect();
         leases.extend((10..20).map(|i| lease(&format!("s{i}"), Some("w2"), 2.0)));
         let ws = workers(&["w1", "w2", "w3"]);
@@ -806,7 +846,13 @@ mod tests {
     #[test]
     fn a_draining_worker_gives_every_lease_away() {
         let leases: Vec<PlannedLease> = (0..6)
-            .map(|i| lease(&format!("s{i}"), Some(if i < 3 { "old" } else { "w1" }), 1.0))
+            .map(|i| {
+                lease(
+                    &format!("s{i}"),
+                    Some(if i < 3 { "old" } else { "w1" }),
+                    1.0,
+                )
+            })
             .collect();
         let mut ws = with_loads(&leases, workers(&["old", "w1", "w2"]));
         if let Some(w) = ws.get_mut("old") {

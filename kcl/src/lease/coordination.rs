@@ -207,7 +207,10 @@ impl CoordinatorStore for DynamoDbCoordinatorStore {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let mut item = HashMap::from([
-            (WORKER_ID.to_owned(), AttributeValue::S(load.worker_id.clone())),
+            (
+                WORKER_ID.to_owned(),
+                AttributeValue::S(load.worker_id.clone()),
+            ),
             (SEQUENCE.to_owned(), n(load.sequence)),
             (
                 THROUGHPUT.to_owned(),
@@ -333,7 +336,9 @@ mod tests {
             Err(LeaseStoreError::ConditionFailed)
         ));
         assert!(matches!(
-            store.write_lock("Leader", &record("b", "2"), Some("0")).await,
+            store
+                .write_lock("Leader", &record("b", "2"), Some("0"))
+                .await,
             Err(LeaseStoreError::ConditionFailed)
         ));
         store

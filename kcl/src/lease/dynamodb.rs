@@ -679,9 +679,13 @@ fn get_decimal(
 ) -> Result<Option<ThroughputKbps>, LeaseStoreError> {
     match item.get(attr) {
         None | Some(AttributeValue::Null(_)) => Ok(None),
-        Some(AttributeValue::N(n)) => n.parse().map(|v| Some(ThroughputKbps::new(v))).map_err(|_| {
-            LeaseStoreError::Malformed(format!("{attr} should be a number, found {n:?}"))
-        }),
+        Some(AttributeValue::N(n)) => {
+            n.parse()
+                .map(|v| Some(ThroughputKbps::new(v)))
+                .map_err(|_| {
+                    LeaseStoreError::Malformed(format!("{attr} should be a number, found {n:?}"))
+                })
+        }
         Some(other) => Err(LeaseStoreError::Malformed(format!(
             "{attr} should be a number, found {other:?}"
         ))),
@@ -826,6 +830,7 @@ mod tests {
                 pending: None,
                 child_shard_ids: vec!["c".into()],
             }),
+            throughput: Some(ThroughputKbps::new(2.0)),
         };
         let req = UpdateRequest::new(&expect, &update);
         let resolve = |text: &str| {
@@ -847,6 +852,7 @@ mod tests {
         assert!(update.starts_with("SET leaseCounter = leaseCounter + :v2, checkpointOwner = "));
         assert!(update.contains("checkpoint = :v"));
         assert!(update.contains("childShardIds = :v"));
+        assert!(update.contains("throughputKBps = :v"));
         assert!(update.contains(
             "REMOVE leaseOwner, pendingCheckpoint, pendingCheckpointSubSequenceNumber, \
              pendingCheckpointState"
