@@ -298,10 +298,11 @@ impl CoordinatorStore for DynamoDbCoordinatorStore {
             .item(LOCK_KEY, AttributeValue::S(name.to_owned()))
             .item(LOCK_OWNER, AttributeValue::S(record.owner.clone()))
             .item(LOCK_VERSION, AttributeValue::S(record.version.clone()))
-            .item(LOCK_DURATION, n(millis))
-            .expression_attribute_names("#k", LOCK_KEY);
+            .item(LOCK_DURATION, n(millis));
         let request = match expected_version {
-            None => request.condition_expression("attribute_not_exists(#k)"),
+            None => request
+                .condition_expression("attribute_not_exists(#k)")
+                .expression_attribute_names("#k", LOCK_KEY),
             Some(version) => request
                 .condition_expression("#v = :v")
                 .expression_attribute_names("#v", LOCK_VERSION)
