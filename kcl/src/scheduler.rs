@@ -531,9 +531,11 @@ impl Worker {
 
     /// Deletes leases of shards processed to their end whose children have leases.
     async fn clean_up(&self) {
-        let finished: Vec<String> = self
-            .taker
-            .leases()
+        let scanned: Box<dyn Iterator<Item = &Lease>> = match &self.coordinator {
+            Some(coordinator) => Box::new(coordinator.leases()),
+            None => Box::new(self.taker.leases()),
+        };
+        let finished: Vec<String> = scanned
             .filter(|l| l.is_finished() && !l.child_shard_ids.is_empty())
             .map(|l| l.key.clone())
             .collect();

@@ -655,39 +655,45 @@ impl Coordinator {
             known.iter().sum::<f64>() / known.len() as f64
         };
         let cooldown = self.config.lease_cooldown_rounds;
+        let expired: HashSet<&str> = active
+            .iter()
+            .filter(|l| self.taker.expired(&l.key, now, self.failover_time))
+            .map(|l| l.key.as_str())
+            .collect();
+        // A live worker renews every lease it holds: one that let a lease expire is gone, even if
+        // its last report is still fresh.
+        for lease in &active {
+            if let Some(owner) = &lease.owner
+                && expired.contains(lease.key.as_str())
+            {
+                live.remove(owner);
+            }
+        }
         let mut leases: Vec<PlannedLease> = active
             .iter()
             .map(|l| {
-                let expired = self.taker.expired(&l.key, now, self.failover_time);
-                let owner = l
-                    .owner
-                    .as_ref()
-                    .filter(|o| !expired && live.contains_key(*o))
-                    .cloned();
-                let in_handoff = l.checkpoint_owner.is_some();
                 let cooling = self
                     .moved_in
                     .get(&l.key)
                     .is_some_and(|r| self.round.saturating_sub(*r) < cooldown);
                 PlannedLease {
                     key: l.key.clone(),
-                    // A lease in handoff to a worker that is gone waits for its previous owner
-                    // to release it (or to expire); it is not re-placed meanwhile.
-                    owner: if in_handoff && owner.is_none() && !expired {
-                        l.owner.clone()
+                    owner: if expired.contains(l.key.as_str()) {
+                        None
                     } else {
-                        owner
+                        l.owner.clone()
                     },
                     load: l.throughput.map_or(unknown_kbps, ThroughputKbps::kbps)
                         + self.config.min_lease_kbps,
-                    movable: !in_handoff && !cooling,
+                    movable: l.checkpoint_owner.is_none() && !cooling,
                 }
             })
             .collect();
         self.moved_in
             .retain(|_, r| self.round.saturating_sub(*r) < cooldown);
-        // Leases of workers that are not live (or not reporting: count-strategy or Java workers)
-        // stay with them unless expired; they are neither donors nor receivers.
+        // Unexpired leases of workers that do not report (lease-count or Java workers, or a
+        // handoff to a worker that left) stay where they are until they expire: neither placed
+        // nor counted.
         leases.retain(|l| l.owner.as_ref().is_none_or(|o| live.contains_key(o)));
         for lease in &leases {
             if let Some(w) = lease.owner.as_ref().and_then(|o| live.get_mut(o)) {
@@ -728,6 +734,11 @@ impl Coordinator {
             }
         }
         (leases, live)
+    }
+
+    /// The leases of this worker's last scan as leader.
+    pub(crate) fn leases(&self) -> impl Iterator<Item = &Lease> {
+        self.taker.leases()
     }
 
     /// Stops leading and forgets this worker's report, so the others move on at once.
