@@ -320,7 +320,7 @@ async fn a_hot_shard_moves_off_an_overloaded_worker() {
             || async {
                 let owners = owner_by_shard(&fleet).await;
                 let a = owners.get(&hot[0]);
-                a.is_some() && owners.get(&hot[1]).is_some() && a != owners.get(&hot[1])
+                a.is_some() && owners.contains_key(&hot[1]) && a != owners.get(&hot[1])
             },
         )
         .await;
