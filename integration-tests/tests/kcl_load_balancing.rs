@@ -135,6 +135,40 @@ fn produce_continuously_to(
     (stop, task)
 }
 
+/// Stops producing, waits until everything was processed, stops the workers, and checks that
+/// every record was processed in order and exactly once.
+async fn finish_without_duplicates<const N: usize>(
+    fleet: &Fleet,
+    stop: tokio_util::sync::CancellationToken,
+    producer: tokio::task::JoinHandle<Vec<Produced>>,
+    workers: [kcl_support::Worker; N],
+    what: &str,
+) {
+    stop.cancel();
+    let produced = producer.await.expect("producer");
+    fleet
+        .wait_processed(&produced, Duration::from_secs(60))
+        .await;
+    finish(fleet, &produced, workers, what).await;
+}
+
+async fn finish<const N: usize>(
+    fleet: &Fleet,
+    produced: &[Produced],
+    workers: [kcl_support::Worker; N],
+    what: &str,
+) {
+    for worker in workers {
+        worker.stop().await;
+    }
+    assert_all_processed_in_order(&fleet.log, produced);
+    assert!(
+        fleet.log.duplicates().is_empty(),
+        "{what} caused duplicates: {:?}",
+        fleet.log.duplicates()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_worker_gets_leases_by_graceful_handoff_without_duplicates() {
     let fleet = Arc::new(Fleet::new(4).await);
@@ -177,14 +211,7 @@ async fn a_joining_worker_gets_leases_by_graceful_handoff_without_duplicates() {
             .any(|e| matches!(e, Event::LeaseLost { worker, .. } if worker == "first")),
         "the handoff was graceful: no lease was lost"
     );
-    second.stop().await;
-    first.stop().await;
-    assert_all_processed_in_order(&fleet.log, &produced);
-    assert!(
-        fleet.log.duplicates().is_empty(),
-        "a graceful handoff caused duplicates: {:?}",
-        fleet.log.duplicates()
-    );
+    finish(&fleet, &produced, [second, first], "a graceful handoff").await;
 }
 
 /// Checkpoints after every batch, but never returns from `shutdown_requested`.
@@ -345,19 +372,14 @@ async fn a_hot_shard_moves_off_an_overloaded_worker() {
         "the hot shards' throughput is recorded on their leases"
     );
 
-    stop.cancel();
-    let produced = producer.await.expect("producer");
-    fleet
-        .wait_processed(&produced, Duration::from_secs(60))
-        .await;
-    second.stop().await;
-    first.stop().await;
-    assert_all_processed_in_order(&fleet.log, &produced);
-    assert!(
-        fleet.log.duplicates().is_empty(),
-        "moving the hot shard caused duplicates: {:?}",
-        fleet.log.duplicates()
-    );
+    finish_without_duplicates(
+        &fleet,
+        stop,
+        producer,
+        [second, first],
+        "moving the hot shard",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,17 +404,5 @@ async fn a_drained_worker_hands_every_lease_over_and_stops() {
         })
         .await;
 
-    stop.cancel();
-    let produced = producer.await.expect("producer");
-    fleet
-        .wait_processed(&produced, Duration::from_secs(30))
-        .await;
-    leaving.stop().await;
-    staying.stop().await;
-    assert_all_processed_in_order(&fleet.log, &produced);
-    assert!(
-        fleet.log.duplicates().is_empty(),
-        "draining caused duplicates: {:?}",
-        fleet.log.duplicates()
-    );
+    finish_without_duplicates(&fleet, stop, producer, [leaving, staying], "draining").await;
 }

@@ -160,13 +160,8 @@ impl TableSpec<'_> {
     ) -> Result<(), LeaseStoreError> {
         let create = CreateGlobalSecondaryIndexAction::builder()
             .index_name(index)
-            .key_schema(key_element(hash, KeyType::Hash)?)
-            .key_schema(key_element(range, KeyType::Range)?)
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::KeysOnly)
-                    .build(),
-            )
+            .set_key_schema(Some(index_key_schema(hash, range)?))
+            .projection(keys_only())
             .build()
             .map_err(build_error)?;
         let updated = client
@@ -218,15 +213,23 @@ fn keys_only_index(
 ) -> Result<GlobalSecondaryIndex, LeaseStoreError> {
     GlobalSecondaryIndex::builder()
         .index_name(index)
-        .key_schema(key_element(hash, KeyType::Hash)?)
-        .key_schema(key_element(range, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        )
+        .set_key_schema(Some(index_key_schema(hash, range)?))
+        .projection(keys_only())
         .build()
         .map_err(build_error)
+}
+
+fn index_key_schema(hash: &str, range: &str) -> Result<Vec<KeySchemaElement>, LeaseStoreError> {
+    Ok(vec![
+        key_element(hash, KeyType::Hash)?,
+        key_element(range, KeyType::Range)?,
+    ])
+}
+
+fn keys_only() -> Projection {
+    Projection::builder()
+        .projection_type(ProjectionType::KeysOnly)
+        .build()
 }
 
 #[async_trait]
