@@ -463,7 +463,16 @@ impl Worker {
         let plan = self.taker.plan(&held, &self.balance(), now);
         self.taker
             .log_plan(&plan, now, self.ctx.config.failover_time);
-        self.settled(plan.take.is_empty() && plan.request.is_empty(), 1);
+        // Settled: nothing to take or ask for, and nothing named for this worker still on its way.
+        let me = self.ctx.worker_id.as_str();
+        let arriving = self
+            .taker
+            .leases()
+            .any(|l| l.owner.as_deref() == Some(me) && !l.is_finished() && !held.contains(&l.key));
+        self.settled(
+            plan.take.is_empty() && plan.request.is_empty() && !arriving,
+            1,
+        );
         if self.status.state() == WorkerState::Draining {
             return;
         }

@@ -435,9 +435,11 @@ impl Coordinator {
             self.publish(coordinator, state, now).await;
             self.published = Some(summary);
         }
-        // Followers look at the lock every few rounds: a leader that dies is replaced a few
-        // seconds later, for a third of the reads.
-        let candidate = self.election.is_leader(now) || self.round % REPORT_EVERY_ROUNDS == 1;
+        // Followers look at the lock every few rounds, and every round once the leader looked
+        // silent: a leader that dies is replaced a few seconds later, for a third of the reads.
+        let candidate = self.election.is_leader(now)
+            || self.election.suspects_leader()
+            || self.round % REPORT_EVERY_ROUNDS == 1;
         let leading = candidate && self.election.round(coordinator, now).await;
         let named = if leading {
             match self.lead(leases, coordinator, now).await {

@@ -27,6 +27,9 @@ pub(crate) struct LeaderElection {
     held: Option<(String, Instant)>,
     /// Another holder's version, and when this worker first saw it.
     observed: Option<(String, Instant)>,
+    /// The last read found the other holder's version unchanged since the read before: the
+    /// holder may be gone, so watch closely.
+    suspect: bool,
 }
 
 impl LeaderElection {
@@ -36,7 +39,13 @@ impl LeaderElection {
             lock_duration,
             held: None,
             observed: None,
+            suspect: false,
         }
+    }
+
+    /// Whether the current holder looked silent at the last read (worth reading every round).
+    pub(crate) fn suspects_leader(&self) -> bool {
+        self.suspect
     }
 
     /// Whether this worker holds the lock now.
@@ -70,6 +79,7 @@ impl LeaderElection {
                         Some((version, since)) if *version == lock.version => *since,
                         _ => now,
                     };
+                    self.suspect = since != now;
                     self.observed = Some((lock.version.clone(), since));
                     if now.saturating_duration_since(since) < lock.lease_duration {
                         return Ok(());
@@ -95,6 +105,7 @@ impl LeaderElection {
                 }
                 self.held = Some((record.version, now));
                 self.observed = None;
+                self.suspect = false;
                 Ok(())
             }
             Err(LeaseStoreError::ConditionFailed) => {

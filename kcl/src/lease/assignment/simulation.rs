@@ -284,6 +284,22 @@ impl Fleet {
         }
     }
 
+    /// Abrupt stop: nothing is released, the report stays behind.
+    fn crash_worker(&mut self, id: &str) {
+        self.workers.retain(|w| w.id != id);
+    }
+
+    /// Owner → leases, over the lease table.
+    async fn owners(&self) -> BTreeMap<String, usize> {
+        let mut owners = BTreeMap::new();
+        for lease in self.leases.inner.list_leases().await.expect("scan") {
+            if let Some(owner) = lease.owner {
+                *owners.entry(owner).or_default() += 1;
+            }
+        }
+        owners
+    }
+
     fn start(&mut self, key: &str) {
         self.starts += 1;
         if !self.started_once.insert(key.to_owned()) {
@@ -508,6 +524,44 @@ async fn load_aware_assignment_balances_load_with_fewer_moves_and_less_traffic()
     let load = run(Strategy::LoadAware, shards, ticks).await;
     println!("{}", table(shards, &count, &load));
     assert_load_aware_wins(&count, &load);
+}
+
+#[tokio::test(start_paused = true)]
+async fn leases_of_a_crashed_worker_and_of_a_crashed_leader_move_after_the_failover_time() {
+    let mut fleet = Fleet::new(Strategy::LoadAware, 30).await;
+    for id in ["w00", "w01", "w02"] {
+        fleet.add_worker(id);
+    }
+    fleet.phase(10).await;
+    assert_eq!(fleet.owners().await.len(), 3);
+    let failover = fleet.config.failover_time;
+
+    // A follower crashes: its leases stay put until they expire, then go to the others.
+    fleet.crash_worker("w02");
+    let crashed = Instant::now();
+    while fleet.owners().await.contains_key("w02") {
+        fleet.tick().await;
+        assert!(crashed.elapsed() < failover * 3, "w02's leases never moved");
+    }
+    assert!(
+        crashed.elapsed() >= failover,
+        "moved before the failover time"
+    );
+
+    // The leader crashes: the last worker takes the lock (after the lock duration, the failover
+    // time by default, counted from its first read of the last version) and then the leases
+    // (after the failover time, counted from its first scan as leader).
+    fleet.crash_worker("w00");
+    let crashed = Instant::now();
+    while fleet.owners().await.keys().collect::<Vec<_>>() != ["w01"] {
+        fleet.tick().await;
+        assert!(
+            crashed.elapsed() < failover * 5,
+            "the leader's leases never moved"
+        );
+    }
+    assert!(crashed.elapsed() >= failover);
+    assert_eq!(fleet.owners().await.get("w01"), Some(&30));
 }
 
 #[tokio::test(start_paused = true)]
