@@ -880,6 +880,59 @@ mod tests {
         assert!(placements.iter().all(|p| p.to != "old"));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn with_the_cpu_metric_a_workers_cpu_is_spread_over_its_leases_by_throughput() {
+        let mut coordinator = Coordinator::new(
+            "a",
+            LoadAwareConfig::default().metric(LoadMetric::Cpu),
+            Duration::from_secs(10),
+            Duration::from_secs(30),
+            usize::MAX,
+        );
+        let scan: Vec<Lease> = (0..4)
+            .map(|i| {
+                let mut lease = Lease::new(
+                    format!("s{i}"),
+                    crate::checkpoint::ExtendedSequenceNumber::TrimHorizon,
+                );
+                lease.owner = Some(if i < 2 { "a" } else { "b" }.into());
+                lease.counter = 1;
+                lease.throughput = Some(ThroughputKbps::new(if i == 0 { 29.0 } else { 9.0 }));
+                lease
+            })
+            .collect();
+        let report = |id: &str, cpu: f64| WorkerLoad {
+            worker_id: id.into(),
+            sequence: 1,
+            cpu_percent: Some(cpu),
+            throughput: ThroughputKbps::ZERO,
+            leases: 2,
+            draining: false,
+        };
+        coordinator.taker.observe(scan.clone(), Instant::now());
+        let (leases, workers) = coordinator.view(
+            &scan,
+            &[report("a", 80.0), report("b", 20.0)],
+            Instant::now(),
+        );
+        assert_eq!(workers["a"].load, 80.0);
+        assert_eq!(workers["b"].load, 20.0);
+        let load = |k: &str| leases.iter().find(|l| l.key == k).map(|l| l.load);
+        // 80 % over leases of 30 and 10 KB/s (with the 1 KB/s floor): 60 and 20.
+        assert_eq!(load("s0"), Some(60.0));
+        assert_eq!(load("s1"), Some(20.0));
+        assert_eq!(load("s2"), Some(10.0));
+        let placements = plan(&leases, &workers, &limits());
+        assert_eq!(
+            placements,
+            vec![Placement {
+                key: "s1".into(),
+                from: Some("a".into()),
+                to: "b".into()
+            }]
+        );
+    }
+
     #[test]
     fn leases_in_handoff_or_cooldown_do_not_move() {
         let mut leases: Vec<PlannedLease> = (0..8)
