@@ -382,6 +382,11 @@ def scenario() -> list:
             TableName="leases", Key={"leaseKey": S("shard-3")},
             UpdateExpression="SET c = c + :one REMOVE s",
             ExpressionAttributeValues={":one": N(1)}, ReturnValues="UPDATED_OLD")),
+        Step("REMOVE on a missing item", "UpdateItem", dict(
+            TableName="leases", Key={"leaseKey": S("never-written")}, UpdateExpression="REMOVE a")),
+        Step("REMOVE did not create the item", "GetItem", dict(
+            TableName="leases", Key={"leaseKey": S("never-written")}),
+             deliberate="dynalite creates an empty item; DynamoDB does not for an update that only removes"),
         Step("exact decimal arithmetic", "UpdateItem", dict(
             TableName="leases", Key={"leaseKey": S("shard-4")},
             UpdateExpression="SET d = :a + :b",

@@ -13,15 +13,14 @@
 //! target/release/kinesis-bench --spawn-binary target/release/local-broker --compare-kinesalite
 //! ```
 
+mod client;
 mod report;
 mod target;
 mod workload;
 
 use anyhow::{Context, Result, bail};
-use aws_sdk_kinesis::config::Region;
-use aws_sdk_kinesis::config::retry::RetryConfig;
-use aws_sdk_kinesis::config::timeout::TimeoutConfig;
 use clap::Parser;
+use client::client;
 use report::{Report, TargetResult};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -113,26 +112,6 @@ impl Args {
             read_timeout: secs(self.read_timeout_secs, "read-timeout-secs")?,
         })
     }
-}
-
-fn client(endpoint: &str) -> aws_sdk_kinesis::Client {
-    let config = aws_sdk_kinesis::Config::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_credential_types::Credentials::new(
-            "AKID", "SECRET", None, None, "bench",
-        ))
-        // A retried call would be measured twice and could write a batch twice: count errors.
-        .retry_config(RetryConfig::disabled())
-        // Every call is bounded, so a hung server cannot hang the benchmark.
-        .timeout_config(
-            TimeoutConfig::builder()
-                .operation_timeout(Duration::from_secs(30))
-                .build(),
-        )
-        .build();
-    aws_sdk_kinesis::Client::from_conf(config)
 }
 
 /// Runs the three phases against one target, then stops it.

@@ -7,8 +7,10 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
-use integration_tests::{create_stream, dynamodb_client, kinesis_client};
+use aws_sdk_kinesis::types::{
+    PutRecordsRequestEntry, ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
+};
+use integration_tests::{create_stream, dynamodb_client, kinesis_client, shard_iterator};
 use local_broker::{LocalBroker, SyncMode};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -78,17 +80,28 @@ async fn read_from(client: &aws_sdk_kinesis::Client, iterator: String) -> Vec<(S
     records
 }
 
+/// The data of record `i` put with `tag`: `tag-i`, padded to `size` bytes.
+fn data_of(tag: &str, i: usize, size: usize) -> Vec<u8> {
+    let mut data = format!("{tag}-{i}").into_bytes();
+    let pad = size.saturating_sub(data.len());
+    data.extend((0..pad).map(|b| (b + i) as u8));
+    data
+}
+
+/// Puts `n` records of `size` bytes (at least `tag-i`) in one call; returns (shard, sequence
+/// number, data) of each.
 async fn put(
     client: &aws_sdk_kinesis::Client,
     stream: &str,
     n: usize,
     tag: &str,
+    size: usize,
 ) -> Vec<(String, String, Vec<u8>)> {
     let entries = (0..n)
         .map(|i| {
             PutRecordsRequestEntry::builder()
                 .partition_key(format!("key-{i}"))
-                .data(Blob::new(format!("{tag}-{i}")))
+                .data(Blob::new(data_of(tag, i, size)))
                 .build()
                 .unwrap()
         })
@@ -108,7 +121,7 @@ async fn put(
             (
                 r.shard_id().unwrap().to_owned(),
                 r.sequence_number().unwrap().to_owned(),
-                format!("{tag}-{i}").into_bytes(),
+                data_of(tag, i, size),
             )
         })
         .collect()
@@ -156,7 +169,7 @@ async fn restart_keeps_streams_records_consumers_tags_and_tables() {
         .send()
         .await
         .unwrap();
-    let mut written = put(&kinesis, "durable", 20, "before-split").await;
+    let mut written = put(&kinesis, "durable", 20, "before-split", 0).await;
     kinesis
         .split_shard()
         .stream_name("durable")
@@ -165,7 +178,7 @@ async fn restart_keeps_streams_records_consumers_tags_and_tables() {
         .send()
         .await
         .unwrap();
-    written.extend(put(&kinesis, "durable", 20, "after-split").await);
+    written.extend(put(&kinesis, "durable", 20, "after-split", 0).await);
     let early_iterator = kinesis
         .get_shard_iterator()
         .stream_name("durable")
@@ -270,13 +283,7 @@ async fn restart_keeps_streams_records_consumers_tags_and_tables() {
         .unwrap();
     assert_eq!(tags.tags()[0].key(), "team");
 
-    let mut by_shard: BTreeMap<String, Vec<(String, Vec<u8>)>> = BTreeMap::new();
-    for (shard, seq, data) in &written {
-        by_shard
-            .entry(shard.clone())
-            .or_default()
-            .push((seq.clone(), data.clone()));
-    }
+    let by_shard = by_shard(&written);
     for (shard, expected) in &by_shard {
         assert_eq!(
             &read_shard(&kinesis, "durable", shard).await,
@@ -290,7 +297,7 @@ async fn restart_keeps_streams_records_consumers_tags_and_tables() {
         by_shard["shardId-000000000001"]
     );
     // New records get larger sequence numbers than any before the restart.
-    for (shard, seq, _) in put(&kinesis, "durable", 20, "after-restart").await {
+    for (shard, seq, _) in put(&kinesis, "durable", 20, "after-restart", 0).await {
         let before = by_shard
             .get(&shard)
             .and_then(|r| r.last())
@@ -317,6 +324,218 @@ async fn restart_keeps_streams_records_consumers_tags_and_tables() {
             ("shard-1".to_owned(), "21".to_owned())
         ]
     );
+    broker.shutdown().await;
+}
+
+/// Acknowledged records grouped by shard, in sequence order.
+fn by_shard(written: &[(String, String, Vec<u8>)]) -> BTreeMap<String, Vec<(String, Vec<u8>)>> {
+    let mut by_shard: BTreeMap<String, Vec<(String, Vec<u8>)>> = BTreeMap::new();
+    for (shard, seq, data) in written {
+        by_shard
+            .entry(shard.clone())
+            .or_default()
+            .push((seq.clone(), data.clone()));
+    }
+    by_shard
+}
+
+/// Reads every shard back through GetRecords with every iterator type and checks it against what
+/// was acknowledged, byte for byte and in order.
+async fn check_reads(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    expected: &BTreeMap<String, Vec<(String, Vec<u8>)>>,
+) {
+    for (shard, records) in expected {
+        assert_eq!(&read_shard(client, stream, shard).await, records, "{shard}");
+        let mid = records.len() / 2;
+        let at = shard_iterator(
+            client,
+            stream,
+            shard,
+            ShardIteratorType::AtSequenceNumber,
+            Some(&records[mid].0),
+            None,
+        )
+        .await;
+        assert_eq!(read_from(client, at).await, records[mid..], "{shard} at");
+        let after = shard_iterator(
+            client,
+            stream,
+            shard,
+            ShardIteratorType::AfterSequenceNumber,
+            Some(&records[mid].0),
+            None,
+        )
+        .await;
+        assert_eq!(
+            read_from(client, after).await,
+            records[mid + 1..],
+            "{shard} after"
+        );
+        // Small pages: every page boundary is a fresh read from the index.
+        let mut it = Some(
+            shard_iterator(
+                client,
+                stream,
+                shard,
+                ShardIteratorType::AtSequenceNumber,
+                Some(&records[mid].0),
+                None,
+            )
+            .await,
+        );
+        let mut paged = Vec::new();
+        let mut first_arrival = None;
+        while let Some(current) = it.take() {
+            let out = client
+                .get_records()
+                .shard_iterator(current)
+                .limit(7)
+                .send()
+                .await
+                .unwrap();
+            assert!(out.records().len() <= 7);
+            first_arrival = first_arrival.or_else(|| {
+                out.records()
+                    .first()
+                    .and_then(|r| r.approximate_arrival_timestamp().copied())
+            });
+            paged.extend(
+                out.records()
+                    .iter()
+                    .map(|r| (r.sequence_number().to_owned(), r.data().as_ref().to_vec())),
+            );
+            if !out.records().is_empty() {
+                it = out.next_shard_iterator().map(str::to_owned);
+            }
+        }
+        assert_eq!(paged, records[mid..], "{shard} paged");
+        // AT_TIMESTAMP of the middle record starts at or before it (records share milliseconds).
+        let at_time = shard_iterator(
+            client,
+            stream,
+            shard,
+            ShardIteratorType::AtTimestamp,
+            None,
+            first_arrival,
+        )
+        .await;
+        let from_time = read_from(client, at_time).await;
+        assert!(
+            records.ends_with(&from_time) && from_time.len() >= records.len() - mid,
+            "{shard} at timestamp"
+        );
+        let latest =
+            shard_iterator(client, stream, shard, ShardIteratorType::Latest, None, None).await;
+        assert!(read_from(client, latest).await.is_empty(), "{shard} latest");
+    }
+}
+
+/// With a data directory the broker keeps an index and a bounded hot tail, not every record: far
+/// more data than the cache holds comes back byte-exact and in order, from GetRecords with every
+/// iterator type and from fan-out (history from disk, then the live tail), before and after a
+/// restart, while the cache stays within its budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_far_beyond_the_cache_are_served_from_disk_in_order() {
+    const CACHE: usize = 16 * 1024;
+    let dir = TempDir::new("cache");
+    let start = || {
+        LocalBroker::builder()
+            .data_dir(&dir.0)
+            .sync(SyncMode::Never)
+            .cache_size(CACHE)
+            .start()
+    };
+    let broker = start().await.unwrap();
+    let kinesis = kinesis_client(&broker.endpoint());
+    create_stream(&kinesis, "big", 2).await;
+    // 2 MB through a 16 KiB cache.
+    let mut written = Vec::new();
+    for batch in 0..20 {
+        written.extend(put(&kinesis, "big", 100, &format!("b{batch}"), 1000).await);
+        assert!(broker.cached_record_bytes() <= CACHE);
+    }
+    let expected = by_shard(&written);
+    check_reads(&kinesis, "big", &expected).await;
+
+    let stream_arn = kinesis
+        .describe_stream_summary()
+        .stream_name("big")
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary
+        .unwrap()
+        .stream_arn;
+    let consumer = kinesis
+        .register_stream_consumer()
+        .stream_arn(&stream_arn)
+        .consumer_name("fan")
+        .send()
+        .await
+        .unwrap()
+        .consumer
+        .unwrap()
+        .consumer_arn;
+    let shard = "shardId-000000000000";
+    let mut sub = kinesis
+        .subscribe_to_shard()
+        .consumer_arn(&consumer)
+        .shard_id(shard)
+        .starting_position(
+            StartingPosition::builder()
+                .r#type(ShardIteratorType::TrimHorizon)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut pushed = Vec::new();
+    let mut live_sent = false;
+    while pushed.len() < expected[shard].len() + 1 {
+        match sub.event_stream.recv().await.unwrap() {
+            Some(SubscribeToShardEventStream::SubscribeToShardEvent(event)) => pushed.extend(
+                event
+                    .records
+                    .iter()
+                    .map(|r| (r.sequence_number.clone(), r.data.clone().into_inner())),
+            ),
+            other => panic!("unexpected event {other:?}"),
+        }
+        if pushed.len() == expected[shard].len() && !live_sent {
+            let out = kinesis
+                .put_record()
+                .stream_name("big")
+                .partition_key("k")
+                .explicit_hash_key("0")
+                .data(Blob::new("live"))
+                .send()
+                .await
+                .unwrap();
+            live_sent = true;
+            assert_eq!(out.shard_id(), shard);
+        }
+    }
+    assert_eq!(
+        pushed[..expected[shard].len()],
+        expected[shard],
+        "fan-out history"
+    );
+    assert_eq!(pushed.last().unwrap().1, b"live", "fan-out live tail");
+    drop(sub);
+    broker.shutdown().await;
+
+    let broker = start().await.unwrap();
+    let kinesis = kinesis_client(&broker.endpoint());
+    let mut expected = expected;
+    expected
+        .get_mut(shard)
+        .unwrap()
+        .push(pushed.last().unwrap().clone());
+    check_reads(&kinesis, "big", &expected).await;
+    assert!(broker.cached_record_bytes() <= CACHE);
     broker.shutdown().await;
 }
 
@@ -525,4 +744,79 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
         }
     }
     child.kill_9();
+}
+
+#[tokio::test]
+async fn a_second_broker_on_a_data_dir_in_use_fails_to_start_until_the_first_stops() {
+    let dir = TempDir::new("locked");
+    let first = LocalBroker::builder()
+        .data_dir(&dir.0)
+        .start()
+        .await
+        .unwrap();
+    let second = LocalBroker::builder().data_dir(&dir.0).start().await;
+    match second {
+        Err(local_broker::BrokerError::Storage {
+            source: local_broker::storage::StorageError::Locked,
+            ..
+        }) => {}
+        Err(other) => panic!("expected the data directory to be locked, got {other}"),
+        Ok(_) => panic!("two brokers opened one data directory"),
+    }
+    first.shutdown().await;
+    let second = LocalBroker::builder()
+        .data_dir(&dir.0)
+        .start()
+        .await
+        .unwrap();
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn account_settings_survive_a_restart() {
+    use aws_sdk_kinesis::types::{
+        MinimumThroughputBillingCommitmentInput, MinimumThroughputBillingCommitmentInputStatus,
+        MinimumThroughputBillingCommitmentOutputStatus,
+    };
+    let dir = TempDir::new("account");
+    let broker = LocalBroker::builder()
+        .data_dir(&dir.0)
+        .start()
+        .await
+        .unwrap();
+    let kinesis = kinesis_client(&broker.endpoint());
+    let enabled = kinesis
+        .update_account_settings()
+        .minimum_throughput_billing_commitment(
+            MinimumThroughputBillingCommitmentInput::builder()
+                .status(MinimumThroughputBillingCommitmentInputStatus::Enabled)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .minimum_throughput_billing_commitment
+        .unwrap();
+    broker.shutdown().await;
+
+    let broker = LocalBroker::builder()
+        .data_dir(&dir.0)
+        .start()
+        .await
+        .unwrap();
+    let kinesis = kinesis_client(&broker.endpoint());
+    let restored = kinesis
+        .describe_account_settings()
+        .send()
+        .await
+        .unwrap()
+        .minimum_throughput_billing_commitment
+        .unwrap();
+    assert_eq!(
+        restored.status,
+        MinimumThroughputBillingCommitmentOutputStatus::Enabled
+    );
+    assert_eq!(restored.started_at, enabled.started_at);
+    broker.shutdown().await;
 }

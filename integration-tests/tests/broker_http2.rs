@@ -126,3 +126,29 @@ async fn subscribe_to_shard_streams_over_http2_with_tls() {
     drop(body);
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_injected_dropped_connection_closes_the_tls_connection_unanswered() {
+    let broker = LocalBroker::builder()
+        .tls(TlsSettings::SelfSigned)
+        .fault(local_broker::FaultRule::new("ListStreams").drop_connection(1.0))
+        .start()
+        .await
+        .unwrap();
+    let mut h2 = connect_h2(&broker).await;
+    let request = hyper::Request::post("https://localhost/")
+        .header("x-amz-target", "Kinesis_20131202.ListStreams")
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(Full::new(Bytes::from("{}")))
+        .unwrap();
+    assert!(
+        h2.send_request(request).await.is_err(),
+        "no response on a dropped connection"
+    );
+    // A new connection works once the fault is off.
+    broker.faults().clear();
+    let mut h2 = connect_h2(&broker).await;
+    let response = call(&mut h2, "ListStreams", serde_json::json!({})).await;
+    assert_eq!(response.status(), 200);
+    broker.shutdown().await;
+}

@@ -520,6 +520,18 @@ async fn update_expressions_set_remove_add_delete_with_return_values() {
     let item = get(&client, "updates", "a").await.expect("item");
     assert!(!item.contains_key("tags") && !item.contains_key("m"));
 
+    // Taking attributes away from an item that does not exist does not create it, as DynamoDB
+    // behaves (an update that sets anything does create it, above).
+    client
+        .update_item()
+        .table_name("updates")
+        .key("pk", s("missing"))
+        .update_expression("REMOVE tags")
+        .send()
+        .await
+        .expect("UpdateItem succeeds");
+    assert_eq!(get(&client, "updates", "missing").await, None);
+
     let err = client
         .update_item()
         .table_name("updates")

@@ -41,26 +41,7 @@ async fn one_worker_processes_every_record_once_in_order_through_its_consumer() 
 
     assert_all_processed_in_order(&fleet.log, &produced);
     assert_no_duplicates(&fleet);
-    let stream_arn = fleet
-        .kinesis
-        .describe_stream_summary()
-        .stream_name(&fleet.stream)
-        .send()
-        .await
-        .expect("DescribeStreamSummary")
-        .stream_description_summary
-        .expect("summary")
-        .stream_arn;
-    let consumers = fleet
-        .kinesis
-        .list_stream_consumers()
-        .stream_arn(stream_arn)
-        .send()
-        .await
-        .expect("ListStreamConsumers")
-        .consumers
-        .unwrap_or_default();
-    let names: Vec<&str> = consumers.iter().map(|c| c.consumer_name.as_str()).collect();
+    let names = fleet.consumer_names(&fleet.stream).await;
     assert_eq!(
         names,
         [fleet.application.as_str()],

@@ -3,7 +3,7 @@
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
-use integration_tests::{create_stream, kinesis_client};
+use integration_tests::{create_stream, kinesis_client, trim_horizon_iterator};
 use local_broker::LocalBroker;
 use std::time::Duration;
 
@@ -133,4 +133,159 @@ async fn more_than_five_reads_a_second_are_throttled() {
         "eight reads in a burst exceed five per second"
     );
     broker.shutdown().await;
+}
+
+/// Reads a whole shard from TRIM_HORIZON (to its end if it is closed, else until caught up).
+async fn read_shard(client: &aws_sdk_kinesis::Client, stream: &str, shard: &str) -> Vec<String> {
+    let mut iterator = Some(trim_horizon_iterator(client, stream, shard).await);
+    let mut data = Vec::new();
+    while let Some(it) = iterator.take() {
+        let page = client
+            .get_records()
+            .shard_iterator(&it)
+            .send()
+            .await
+            .unwrap();
+        let caught_up = page.records.is_empty() && page.millis_behind_latest == Some(0);
+        data.extend(
+            page.records
+                .iter()
+                .map(|r| String::from_utf8_lossy(r.data.as_ref()).into_owned()),
+        );
+        if caught_up {
+            break;
+        }
+        iterator = page.next_shard_iterator;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    data
+}
+
+#[tokio::test]
+async fn an_on_demand_stream_splits_shards_under_sustained_write_load_and_keeps_every_record() {
+    use aws_sdk_kinesis::types::{StreamMode, StreamModeDetails};
+    let broker = LocalBroker::builder()
+        .enforce_limits(true)
+        .start()
+        .await
+        .unwrap();
+    let client = kinesis_client(&broker.endpoint());
+    client
+        .create_stream()
+        .stream_name("elastic")
+        .stream_mode_details(
+            StreamModeDetails::builder()
+                .stream_mode(StreamMode::OnDemand)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let open_shards = || async {
+        client
+            .describe_stream_summary()
+            .stream_name("elastic")
+            .send()
+            .await
+            .unwrap()
+            .stream_description_summary
+            .unwrap()
+            .open_shard_count
+    };
+    assert_eq!(
+        open_shards().await,
+        4,
+        "on-demand streams start with 4 shards"
+    );
+
+    // Everything goes to the first shard's quarter of the hash key space, 500 records every
+    // 100 ms: five times the 1,000 records/s one shard takes.
+    let quarter = 1u128 << 126;
+    let mut produced = Vec::new();
+    let mut pending: Vec<(String, u128)> = Vec::new();
+    let mut rounds = 0;
+    while open_shards().await < 6 {
+        rounds += 1;
+        assert!(rounds < 300, "the stream never scaled past 5 open shards");
+        for _ in 0..500 {
+            let n = produced.len();
+            // Spread over the quarter, so both halves of a split stay hot.
+            let hash =
+                (n as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835) % quarter;
+            produced.push(format!("r{n}"));
+            pending.push((format!("r{n}"), hash));
+        }
+        pending = put_with_hash_keys(&client, "elastic", pending).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The producer retries what was refused until everything is in.
+    while !pending.is_empty() {
+        pending = put_with_hash_keys(&client, "elastic", pending).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let shards = client
+        .list_shards()
+        .stream_name("elastic")
+        .send()
+        .await
+        .unwrap()
+        .shards
+        .unwrap_or_default();
+    let children_of_first: Vec<_> = shards
+        .iter()
+        .filter(|s| s.parent_shard_id.as_deref() == Some("shardId-000000000000"))
+        .collect();
+    assert_eq!(children_of_first.len(), 2, "the hot shard was split in two");
+    let mut read = Vec::new();
+    for shard in &shards {
+        read.extend(read_shard(&client, "elastic", &shard.shard_id).await);
+    }
+    read.sort();
+    produced.sort();
+    assert_eq!(
+        read.len(),
+        produced.len(),
+        "every record landed exactly once"
+    );
+    assert_eq!(read, produced);
+    broker.shutdown().await;
+}
+
+/// Puts (data, explicit hash key) entries; returns the ones refused.
+async fn put_with_hash_keys(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    entries: Vec<(String, u128)>,
+) -> Vec<(String, u128)> {
+    let mut refused = Vec::new();
+    for chunk in entries.chunks(500) {
+        let out = client
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(
+                chunk
+                    .iter()
+                    .map(|(data, hash)| {
+                        PutRecordsRequestEntry::builder()
+                            .partition_key("k")
+                            .explicit_hash_key(hash.to_string())
+                            .data(Blob::new(data.clone()))
+                            .build()
+                            .unwrap()
+                    })
+                    .collect(),
+            ))
+            .send()
+            .await
+            .unwrap();
+        for (entry, result) in chunk.iter().zip(out.records) {
+            if let Some(code) = result.error_code {
+                assert_eq!(code, "ProvisionedThroughputExceededException");
+                refused.push(entry.clone());
+            }
+        }
+    }
+    refused
 }

@@ -3,7 +3,7 @@
 
 use aws_sdk_kinesis::primitives::{Blob, DateTime};
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, Shard, ShardIteratorType};
-use integration_tests::{broker_with_kinesis, create_stream};
+use integration_tests::{broker_with_kinesis, create_stream, shard_iterator};
 use std::collections::{HashMap, HashSet};
 
 async fn shards(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<Shard> {
@@ -15,28 +15,6 @@ async fn shards(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<Shard> {
         .unwrap()
         .shards
         .unwrap_or_default()
-}
-
-async fn iterator(
-    client: &aws_sdk_kinesis::Client,
-    stream: &str,
-    shard: &str,
-    kind: ShardIteratorType,
-    sequence: Option<&str>,
-    at: Option<DateTime>,
-) -> String {
-    client
-        .get_shard_iterator()
-        .stream_name(stream)
-        .shard_id(shard)
-        .shard_iterator_type(kind)
-        .set_starting_sequence_number(sequence.map(str::to_owned))
-        .set_timestamp(at)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator
-        .unwrap()
 }
 
 /// Reads a shard from an iterator until a read comes back empty.
@@ -179,7 +157,7 @@ async fn every_iterator_type_starts_where_it_says() {
             .unwrap();
         sequences.push(put.sequence_number);
     }
-    let latest = iterator(
+    let latest = shard_iterator(
         &client,
         "iterators",
         shard,
@@ -197,7 +175,7 @@ async fn every_iterator_type_starts_where_it_says() {
 
     let all = drain(
         &client,
-        iterator(
+        shard_iterator(
             &client,
             "iterators",
             shard,
@@ -214,7 +192,7 @@ async fn every_iterator_type_starts_where_it_says() {
         sequences
     );
 
-    let at = iterator(
+    let at = shard_iterator(
         &client,
         "iterators",
         shard,
@@ -225,7 +203,7 @@ async fn every_iterator_type_starts_where_it_says() {
     .await;
     assert_eq!(data(drain(&client, at).await), ["r2", "r3", "r4"]);
 
-    let after = iterator(
+    let after = shard_iterator(
         &client,
         "iterators",
         shard,
@@ -238,7 +216,7 @@ async fn every_iterator_type_starts_where_it_says() {
 
     // AT_TIMESTAMP in the past reads everything; in the future, nothing yet.
     let past = DateTime::from_secs(0);
-    let from_start = iterator(
+    let from_start = shard_iterator(
         &client,
         "iterators",
         shard,
@@ -249,7 +227,7 @@ async fn every_iterator_type_starts_where_it_says() {
     .await;
     assert_eq!(drain(&client, from_start).await.len(), 5);
     let future = DateTime::from_secs(4_000_000_000);
-    let from_future = iterator(
+    let from_future = shard_iterator(
         &client,
         "iterators",
         shard,
@@ -292,7 +270,7 @@ async fn get_records_honours_limit_and_reports_lag() {
         .send()
         .await
         .unwrap();
-    let it = iterator(
+    let it = shard_iterator(
         &client,
         "limits",
         "shardId-000000000000",
@@ -313,7 +291,7 @@ async fn get_records_honours_limit_and_reports_lag() {
     let rest = drain(&client, page.next_shard_iterator.unwrap()).await;
     assert_eq!(rest.len(), 13);
     // Caught up: no lag.
-    let it = iterator(
+    let it = shard_iterator(
         &client,
         "limits",
         "shardId-000000000000",
@@ -409,7 +387,7 @@ async fn concurrent_writers_lose_nothing_and_keep_per_shard_order() {
 
     let mut read: HashMap<(String, String), String> = HashMap::new();
     for shard in shards(&client, "concurrent").await {
-        let it = iterator(
+        let it = shard_iterator(
             &client,
             "concurrent",
             &shard.shard_id,

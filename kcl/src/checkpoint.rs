@@ -223,7 +223,7 @@ struct CheckpointerState {
 impl fmt::Debug for Checkpointer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Checkpointer")
-            .field("shard_id", &self.inner.lease.key())
+            .field("lease_key", &self.inner.lease.key())
             .field("largest_permitted", &self.largest_permitted())
             .finish()
     }
@@ -243,7 +243,7 @@ impl Checkpointer {
 
     /// The shard this checkpointer writes to.
     pub fn shard_id(&self) -> &str {
-        self.inner.lease.key()
+        self.inner.lease.shard_id()
     }
 
     /// Checkpoints at the last record delivered to `process_records` (at `SHARD_END` inside
@@ -407,19 +407,36 @@ impl Checkpointer {
         } else {
             Vec::new()
         };
-        self.inner
-            .lease
-            .write_checkpoint(position, pending, child_shard_ids)
-            .await
-            .map_err(|source| match source {
-                LeaseStoreError::ConditionFailed => CheckpointError::LeaseLost {
-                    shard_id: self.shard_id().to_owned(),
-                },
-                source => CheckpointError::Store {
-                    shard_id: self.shard_id().to_owned(),
-                    source,
-                },
-            })
+        // A throttled or failed write is retried while the lease is held, so a lease table
+        // having a bad moment does not fail the processor's batch (which would deliver it again).
+        // Once the lease is lost, or the failure is not transient, the processor hears of it.
+        let mut backoff = crate::config::retry_backoff();
+        let written = loop {
+            let written = self
+                .inner
+                .lease
+                .write_checkpoint(position.clone(), pending.clone(), child_shard_ids.clone())
+                .await;
+            match written {
+                Err(err @ (LeaseStoreError::Throttled(_) | LeaseStoreError::Request(_)))
+                    if !self.inner.lease.is_ended() =>
+                {
+                    let delay = backoff.next().unwrap_or_default();
+                    tracing::warn!(shard_id = %self.shard_id(), %err, ?delay, "checkpoint write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                written => break written,
+            }
+        };
+        written.map_err(|source| match source {
+            LeaseStoreError::ConditionFailed => CheckpointError::LeaseLost {
+                shard_id: self.shard_id().to_owned(),
+            },
+            source => CheckpointError::Store {
+                shard_id: self.shard_id().to_owned(),
+                source,
+            },
+        })
     }
 }
 

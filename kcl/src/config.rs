@@ -59,6 +59,28 @@ impl RetrievalMode {
     }
 }
 
+/// What happens to the leases of a stream a multi-stream application no longer consumes (the
+/// Java KCL's `FormerStreamsLeasesDeletionStrategy`). Whatever the choice, the stream stops being
+/// processed as soon as its [`StreamTracker`](crate::StreamTracker) no longer lists it.
+///
+/// ```
+/// use std::time::Duration;
+/// use kcl::{Config, FormerStreamLeases};
+///
+/// let config = Config::default().former_stream_leases(FormerStreamLeases::DeleteAfter(Duration::from_secs(600)));
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormerStreamLeases {
+    /// Keep them with their checkpoints, for good: a stream added back resumes where it stopped.
+    Keep,
+    /// Delete them once the stream has been absent from the tracker this long (the Java KCL's
+    /// deferred deletion), counted by the fleet's leader from when it noticed. The delay lets
+    /// workers whose tracker lags behind catch up before progress is thrown away; a stream
+    /// added back later starts over at its initial position.
+    DeleteAfter(Duration),
+}
+
 /// Lease, retrieval and shutdown settings. `Config::default()` has the Java KCL's defaults; the
 /// setters change one value each.
 ///
@@ -86,6 +108,8 @@ pub struct Config {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) retrieval_mode: RetrievalMode,
     pub(crate) lease_assignment: LeaseAssignment,
+    pub(crate) stream_check_interval: Duration,
+    pub(crate) former_stream_leases: FormerStreamLeases,
 }
 
 impl Default for Config {
@@ -108,6 +132,8 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(30),
             retrieval_mode: RetrievalMode::Polling,
             lease_assignment: LeaseAssignment::LeaseCount,
+            stream_check_interval: Duration::from_secs(60),
+            former_stream_leases: FormerStreamLeases::DeleteAfter(Duration::from_secs(60 * 60)),
         }
     }
 }
@@ -226,6 +252,22 @@ impl Config {
         self
     }
 
+    /// Multi-stream applications: how often the [`StreamTracker`](crate::StreamTracker) is asked
+    /// which streams to consume (default 60 s, as the Java KCL). Asking a
+    /// [`StreamSet`](crate::StreamSet) costs nothing, so a short interval makes its changes take
+    /// effect sooner.
+    pub fn stream_check_interval(mut self, interval: Duration) -> Self {
+        self.stream_check_interval = interval;
+        self
+    }
+
+    /// Multi-stream applications: what happens to the leases of a stream the tracker no longer
+    /// lists (default: deleted after one hour). Checked every `lease_cleanup_interval`.
+    pub fn former_stream_leases(mut self, policy: FormerStreamLeases) -> Self {
+        self.former_stream_leases = policy;
+        self
+    }
+
     /// The renewal interval in force: the explicit one, else `failover_time / 3 − 25 ms`.
     pub fn renewal_interval(&self) -> Duration {
         self.renewal_interval.unwrap_or_else(|| {
@@ -266,6 +308,7 @@ mod tests {
         assert_eq!(c.failover_time, Duration::from_secs(10));
         assert_eq!(c.renewal_interval(), Duration::from_millis(3308));
         assert_eq!(c.shard_sync_interval, Duration::from_secs(60));
+        assert_eq!(c.stream_check_interval, Duration::from_secs(60));
         assert_eq!(c.max_records, 10_000);
         assert_eq!(c.idle_time_between_reads, Duration::from_millis(1500));
         assert_eq!(

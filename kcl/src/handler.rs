@@ -201,6 +201,7 @@ fn position(record: &Record) -> Position {
 /// What both processors track: the shard, the cadence, and how far handling and checkpoints got.
 #[derive(Debug)]
 struct Progress {
+    /// The shard's lease key (unique across the streams of a multi-stream application).
     shard_id: String,
     cadence: Cadence,
     handled: Option<Position>,
@@ -266,7 +267,7 @@ impl<H: RecordHandler> PerRecord<H> {
 #[async_trait]
 impl<H: RecordHandler> RecordProcessor for PerRecord<H> {
     async fn initialize(&mut self, input: InitializationInput) -> Result<(), ProcessorError> {
-        self.progress.shard_id = input.shard_id;
+        self.progress.shard_id = input.lease_key();
         Ok(())
     }
 
@@ -342,7 +343,7 @@ impl<H: BatchHandler> PerBatch<H> {
 #[async_trait]
 impl<H: BatchHandler> RecordProcessor for PerBatch<H> {
     async fn initialize(&mut self, input: InitializationInput) -> Result<(), ProcessorError> {
-        self.progress.shard_id = input.shard_id;
+        self.progress.shard_id = input.lease_key();
         Ok(())
     }
 

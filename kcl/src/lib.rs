@@ -62,12 +62,20 @@
 //! | [`runner`] | running a worker from environment variables with a graceful shutdown on signals |
 //! | [`checkpoint`] | positions in a shard and the [`Checkpointer`] |
 //! | [`scheduler`] | the worker: lease taking, shard consumers, graceful shutdown |
+//! | [`stream`](mod@stream) | streams of a multi-stream application: [`StreamIdentifier`], [`StreamConfig`], the [`StreamTracker`] |
 //! | [`config`] | tuning knobs with the Java KCL's defaults |
 //! | [`lease`] | the lease model, [`LeaseStore`](lease::LeaseStore) (DynamoDB, in-memory), renewer and taker; load-aware [`assignment`](lease::assignment) by an elected leader |
 //! | [`scaling`] | a [`WorkerHandle`] for autoscalers: readiness and graceful drain |
 //! | [`shard`] | shard discovery, the parent/child hierarchy, the per-shard consumer |
 //! | `retrieval` | reading records into a bounded queue: polling `GetRecords`, or enhanced fan-out `SubscribeToShard` ([`RetrievalMode`]) |
 //! | [`metrics`] | metric names (the KCL's CloudWatch names) recorded via the `metrics` crate |
+//!
+//! One application can also consume several streams with one lease table, the Java KCL's
+//! multi-stream mode: `.stream_tracker(StreamSet::new([StreamConfig::new(id, position), ...]))`
+//! instead of `.stream(name)`. Lease keys are then `account:stream:creationEpoch:shardId` (with
+//! the Java `streamName`/`shardId` attributes), each stream has its own initial position, streams
+//! can be added and removed while the workers run, and processors learn their shard's stream in
+//! [`InitializationInput::stream`]. See [`stream`](mod@stream) for a complete example.
 //!
 //! How it differs from the Java KCL where its users hurt:
 //! - rebalancing converges in a few taker rounds (not one lease per worker per 20 s), and moves a
@@ -94,12 +102,13 @@ pub mod runner;
 pub mod scaling;
 pub mod scheduler;
 pub mod shard;
+pub mod stream;
 
 pub use checkpoint::{
     CheckpointError, Checkpointer, ExtendedSequenceNumber, PendingCheckpoint, PreparedCheckpoint,
     SequenceNumber,
 };
-pub use config::{Config, InitialPosition, RetrievalMode};
+pub use config::{Config, FormerStreamLeases, InitialPosition, RetrievalMode};
 pub use handler::Json;
 pub use kcl_macros::{main, processor};
 pub use processor::{
@@ -109,3 +118,4 @@ pub use processor::{
 pub use runner::run_from_env;
 pub use scaling::{WorkerHandle, WorkerState};
 pub use scheduler::{BuildError, Scheduler, SchedulerBuilder, SchedulerError};
+pub use stream::{StreamConfig, StreamIdentifier, StreamSet, StreamTracker};

@@ -1,6 +1,7 @@
 //! Metrics, named like the Java KCL's CloudWatch metrics and recorded through the [`metrics`]
 //! facade: install any recorder (Prometheus, StatsD, ...) to export them. Labels: `worker_id`,
-//! and `shard_id` for per-shard metrics.
+//! and `shard_id` for per-shard metrics (the lease key: in a multi-stream application
+//! `account:stream:creationEpoch:shardId`, so shards of different streams stay apart).
 //!
 //! | name | kind | meaning |
 //! |---|---|---|
@@ -15,6 +16,8 @@
 //! | `LeaseLost` | counter | leases this worker lost to another worker |
 //! | `LeaseAssigned` | counter | leases the leader placed (`graceful`: `true` for handoffs from a live owner) |
 //! | `WorkerLoad` | gauge | the load this worker reported: `metric` `cpu` (percent) or `throughput` (KB/s) |
+//! | `ActiveStreams.Count` | gauge | multi-stream: streams this worker consumes |
+//! | `PendingStreamsDeletion.Count` | gauge | multi-stream, leader: removed streams whose leases wait for deletion |
 
 use std::time::Duration;
 
@@ -40,6 +43,10 @@ pub const LEASE_LOST: &str = "LeaseLost";
 pub const LEASE_ASSIGNED: &str = "LeaseAssigned";
 /// `WorkerLoad`.
 pub const WORKER_LOAD: &str = "WorkerLoad";
+/// `ActiveStreams.Count` (the Java KCL's `MultiStreamTracker` metric).
+pub const ACTIVE_STREAMS: &str = "ActiveStreams.Count";
+/// `PendingStreamsDeletion.Count` (the Java KCL's `MultiStreamTracker` metric).
+pub const PENDING_STREAMS_DELETION: &str = "PendingStreamsDeletion.Count";
 
 pub(crate) fn millis_behind_latest(worker_id: &str, shard_id: &str, millis: i64) {
     metrics::gauge!(MILLIS_BEHIND_LATEST, "worker_id" => worker_id.to_owned(), "shard_id" => shard_id.to_owned())
@@ -95,4 +102,13 @@ pub(crate) fn worker_load(worker_id: &str, cpu_percent: Option<f64>, throughput_
     }
     metrics::gauge!(WORKER_LOAD, "worker_id" => worker_id.to_owned(), "metric" => "throughput")
         .set(throughput_kbps);
+}
+
+pub(crate) fn active_streams(worker_id: &str, count: usize) {
+    metrics::gauge!(ACTIVE_STREAMS, "worker_id" => worker_id.to_owned()).set(count as f64);
+}
+
+pub(crate) fn pending_streams_deletion(worker_id: &str, count: usize) {
+    metrics::gauge!(PENDING_STREAMS_DELETION, "worker_id" => worker_id.to_owned())
+        .set(count as f64);
 }

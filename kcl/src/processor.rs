@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::checkpoint::{Checkpointer, ExtendedSequenceNumber, PendingCheckpoint, SequenceNumber};
+use crate::stream::StreamIdentifier;
 
 /// What a processor returns when it fails: any error. The batch is retried with backoff; other
 /// shards go on.
@@ -45,10 +46,24 @@ impl Record {
 pub struct InitializationInput {
     /// The shard this processor owns.
     pub shard_id: String,
+    /// The shard's stream in a multi-stream application (see [`crate::stream`]); `None` when
+    /// the scheduler consumes one stream.
+    pub stream: Option<StreamIdentifier>,
     /// Where processing resumes: the shard's checkpoint.
     pub extended_sequence_number: ExtendedSequenceNumber,
     /// A checkpoint the previous owner prepared but did not commit, with its application state.
     pub pending_checkpoint: Option<PendingCheckpoint>,
+}
+
+impl InitializationInput {
+    /// The shard's lease key, which names it uniquely across an application's streams: the
+    /// shard id, or `account:stream:creationEpoch:shardId` in a multi-stream application.
+    pub fn lease_key(&self) -> String {
+        match &self.stream {
+            Some(stream) => stream.lease_key(&self.shard_id),
+            None => self.shard_id.clone(),
+        }
+    }
 }
 
 /// Passed to [`RecordProcessor::process_records`].
@@ -69,6 +84,8 @@ pub struct ProcessRecordsInput {
 pub struct LeaseLostInput {
     /// The shard this worker no longer owns.
     pub shard_id: String,
+    /// The shard's stream in a multi-stream application; `None` in single-stream mode.
+    pub stream: Option<StreamIdentifier>,
 }
 
 /// Passed to [`RecordProcessor::shard_ended`].
@@ -128,7 +145,8 @@ pub trait RecordProcessor: Send + 'static {
 
 /// Creates one processor per shard. Any `Fn() -> impl RecordProcessor` closure is a factory.
 pub trait ProcessorFactory: Send + Sync + 'static {
-    /// A new processor; it learns its shard in `initialize`.
+    /// A new processor; it learns its shard (and, in a multi-stream application, its stream) in
+    /// `initialize`.
     fn create_processor(&self) -> Box<dyn RecordProcessor>;
 }
 

@@ -1,5 +1,6 @@
-//! The scheduler: one worker of a fleet. It keeps the lease table in step with the stream's
-//! shards, takes its share of leases, runs a shard consumer for each, and on shutdown lets every
+//! The scheduler: one worker of a fleet. It keeps the lease table in step with the shards of its
+//! stream (or, in a multi-stream application, of every stream its [`StreamTracker`] lists),
+//! takes its share of leases, runs a shard consumer for each, and on shutdown lets every
 //! processor checkpoint and releases its leases so other workers take them at once.
 
 use std::collections::{HashMap, HashSet};
@@ -11,7 +12,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::{Config, InitialPosition, RetrievalMode, retry_backoff};
+use crate::config::{Config, FormerStreamLeases, InitialPosition, RetrievalMode, retry_backoff};
 use crate::lease::assignment::{Coordinator, WorkerState as AssignmentInput};
 use crate::lease::renewer::{HeldLeases, run_renewer};
 use crate::lease::taker::{Balance, LeaseTaker, request_handoff, take_lease};
@@ -21,32 +22,41 @@ use crate::lease::{
 };
 use crate::metrics;
 use crate::processor::ProcessorFactory;
-use crate::retrieval::Retrieval;
-use crate::retrieval::fan_out::StreamConsumer;
 use crate::scaling::{WorkerHandle, WorkerState, WorkerStatus};
 use crate::shard::consumer::{self, ConsumerOutcome};
 use crate::shard::sync::sync_shards;
+use crate::stream::{ConsumedStream, StreamConfig, StreamIdentifier, StreamTracker};
 
 /// What every task of one worker shares.
 pub(crate) struct WorkerContext {
     pub(crate) worker_id: String,
-    pub(crate) stream: String,
     pub(crate) kinesis: aws_sdk_kinesis::Client,
     pub(crate) store: Arc<dyn LeaseStore>,
     /// Worker reports and the leader lock; used by load-aware assignment only.
     pub(crate) coordination: Option<Arc<dyn CoordinatorStore>>,
     pub(crate) config: Config,
-    pub(crate) initial_position: InitialPosition,
     pub(crate) factory: Arc<dyn ProcessorFactory>,
-    pub(crate) retrieval: Retrieval,
+    /// The enhanced fan-out stream consumer's name; `None` when polling.
+    pub(crate) fan_out_consumer: Option<String>,
 }
 
-/// A required builder setting is missing.
+/// Which streams a worker consumes.
+enum Streams {
+    /// The one stream named to the builder; lease keys are shard ids.
+    Single(Arc<ConsumedStream>),
+    /// Whatever the tracker lists; lease keys are `account:stream:creationEpoch:shardId`.
+    Tracked(Arc<dyn StreamTracker>),
+}
+
+/// The builder's settings do not make a scheduler.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// Set it with the builder method of the same name.
     #[error("Scheduler::builder() needs .{0}(...)")]
     Missing(&'static str),
+    /// Two settings that exclude each other were both given.
+    #[error("Scheduler::builder() takes .{0}(...) or .{1}(...), not both")]
+    Conflicting(&'static str, &'static str),
 }
 
 /// Why [`Scheduler::run`] stopped early.
@@ -57,11 +67,12 @@ pub enum SchedulerError {
     LeaseTable(#[from] LeaseStoreError),
 }
 
-/// Configures a [`Scheduler`]. Required: `stream`, `application_name`, `kinesis_client`,
-/// `processor_factory`, and `dynamodb_client` or `lease_store`.
+/// Configures a [`Scheduler`]. Required: `stream` (or `stream_tracker`), `application_name`,
+/// `kinesis_client`, `processor_factory`, and `dynamodb_client` or `lease_store`.
 #[derive(Default)]
 pub struct SchedulerBuilder {
     stream: Option<String>,
+    tracker: Option<Arc<dyn StreamTracker>>,
     application_name: Option<String>,
     worker_id: Option<String>,
     kinesis: Option<aws_sdk_kinesis::Client>,
@@ -77,6 +88,16 @@ impl SchedulerBuilder {
     /// The stream to consume.
     pub fn stream(mut self, stream: impl Into<String>) -> Self {
         self.stream = Some(stream.into());
+        self
+    }
+
+    /// Consumes the streams `tracker` lists, with one lease table, instead of one stream (the
+    /// Java KCL's multi-stream mode); the tracker is asked again every
+    /// [`Config::stream_check_interval`], so streams can be added and removed at runtime. Each
+    /// stream has its own initial position; [`initial_position`](Self::initial_position) does not
+    /// apply. See [`crate::stream`].
+    pub fn stream_tracker(mut self, tracker: impl StreamTracker) -> Self {
+        self.tracker = Some(Arc::new(tracker));
         self
     }
 
@@ -126,7 +147,8 @@ impl SchedulerBuilder {
         self
     }
 
-    /// Where shards without a checkpoint start (default [`InitialPosition::Latest`]).
+    /// Where shards without a checkpoint start (default [`InitialPosition::Latest`]). With a
+    /// [`stream_tracker`](Self::stream_tracker), each [`StreamConfig`] says instead.
     pub fn initial_position(mut self, position: InitialPosition) -> Self {
         self.initial_position = position;
         self
@@ -140,7 +162,6 @@ impl SchedulerBuilder {
 
     /// Checks the settings.
     pub fn build(self) -> Result<Scheduler, BuildError> {
-        let stream = self.stream.ok_or(BuildError::Missing("stream"))?;
         let application = self
             .application_name
             .ok_or(BuildError::Missing("application_name"))?;
@@ -148,15 +169,10 @@ impl SchedulerBuilder {
         let factory = self
             .factory
             .ok_or(BuildError::Missing("processor_factory"))?;
-        let retrieval = match &self.config.retrieval_mode {
-            RetrievalMode::Polling => Retrieval::Polling,
+        let fan_out_consumer = match &self.config.retrieval_mode {
+            RetrievalMode::Polling => None,
             RetrievalMode::FanOut { consumer_name } => {
-                let name = consumer_name.clone().unwrap_or_else(|| application.clone());
-                Retrieval::FanOut(Arc::new(StreamConsumer::new(
-                    kinesis.clone(),
-                    stream.clone(),
-                    name,
-                )))
+                Some(consumer_name.clone().unwrap_or_else(|| application.clone()))
             }
         };
         let coordination: Option<Arc<dyn CoordinatorStore>> =
@@ -173,6 +189,18 @@ impl SchedulerBuilder {
         {
             return Err(BuildError::Missing("coordinator_store"));
         }
+        let streams = match (self.stream, self.tracker) {
+            (Some(name), None) => Streams::Single(Arc::new(ConsumedStream::new(
+                &kinesis,
+                None,
+                name,
+                self.initial_position,
+                fan_out_consumer.as_deref(),
+            ))),
+            (None, Some(tracker)) => Streams::Tracked(tracker),
+            (None, None) => return Err(BuildError::Missing("stream(...) or .stream_tracker")),
+            (Some(_), Some(_)) => return Err(BuildError::Conflicting("stream", "stream_tracker")),
+        };
         let store: Arc<dyn LeaseStore> = match (self.store, self.dynamodb) {
             (Some(store), _) => store,
             (None, Some(client)) => Arc::new(DynamoDbLeaseStore::new(client, application)),
@@ -184,16 +212,15 @@ impl SchedulerBuilder {
         Ok(Scheduler {
             ctx: Arc::new(WorkerContext {
                 worker_id,
-                stream,
                 kinesis,
                 store,
                 coordination,
                 config: self.config,
-                initial_position: self.initial_position,
                 factory,
-                retrieval,
+                fan_out_consumer,
             }),
             status: WorkerStatus::new(),
+            streams,
         })
     }
 }
@@ -202,6 +229,7 @@ impl SchedulerBuilder {
 pub struct Scheduler {
     ctx: Arc<WorkerContext>,
     status: WorkerStatus,
+    streams: Streams,
 }
 
 impl Scheduler {
@@ -255,7 +283,20 @@ impl Scheduler {
         if let Err(err) = initialized {
             return (status, Err(err.into()));
         }
-        tracing::info!(stream = %ctx.stream, "worker starting");
+        let (tracker, streams) = match self.streams {
+            Streams::Single(stream) => {
+                tracing::info!(stream = %stream.name, "worker starting");
+                let entry = TrackedStream {
+                    stream,
+                    synced: false,
+                };
+                (None, HashMap::from([(None, entry)]))
+            }
+            Streams::Tracked(tracker) => {
+                tracing::info!("worker starting with a stream tracker");
+                (Some(tracker), HashMap::new())
+            }
+        };
         let mut worker = Worker {
             taker: LeaseTaker::new(ctx.worker_id.clone()),
             held: HeldLeases::default(),
@@ -265,6 +306,10 @@ impl Scheduler {
             status,
             settled_rounds: 0,
             ctx,
+            tracker,
+            tracker_answered: false,
+            streams,
+            former_streams: HashMap::new(),
         };
         if !worker.initial_sync(&shutdown).await {
             return (worker.status, Ok(()));
@@ -299,6 +344,22 @@ struct Worker {
     status: WorkerStatus,
     /// Consecutive rounds in which nothing was left for this worker to take.
     settled_rounds: u32,
+    /// Multi-stream mode: where the streams come from.
+    tracker: Option<Arc<dyn StreamTracker>>,
+    /// Whether the tracker answered at least once: until then no stream counts as removed.
+    tracker_answered: bool,
+    /// The streams consumed now, by identifier (`None`: the single stream of single-stream mode).
+    streams: HashMap<Option<StreamIdentifier>, TrackedStream>,
+    /// Leader only: streams that left the tracker but still have leases, and since when this
+    /// worker knows it.
+    former_streams: HashMap<StreamIdentifier, Instant>,
+}
+
+/// A stream this worker consumes.
+struct TrackedStream {
+    stream: Arc<ConsumedStream>,
+    /// Whether this worker synced its shards once (leases exist for them).
+    synced: bool,
 }
 
 impl Worker {
@@ -313,37 +374,128 @@ impl Worker {
     }
 
     /// Creates leases for the stream's shards before the first take, retrying until it works;
-    /// `false` if shutdown fired first.
-    async fn initial_sync(&self, shutdown: &CancellationToken) -> bool {
+    /// `false` if shutdown fired first. In multi-stream mode: asks the tracker and syncs each
+    /// stream once; a stream that fails (e.g. does not exist yet) is retried at each stream check
+    /// without holding up the others.
+    async fn initial_sync(&mut self, shutdown: &CancellationToken) -> bool {
+        if self.tracker.is_some() {
+            self.check_streams().await;
+            return true;
+        }
         let mut backoff = retry_backoff();
-        loop {
-            match self.sync(true).await {
-                Ok(()) => return true,
-                Err(err) => {
-                    let delay = backoff.next().unwrap_or_default();
-                    tracing::warn!(%err, ?delay, "shard sync failed; retrying");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return false,
-                        () = tokio::time::sleep(delay) => {}
+        while !self.sync(true).await {
+            let delay = backoff.next().unwrap_or_default();
+            tracing::warn!(?delay, "retrying the shard sync");
+            tokio::select! {
+                () = shutdown.cancelled() => return false,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+        true
+    }
+
+    /// Syncs the shards of every stream (`all`), or of the streams this worker has not synced yet,
+    /// against one scan of the lease table; returns whether every sync succeeded. A stream's
+    /// first sync on this worker also logs which leases keep their checkpoint.
+    async fn sync(&mut self, all: bool) -> bool {
+        let pending: Vec<(Option<StreamIdentifier>, Arc<ConsumedStream>, bool)> = self
+            .streams
+            .iter()
+            .filter(|(_, entry)| all || !entry.synced)
+            .map(|(key, entry)| (key.clone(), entry.stream.clone(), entry.synced))
+            .collect();
+        if pending.is_empty() {
+            return true;
+        }
+        let ctx = &self.ctx;
+        let leases = match ctx.store.list_leases().await {
+            Ok(leases) => leases,
+            Err(err) => {
+                tracing::warn!(%err, "shard sync could not scan the lease table");
+                return false;
+            }
+        };
+        let mut all_synced = true;
+        for (key, stream, synced) in pending {
+            let store = ctx.store.as_ref();
+            match sync_shards(&ctx.kinesis, &stream, store, &leases, !synced).await {
+                Ok(created) => {
+                    tracing::debug!(stream = %stream.name, created, "shard sync done");
+                    if let Some(entry) = self.streams.get_mut(&key) {
+                        entry.synced = true;
                     }
+                }
+                Err(err) => {
+                    tracing::warn!(stream = %stream.name, %err, "shard sync failed; will retry");
+                    all_synced = false;
                 }
             }
         }
+        all_synced
     }
 
-    /// `starting`: this worker's first sync, which also logs which leases keep their checkpoint.
-    async fn sync(&self, starting: bool) -> Result<(), crate::shard::ShardSyncError> {
-        let ctx = &self.ctx;
-        let created = sync_shards(
-            &ctx.kinesis,
-            &ctx.stream,
-            ctx.store.as_ref(),
-            &ctx.initial_position,
-            starting,
-        )
-        .await?;
-        tracing::debug!(created, "shard sync done");
-        Ok(())
+    /// Multi-stream mode: asks the tracker for the streams, starts consuming new ones (syncing
+    /// their shards at once) and stops consuming removed ones.
+    async fn check_streams(&mut self) {
+        let Some(tracker) = &self.tracker else {
+            return;
+        };
+        match tracker.stream_configs().await {
+            Ok(configs) => {
+                self.tracker_answered = true;
+                self.follow(configs);
+            }
+            Err(err) => {
+                tracing::warn!(%err, "the stream tracker failed; keeping the current streams");
+            }
+        }
+        self.sync(false).await;
+    }
+
+    /// Makes the consumed streams those of `configs`. The shards of a removed stream stop as on
+    /// a graceful shutdown (a last checkpoint, then the lease is released); no worker that
+    /// tracks the same streams takes them again.
+    fn follow(&mut self, configs: Vec<StreamConfig>) {
+        let wanted: HashMap<StreamIdentifier, StreamConfig> =
+            configs.into_iter().map(|c| (c.stream.clone(), c)).collect();
+        self.streams.retain(|key, _| {
+            let keep = key.as_ref().is_some_and(|id| wanted.contains_key(id));
+            if !keep && let Some(id) = key {
+                tracing::info!(stream = %id, "stream no longer tracked: stopping its shards");
+            }
+            keep
+        });
+        for lease in self.held.all() {
+            if !self.streams.contains_key(&lease.stream().cloned()) {
+                lease.shutdown().cancel();
+            }
+        }
+        for (id, config) in wanted {
+            let key = Some(id);
+            let synced = match self.streams.get(&key) {
+                Some(entry) if entry.stream.initial_position == config.initial_position => continue,
+                Some(entry) => entry.synced,
+                None => {
+                    tracing::info!(stream = %config.stream, initial_position = ?config.initial_position, "consuming stream");
+                    false
+                }
+            };
+            let stream = ConsumedStream::new(
+                &self.ctx.kinesis,
+                key.clone(),
+                config.stream.name().to_owned(),
+                config.initial_position,
+                self.ctx.fan_out_consumer.as_deref(),
+            );
+            let stream = Arc::new(stream);
+            self.streams.insert(key, TrackedStream { stream, synced });
+        }
+        metrics::active_streams(&self.ctx.worker_id, self.streams.len());
+    }
+
+    /// The consumed stream `lease` belongs to, if any.
+    fn stream_of(&self, lease: &Lease) -> Option<Arc<ConsumedStream>> {
+        self.streams.get(&lease.stream).map(|e| e.stream.clone())
     }
 
     async fn run_until(&mut self, shutdown: &CancellationToken) {
@@ -351,7 +503,13 @@ impl Worker {
         let mut taker_tick = tokio::time::interval(config.lease_taker_interval());
         let mut sync_tick = delayed_interval(config.shard_sync_interval);
         let mut cleanup_tick = delayed_interval(config.lease_cleanup_interval);
-        for tick in [&mut taker_tick, &mut sync_tick, &mut cleanup_tick] {
+        let mut stream_tick = delayed_interval(config.stream_check_interval);
+        for tick in [
+            &mut taker_tick,
+            &mut sync_tick,
+            &mut cleanup_tick,
+            &mut stream_tick,
+        ] {
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
         let drain = self.status.drain_requested().clone();
@@ -377,15 +535,17 @@ impl Worker {
                 Some(done) = self.consumers.join_next_with_id() => self.consumer_done(done),
                 _ = taker_tick.tick() => self.take_round().await,
                 _ = sync_tick.tick() => {
-                    if self.is_leader() && let Err(err) = self.sync(false).await {
-                        tracing::warn!(%err, "shard sync failed; will retry at the next interval");
+                    if self.is_leader() {
+                        self.sync(true).await;
                     }
                 }
                 _ = cleanup_tick.tick() => {
                     if self.is_leader() {
                         self.clean_up().await;
+                        self.clean_up_former_streams().await;
                     }
                 }
+                _ = stream_tick.tick() => self.check_streams().await,
             }
         }
     }
@@ -437,9 +597,12 @@ impl Worker {
         }
         let me = self.ctx.worker_id.clone();
         for lease in outcome.adopt {
+            let Some(stream) = self.stream_of(&lease) else {
+                continue;
+            };
             tracing::info!(shard_id = %lease.key, "starting lease assigned to this worker");
             metrics::lease_taken(&me);
-            self.start_consumer(HeldLease::new(self.ctx.store.clone(), &me, lease));
+            self.start_consumer(stream, HeldLease::new(self.ctx.store.clone(), &me, lease));
         }
         self.take_leases(outcome.force).await;
         self.settled(outcome.settled, 2);
@@ -457,6 +620,12 @@ impl Worker {
                 return;
             }
         };
+        // Leases of streams this worker does not consume (removed from the tracker, or another
+        // application's) are neither taken nor counted.
+        let leases = leases
+            .into_iter()
+            .filter(|l| self.streams.contains_key(&l.stream))
+            .collect();
         let now = Instant::now();
         self.taker.observe(leases, now);
         let held: HashSet<String> = self.held.all().iter().map(|l| l.key().to_owned()).collect();
@@ -498,11 +667,14 @@ impl Worker {
     async fn take_leases(&mut self, leases: Vec<Lease>) {
         let (store, me) = (self.ctx.store.clone(), self.ctx.worker_id.clone());
         for lease in leases {
+            let Some(stream) = self.stream_of(&lease) else {
+                continue;
+            };
             match take_lease(store.as_ref(), &lease, &me).await {
                 Ok(taken) => {
                     tracing::info!(shard_id = %taken.key, from = lease.owner.as_deref().unwrap_or("-"), "took lease");
                     metrics::lease_taken(&me);
-                    self.start_consumer(HeldLease::new(store.clone(), &me, taken));
+                    self.start_consumer(stream, HeldLease::new(store.clone(), &me, taken));
                 }
                 Err(LeaseStoreError::ConditionFailed) => {
                     tracing::debug!(shard_id = %lease.key, "lease changed before it could be taken");
@@ -512,10 +684,12 @@ impl Worker {
         }
     }
 
-    fn start_consumer(&mut self, lease: Arc<HeldLease>) {
+    fn start_consumer(&mut self, stream: Arc<ConsumedStream>, lease: Arc<HeldLease>) {
         self.held.insert(lease.clone());
         let key = lease.key().to_owned();
-        let handle = self.consumers.spawn(consumer::run(self.ctx.clone(), lease));
+        let handle = self
+            .consumers
+            .spawn(consumer::run(self.ctx.clone(), stream, lease));
         self.consumer_keys.insert(handle.id(), key);
     }
 
@@ -556,6 +730,54 @@ impl Worker {
                     tracing::warn!(shard_id = %key, %err, "could not delete finished lease")
                 }
             }
+        }
+    }
+
+    /// Multi-stream mode, leader only: deletes the leases of streams the tracker no longer lists
+    /// once they have been gone for the configured delay ([`FormerStreamLeases`]).
+    async fn clean_up_former_streams(&mut self) {
+        let FormerStreamLeases::DeleteAfter(delay) = self.ctx.config.former_stream_leases else {
+            return;
+        };
+        if self.tracker.is_none() || !self.tracker_answered {
+            return;
+        }
+        let leases = match self.ctx.store.list_leases().await {
+            Ok(leases) => leases,
+            Err(err) => {
+                tracing::warn!(%err, "could not scan for leases of former streams; will retry");
+                return;
+            }
+        };
+        let mut former: HashMap<StreamIdentifier, Vec<String>> = HashMap::new();
+        for lease in leases {
+            if let Some(id) = &lease.stream
+                && !self.streams.contains_key(&lease.stream)
+            {
+                former.entry(id.clone()).or_default().push(lease.key);
+            }
+        }
+        self.former_streams.retain(|id, _| former.contains_key(id));
+        metrics::pending_streams_deletion(&self.ctx.worker_id, former.len());
+        let now = Instant::now();
+        for (id, keys) in former {
+            let since = *self.former_streams.entry(id.clone()).or_insert_with(|| {
+                tracing::info!(stream = %id, leases = keys.len(), ?delay, "stream no longer tracked; its leases will be deleted after the delay");
+                now
+            });
+            if now.saturating_duration_since(since) < delay {
+                continue;
+            }
+            let mut deleted = 0;
+            for key in &keys {
+                match self.ctx.store.delete_lease(key).await {
+                    Ok(existed) => deleted += usize::from(existed),
+                    Err(err) => {
+                        tracing::warn!(shard_id = %key, %err, "could not delete lease of former stream")
+                    }
+                }
+            }
+            tracing::info!(stream = %id, deleted, "deleted the leases of a former stream");
         }
     }
 
@@ -635,4 +857,52 @@ impl Worker {
 /// An interval whose first tick comes after one period (the initial work is done at start).
 fn delayed_interval(period: Duration) -> tokio::time::Interval {
     tokio::time::interval_at(Instant::now() + period, period)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::InMemoryLeaseStore;
+    use crate::processor::{ProcessRecordsInput, ProcessorError, RecordProcessor};
+
+    struct Noop;
+
+    #[async_trait::async_trait]
+    impl RecordProcessor for Noop {
+        async fn process_records(&mut self, _: &ProcessRecordsInput) -> Result<(), ProcessorError> {
+            Ok(())
+        }
+    }
+
+    fn builder() -> SchedulerBuilder {
+        let kinesis = aws_sdk_kinesis::Client::from_conf(
+            aws_sdk_kinesis::Config::builder()
+                .behavior_version_latest()
+                .build(),
+        );
+        Scheduler::builder()
+            .application_name("app")
+            .kinesis_client(kinesis)
+            .lease_store(InMemoryLeaseStore::new())
+            .processor_factory(|| Noop)
+    }
+
+    #[test]
+    fn a_scheduler_consumes_one_stream_or_a_tracker_of_streams_not_both() {
+        assert!(builder().stream("orders").build().is_ok());
+        assert!(builder().stream_tracker(Vec::new()).build().is_ok());
+        let both = builder()
+            .stream("orders")
+            .stream_tracker(Vec::new())
+            .build();
+        assert!(matches!(
+            both,
+            Err(BuildError::Conflicting("stream", "stream_tracker"))
+        ));
+        let neither = builder().build().err().map(|e| e.to_string());
+        assert_eq!(
+            neither.as_deref(),
+            Some("Scheduler::builder() needs .stream(...) or .stream_tracker(...)")
+        );
+    }
 }

@@ -40,6 +40,9 @@ pub struct BrokerConfig {
     pub data_dir: Option<PathBuf>,
     /// When writes reach the disk (only with a data directory).
     pub sync: SyncMode,
+    /// Bytes of recently appended record bodies kept in memory across all shards (only with a
+    /// data directory; without one every record is in memory).
+    pub cache_bytes: usize,
 }
 
 impl Default for BrokerConfig {
@@ -54,6 +57,7 @@ impl Default for BrokerConfig {
             enforce_limits: false,
             data_dir: None,
             sync: SyncMode::Always,
+            cache_bytes: crate::storage::DEFAULT_CACHE_BYTES,
         }
     }
 }

@@ -15,10 +15,10 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`http`] | routing by `X-Amz-Target`, wire protocols, AWS error encoding, validation |
+//! | [`http`] | routing by `X-Amz-Target`, wire protocols, AWS error encoding, validation, SigV4, fault injection |
 //! | [`kinesis`] | streams, shards, records, iterators, resharding |
 //! | [`dynamodb`] | tables, items, condition and update expressions |
-//! | [`storage`] | the data directory: record log, metadata log, sync modes |
+//! | [`storage`] | the data directory: record log, hot tail cache, metadata log, sync modes |
 
 pub mod clock;
 pub mod config;
@@ -30,6 +30,7 @@ pub mod tls;
 
 pub use clock::{Clock, ShiftableClock, SystemClock};
 pub use config::BrokerConfig;
+pub use http::faults::{FaultParseError, FaultRule, Faults};
 pub use http::sigv4::Credentials;
 pub use storage::SyncMode;
 pub use tls::TlsSettings;
@@ -73,6 +74,7 @@ impl LocalBroker {
             port: 0,
             config: BrokerConfig::default(),
             tls: None,
+            faults: Faults::default(),
         }
     }
 }
@@ -83,6 +85,7 @@ pub struct LocalBrokerBuilder {
     port: u16,
     config: BrokerConfig,
     tls: Option<TlsSettings>,
+    faults: Faults,
 }
 
 impl LocalBrokerBuilder {
@@ -137,7 +140,8 @@ impl LocalBrokerBuilder {
 
     /// Enforces AWS's per-shard throughput limits (default off): writes beyond 1 MiB/s or
     /// 1,000 records/s and reads beyond 5 calls/s or 2 MiB/s get
-    /// `ProvisionedThroughputExceededException`.
+    /// `ProvisionedThroughputExceededException`. ON_DEMAND streams then add shards like AWS:
+    /// a shard whose writes stay throttled for a second is split.
     pub fn enforce_limits(mut self, enforce: bool) -> Self {
         self.config.enforce_limits = enforce;
         self
@@ -154,6 +158,50 @@ impl LocalBrokerBuilder {
     /// [`storage`] for what each mode promises.
     pub fn sync(mut self, mode: SyncMode) -> Self {
         self.config.sync = mode;
+        self
+    }
+
+    /// With a data directory, how many bytes of recently appended record bodies stay in memory
+    /// across all shards (default [`storage::DEFAULT_CACHE_BYTES`], 64 MiB). Older records are
+    /// read from disk, so the broker's memory does not grow with the data it holds: per record it
+    /// keeps a 24-byte index entry.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), local_broker::BrokerError> {
+    /// let broker = local_broker::LocalBroker::builder()
+    ///     .data_dir("/var/lib/local-broker")
+    ///     .cache_size(256 * 1024 * 1024)
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cache_size(mut self, bytes: usize) -> Self {
+        self.config.cache_bytes = bytes;
+        self
+    }
+
+    /// Injects faults into the requests `rule` names (default: none); see [`FaultRule`]. Rules
+    /// can be changed while the broker runs through [`RunningBroker::faults`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), local_broker::BrokerError> {
+    /// use local_broker::{FaultRule, LocalBroker};
+    /// let broker = LocalBroker::builder()
+    ///     .fault(FaultRule::new("GetRecords").throttle(0.2).drop_connection(0.05))
+    ///     .fault_seed(7)
+    ///     .start()
+    ///     .await?;
+    /// broker.faults().clear(); // healthy again
+    /// # Ok(()) }
+    /// ```
+    pub fn fault(self, rule: FaultRule) -> Self {
+        self.faults.add(rule);
+        self
+    }
+
+    /// Makes the injected faults reproducible (default: a random seed).
+    pub fn fault_seed(self, seed: u64) -> Self {
+        self.faults.seed(seed);
         self
     }
 
@@ -183,6 +231,7 @@ impl LocalBrokerBuilder {
             tokio::spawn(sweep_retention(Arc::clone(&services), shutdown.clone()));
         }
         let storage = services.storage.clone();
+        let faults = services.faults.clone();
         let app = http::router(services);
         let (scheme, certificate_pem) = match &tls {
             Some(tls) => ("https", Some(tls.certificate_pem.clone())),
@@ -191,6 +240,8 @@ impl LocalBrokerBuilder {
         let server = match tls {
             None => tokio::spawn(async move {
                 // Cleartext: HTTP/1.1, and HTTP/2 with prior knowledge (h2c), detected per connection.
+                let listener = http::faults::SeverableListener(listener);
+                let app = app.into_make_service_with_connect_info::<http::faults::Severance>();
                 let served = axum::serve(listener, app)
                     .with_graceful_shutdown(stop.cancelled_owned())
                     .await;
@@ -208,6 +259,7 @@ impl LocalBrokerBuilder {
             shutdown,
             server,
             storage,
+            faults,
         })
     }
 
@@ -225,11 +277,21 @@ impl LocalBrokerBuilder {
                     source,
                 };
                 let started = std::time::Instant::now();
-                let (storage, mut recovered) =
-                    storage::Storage::open(dir, self.config.sync).map_err(failed)?;
-                let kinesis =
-                    kinesis::Kinesis::restore(self.config.clone(), storage.clone(), &mut recovered)
-                        .map_err(failed)?;
+                let mut replay = kinesis::store::Replay::new(self.config.clock.now_millis());
+                let (storage, recovered) = storage::Storage::open(
+                    dir,
+                    self.config.sync,
+                    self.config.cache_bytes,
+                    &mut replay,
+                )
+                .map_err(failed)?;
+                let kinesis = kinesis::Kinesis::restore(
+                    self.config.clone(),
+                    storage.clone(),
+                    &recovered,
+                    replay,
+                )
+                .map_err(failed)?;
                 let dynamodb =
                     dynamodb::DynamoDb::restore(self.config.clone(), storage.clone(), &recovered)
                         .map_err(failed)?;
@@ -248,6 +310,7 @@ impl LocalBrokerBuilder {
             auth: self.config.auth.clone(),
             clock: Arc::clone(&self.config.clock),
             storage,
+            faults: self.faults.clone(),
         })
     }
 }
@@ -292,7 +355,11 @@ async fn serve_tls(
             _ = stop.cancelled() => break,
         };
         let acceptor = acceptor.clone();
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let tcp = http::faults::Severable::new(tcp);
+        let app = app
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(tcp.severance())));
+        let service = hyper_util::service::TowerToHyperService::new(app);
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -323,6 +390,7 @@ pub struct RunningBroker {
     shutdown: CancellationToken,
     server: JoinHandle<()>,
     storage: storage::Storage,
+    faults: Faults,
 }
 
 impl RunningBroker {
@@ -337,9 +405,22 @@ impl RunningBroker {
         self.certificate_pem.as_deref()
     }
 
+    /// The fault rules in force, to change while the broker runs (e.g. turn faults off to let
+    /// a consumer catch up).
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
     /// The bound socket address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Bytes of record bodies held in memory with a data directory: the hot tail, never more
+    /// than [`LocalBrokerBuilder::cache_size`]. 0 without a data directory, where every record
+    /// is in memory anyway.
+    pub fn cached_record_bytes(&self) -> usize {
+        self.storage.cached_bytes()
     }
 
     /// Stops accepting connections, lets in-flight requests finish, waits for the server, and

@@ -47,6 +47,19 @@ struct Args {
     /// `interval=MS` (fsync every MS milliseconds), or `never` (fsync at clean shutdown only).
     #[arg(long, default_value = "always", requires = "data_dir")]
     sync: local_broker::SyncMode,
+    /// With --data-dir: MiB of recently written record bodies kept in memory across all shards;
+    /// older records are read from disk.
+    #[arg(long, default_value_t = 64, requires = "data_dir")]
+    cache_mib: usize,
+    /// Inject faults into requests, `OPERATION:KIND=P[,KIND=P...]` (repeatable): OPERATION is a
+    /// name (`GetRecords`), `kinesis:NAME`, `dynamodb:NAME`, `kinesis:*`, `dynamodb:*` or `*`;
+    /// KIND is `throttle`, `error` (HTTP 500), `drop` (close the connection) or `slow=P@LATENCY`
+    /// (`200ms`, `2s`). Example: `--fault 'GetRecords:throttle=0.2,slow=0.1@500ms'`.
+    #[arg(long = "fault", value_name = "OPERATION:KIND=P,...")]
+    faults: Vec<local_broker::FaultRule>,
+    /// Seed the fault draws so a run can be repeated.
+    #[arg(long, requires = "faults")]
+    fault_seed: Option<u64>,
     /// Write the self-signed certificate (PEM) here, for clients to trust.
     #[arg(long)]
     tls_cert_out: Option<std::path::PathBuf>,
@@ -80,8 +93,17 @@ async fn main() -> std::process::ExitCode {
     if let Some(tls) = tls {
         builder = builder.tls(tls);
     }
+    for rule in args.faults {
+        builder = builder.fault(rule);
+    }
+    if let Some(seed) = args.fault_seed {
+        builder = builder.fault_seed(seed);
+    }
     if let Some(dir) = args.data_dir {
-        builder = builder.data_dir(dir).sync(args.sync);
+        builder = builder
+            .data_dir(dir)
+            .sync(args.sync)
+            .cache_size(args.cache_mib.saturating_mul(1024 * 1024));
     }
     let broker = builder
         .host(args.host)

@@ -2,10 +2,13 @@
 //! `{"shard":…,"sequence":…,"sub_sequence":…,"partition_key":…,"data":…,"data_encoding":…}`
 //! (`data` is the UTF-8 text when it is valid UTF-8, else base64). Logs go to stderr. Run several
 //! with the same `--application` to share the shards; Ctrl-C checkpoints and hands them over.
+//! Several `--stream`s make one multi-stream application (one lease table, the Java KCL's
+//! multi-stream lease keys), and each line then also names its `"stream"`.
 //!
 //! ```text
 //! cargo run -p examples --bin consumer -- --stream orders --endpoint http://127.0.0.1:4567 \
 //!     --initial-position trim-horizon
+//! cargo run -p examples --bin consumer -- --stream orders --stream refunds --endpoint http://127.0.0.1:4567
 //! cargo run -p examples --bin consumer -- --stream orders --region eu-west-1   # real AWS
 //! ```
 
@@ -21,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser)]
 #[command(about = "Print the records of a Kinesis stream as JSON lines, using the KCL")]
 struct Args {
-    /// Stream to consume.
-    #[arg(long, env = "KCL_STREAM")]
-    stream: String,
+    /// Stream to consume; repeat (or separate with commas) for a multi-stream application.
+    #[arg(long, env = "KCL_STREAM", value_delimiter = ',', required = true)]
+    stream: Vec<String>,
     /// Application name: the consumer group, and the name of its DynamoDB lease table.
     #[arg(long, env = "KCL_APPLICATION", default_value = "kcl-consumer")]
     application: String,
@@ -58,8 +61,11 @@ fn parse_position(text: &str) -> Result<InitialPosition, String> {
 }
 
 /// Prints each record as one JSON line, then checkpoints the batch.
+#[derive(Default)]
 struct JsonLines {
     shard: String,
+    /// The shard's stream, in a multi-stream application.
+    stream: Option<String>,
 }
 
 #[async_trait]
@@ -67,6 +73,7 @@ impl RecordProcessor for JsonLines {
     async fn initialize(&mut self, input: kcl::InitializationInput) -> Result<(), ProcessorError> {
         tracing::info!(shard = %input.shard_id, from = %input.extended_sequence_number, "reading shard");
         self.shard = input.shard_id;
+        self.stream = input.stream.map(|s| s.name().to_owned());
         Ok(())
     }
 
@@ -80,7 +87,7 @@ impl RecordProcessor for JsonLines {
                     "base64",
                 ),
             };
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "shard": self.shard,
                 "sequence": record.sequence_number.as_str(),
                 "sub_sequence": record.sub_sequence_number,
@@ -88,6 +95,9 @@ impl RecordProcessor for JsonLines {
                 "data": data,
                 "data_encoding": encoding,
             });
+            if let Some(stream) = &self.stream {
+                line["stream"] = stream.as_str().into();
+            }
             serde_json::to_writer(&mut out, &line)?;
             out.push(b'\n');
         }
@@ -137,15 +147,24 @@ async fn main() -> anyhow::Result<()> {
             .build();
     }
 
+    let kinesis = aws_sdk_kinesis::Client::new(&aws);
     let mut builder = Scheduler::builder()
-        .stream(&args.stream)
         .application_name(&args.application)
-        .kinesis_client(aws_sdk_kinesis::Client::new(&aws))
+        .kinesis_client(kinesis.clone())
         .dynamodb_client(aws_sdk_dynamodb::Client::new(&aws))
-        .processor_factory(|| JsonLines {
-            shard: String::new(),
-        })
-        .initial_position(args.initial_position);
+        .processor_factory(JsonLines::default)
+        .initial_position(args.initial_position.clone());
+    builder = match args.stream.as_slice() {
+        [one] => builder.stream(one),
+        several => {
+            let mut streams = Vec::new();
+            for name in several {
+                let id = kcl::StreamIdentifier::describe(&kinesis, name).await?;
+                streams.push(kcl::StreamConfig::new(id, args.initial_position.clone()));
+            }
+            builder.stream_tracker(streams)
+        }
+    };
     if let Some(id) = args.worker_id {
         builder = builder.worker_id(id);
     }

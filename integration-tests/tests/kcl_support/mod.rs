@@ -150,7 +150,8 @@ pub fn seq_key(seq: &str) -> (usize, String) {
 }
 
 /// Checks every record was processed, and that within each shard records came in sequence order
-/// (allowing a repeat only where processing restarted after a failure).
+/// (allowing a repeat only where processing restarted: a processor initialized again for the
+/// shard, after a failover or a lost lease, resumes from the checkpoint).
 pub fn assert_all_processed_in_order(log: &Log, produced: &[Produced]) {
     let processed = log.processed();
     let seen: std::collections::HashSet<&str> =
@@ -166,13 +167,28 @@ pub fn assert_all_processed_in_order(log: &Log, produced: &[Produced]) {
         produced.len(),
         missing.first()
     );
-    let mut last: HashMap<(&str, &str), &str> = HashMap::new();
-    for (worker, shard, seq, _) in &processed {
-        if let Some(prev) = last.insert((worker, shard), seq) {
-            assert!(
-                seq_key(prev) < seq_key(seq),
-                "{worker} processed {shard} out of order: {prev} then {seq}"
-            );
+    let mut last: HashMap<(String, String), String> = HashMap::new();
+    for event in log.events() {
+        match event {
+            Event::Initialized { worker, shard, .. } => {
+                last.remove(&(worker, shard));
+            }
+            Event::Batch {
+                worker,
+                shard,
+                records,
+                ..
+            } => {
+                for (seq, _) in records {
+                    if let Some(prev) = last.insert((worker.clone(), shard.clone()), seq.clone()) {
+                        assert!(
+                            seq_key(&prev) < seq_key(&seq),
+                            "{worker} processed {shard} out of order: {prev} then {seq}"
+                        );
+                    }
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -188,7 +204,8 @@ pub struct LoggingProcessor {
 #[async_trait]
 impl RecordProcessor for LoggingProcessor {
     async fn initialize(&mut self, input: InitializationInput) -> Result<(), ProcessorError> {
-        self.shard = input.shard_id;
+        // Shard ids repeat across the streams of a multi-stream application: name the stream too.
+        self.shard = input.lease_key();
         self.log.push(Event::Initialized {
             worker: self.worker.clone(),
             shard: self.shard.clone(),
@@ -350,17 +367,45 @@ impl Fleet {
         initial_position: InitialPosition,
         factory: impl kcl::ProcessorFactory,
     ) -> Worker {
-        let scheduler = Scheduler::builder()
+        let builder = self
+            .builder(id, config)
             .stream(&self.stream)
+            .processor_factory(factory)
+            .initial_position(initial_position);
+        Self::spawn(id, builder)
+    }
+
+    /// Starts a worker of a multi-stream application consuming what `tracker` lists, with a
+    /// logging processor (its shards are logged as `account:stream:epoch:shardId`).
+    pub fn start_multi_stream_worker(
+        &self,
+        id: &str,
+        config: Config,
+        tracker: impl kcl::StreamTracker,
+    ) -> Worker {
+        let (log, worker) = (self.log.clone(), id.to_owned());
+        let builder = self
+            .builder(id, config)
+            .stream_tracker(tracker)
+            .processor_factory(move || LoggingProcessor {
+                worker: worker.clone(),
+                shard: String::new(),
+                log: log.clone(),
+            });
+        Self::spawn(id, builder)
+    }
+
+    fn builder(&self, id: &str, config: Config) -> kcl::SchedulerBuilder {
+        Scheduler::builder()
             .application_name(&self.application)
             .worker_id(id)
             .kinesis_client(self.kinesis.clone())
             .dynamodb_client(self.dynamodb.clone())
-            .processor_factory(factory)
-            .initial_position(initial_position)
             .config(config)
-            .build()
-            .expect("complete builder");
+    }
+
+    fn spawn(id: &str, builder: kcl::SchedulerBuilder) -> Worker {
+        let scheduler = builder.build().expect("complete builder");
         let shutdown = CancellationToken::new();
         let handle = scheduler.handle();
         let task = tokio::spawn(scheduler.run(shutdown.clone()));
@@ -375,6 +420,54 @@ impl Fleet {
     /// Puts `count` records numbered from `first`, spread over the shards.
     pub async fn produce(&self, first: usize, count: usize) -> Vec<Produced> {
         produce(&self.kinesis, &self.stream, first, count).await
+    }
+
+    /// Like [`Fleet::produce`], into another stream.
+    pub async fn produce_to(&self, stream: &str, first: usize, count: usize) -> Vec<Produced> {
+        produce(&self.kinesis, stream, first, count).await
+    }
+
+    /// Creates another stream and returns its multi-stream identifier.
+    pub async fn create_stream(&self, name: &str, shards: i32) -> kcl::StreamIdentifier {
+        create_stream(&self.kinesis, name, shards).await;
+        kcl::StreamIdentifier::describe(&self.kinesis, name)
+            .await
+            .expect("DescribeStreamSummary of a new stream")
+    }
+
+    /// The names of the enhanced fan-out consumers registered on `stream`.
+    pub async fn consumer_names(&self, stream: &str) -> Vec<String> {
+        let stream_arn = self
+            .kinesis
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .expect("DescribeStreamSummary")
+            .stream_description_summary
+            .expect("summary")
+            .stream_arn;
+        self.kinesis
+            .list_stream_consumers()
+            .stream_arn(stream_arn)
+            .send()
+            .await
+            .expect("ListStreamConsumers")
+            .consumers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.consumer_name)
+            .collect()
+    }
+
+    /// Every lease in the table (none before the workers created it).
+    pub async fn leases(&self) -> Vec<kcl::lease::Lease> {
+        let store = DynamoDbLeaseStore::new(self.dynamodb.clone(), &self.application);
+        match store.list_leases().await {
+            Ok(leases) => leases,
+            Err(kcl::lease::LeaseStoreError::TableNotFound(_)) => Vec::new(),
+            Err(err) => panic!("scan leases: {err}"),
+        }
     }
 
     /// A producer putting `batch` records every `every` until stopped; returns what it put.
@@ -398,15 +491,8 @@ impl Fleet {
 
     /// Owner → number of leases it holds (leases in a handoff count for nobody).
     pub async fn owners(&self) -> BTreeMap<String, usize> {
-        let store = DynamoDbLeaseStore::new(self.dynamodb.clone(), &self.application);
         let mut counts = BTreeMap::new();
-        let leases = match store.list_leases().await {
-            Ok(leases) => leases,
-            // The workers have not created the table yet.
-            Err(kcl::lease::LeaseStoreError::TableNotFound(_)) => Vec::new(),
-            Err(err) => panic!("scan leases: {err}"),
-        };
-        for lease in leases {
+        for lease in self.leases().await {
             if lease.checkpoint_owner.is_none()
                 && !lease.is_finished()
                 && let Some(owner) = lease.owner
@@ -496,13 +582,23 @@ async fn produce(
                     .expect("complete entry")
             })
             .collect::<Vec<_>>();
-        let put = kinesis
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(entries))
-            .send()
-            .await
-            .expect("PutRecords succeeds");
+        // A producer retries what the SDK gave up on (a broker injecting faults fails calls
+        // now and then); a failed call wrote nothing, so nothing is put twice.
+        let mut attempts = 0;
+        let put = loop {
+            let sent = kinesis
+                .put_records()
+                .stream_name(stream)
+                .set_records(Some(entries.clone()))
+                .send()
+                .await;
+            attempts += 1;
+            match sent {
+                Ok(put) => break put,
+                Err(_) if attempts < 20 => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(err) => panic!("PutRecords failed {attempts} times: {err:?}"),
+            }
+        };
         assert_eq!(put.failed_record_count(), Some(0), "no record rejected");
         for (i, result) in chunk.iter().zip(put.records()) {
             out.push(Produced {

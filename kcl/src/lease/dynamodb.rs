@@ -4,7 +4,8 @@
 //! `LeaseOwnerToLeaseKeyIndex` index, hash `leaseOwner`, range `leaseKey`, keys only), so Java and
 //! Rust workers can share one table. Attributes this crate does not know are left untouched:
 //! leases are only created with `PutItem` and otherwise changed attribute by attribute with
-//! `UpdateItem`.
+//! `UpdateItem`. Leases of multi-stream applications also carry the Java `MultiStreamLease`
+//! attributes `streamName` and `shardId`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -41,6 +42,10 @@ const CHECKPOINT_OWNER: &str = "checkpointOwner";
 const THROUGHPUT: &str = "throughputKBps";
 /// The Java KCL 3.x index from owner to lease keys: workers list their own leases without a scan.
 const LEASE_OWNER_INDEX: &str = "LeaseOwnerToLeaseKeyIndex";
+/// Multi-stream leases only: `account:stream:creationEpoch` (named so in the Java KCL for legacy
+/// reasons) and the bare shard id.
+const STREAM_NAME: &str = "streamName";
+const SHARD_ID: &str = "shardId";
 
 /// How long a new table may take to become ACTIVE.
 const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -392,6 +397,19 @@ impl LeaseStore for DynamoDbLeaseStore {
             },
         }
     }
+
+    async fn delete_lease(&self, key: &str) -> Result<bool, LeaseStoreError> {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(LEASE_KEY, AttributeValue::S(key.to_owned()))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| classify(e, &self.table))?;
+        Ok(deleted.attributes().is_some_and(|a| !a.is_empty()))
+    }
 }
 
 /// An `UpdateItem` in expression form. Every attribute goes through a `#name` placeholder, so
@@ -588,6 +606,10 @@ pub(crate) fn lease_to_item(lease: &Lease) -> HashMap<String, AttributeValue> {
     if let Some(throughput) = lease.throughput {
         put(THROUGHPUT, decimal(throughput));
     }
+    if let Some(stream) = &lease.stream {
+        put(STREAM_NAME, string(&stream.to_string()));
+        put(SHARD_ID, string(&lease.shard_id));
+    }
     item
 }
 
@@ -633,7 +655,17 @@ pub(crate) fn lease_from_item(
         }),
         _ => None,
     };
+    let (stream, shard_id) = match get_string(item, STREAM_NAME)? {
+        Some(stream) => (
+            Some(stream.parse().map_err(|e| malformed(format!("{e}")))?),
+            get_string(item, SHARD_ID)?
+                .ok_or_else(|| malformed(format!("{STREAM_NAME} without {SHARD_ID}")))?,
+        ),
+        None => (None, key.clone()),
+    };
     Ok(Lease {
+        stream,
+        shard_id,
         owner: get_string(item, LEASE_OWNER)?,
         counter: get_number(item, LEASE_COUNTER)?.unwrap_or(0),
         owner_switches_since_checkpoint: get_number(item, OWNER_SWITCHES)?.unwrap_or(0),
@@ -736,6 +768,8 @@ mod tests {
             .expect("digits");
         Lease {
             key: "shardId-000000000002".into(),
+            stream: None,
+            shard_id: "shardId-000000000002".into(),
             owner: Some("worker-a".into()),
             counter: 42,
             owner_switches_since_checkpoint: 3,
@@ -799,6 +833,64 @@ mod tests {
         );
         assert!(!item.contains_key("leaseOwner"));
         assert_eq!(lease_from_item(&item).ok(), Some(fresh));
+    }
+
+    #[test]
+    fn multi_stream_leases_carry_the_java_multi_stream_lease_attributes() {
+        let stream: crate::stream::StreamIdentifier =
+            "123456789012:orders:1700000000".parse().expect("valid");
+        let lease = Lease::for_shard(
+            Some(&stream),
+            "shardId-000000000001",
+            ExtendedSequenceNumber::Latest,
+        );
+        let item = lease_to_item(&lease);
+        let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        assert_eq!(
+            s("leaseKey").as_deref(),
+            Some("123456789012:orders:1700000000:shardId-000000000001")
+        );
+        assert_eq!(
+            s("streamName").as_deref(),
+            Some("123456789012:orders:1700000000")
+        );
+        assert_eq!(s("shardId").as_deref(), Some("shardId-000000000001"));
+        assert_eq!(lease_from_item(&item).ok(), Some(lease));
+        // Single-stream leases have neither.
+        let single = lease_to_item(&full_lease());
+        assert!(!single.contains_key("streamName") && !single.contains_key("shardId"));
+    }
+
+    #[test]
+    fn multi_stream_items_written_by_the_java_kcl_are_read() {
+        let item = HashMap::from([
+            (
+                "leaseKey".to_owned(),
+                string("123456789012:orders:1700000000:shardId-000000000004"),
+            ),
+            (
+                "streamName".to_owned(),
+                string("123456789012:orders:1700000000"),
+            ),
+            ("shardId".to_owned(), string("shardId-000000000004")),
+            ("leaseOwner".to_owned(), string("java-worker")),
+            ("leaseCounter".to_owned(), number(12)),
+            ("checkpoint".to_owned(), string("TRIM_HORIZON")),
+            (
+                "parentShardId".to_owned(),
+                AttributeValue::Ss(vec!["shardId-000000000001".into()]),
+            ),
+        ]);
+        let lease = lease_from_item(&item).expect("a lease");
+        assert_eq!(lease.shard_id, "shardId-000000000004");
+        assert_eq!(lease.stream.as_ref().map(|s| s.name()), Some("orders"));
+        assert_eq!(lease.parent_shard_ids, ["shardId-000000000001"]);
+        let mut no_shard = item.clone();
+        no_shard.remove("shardId");
+        assert!(matches!(
+            lease_from_item(&no_shard),
+            Err(LeaseStoreError::Malformed(_))
+        ));
     }
 
     #[test]

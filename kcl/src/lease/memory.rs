@@ -72,4 +72,8 @@ impl LeaseStore for InMemoryLeaseStore {
         }
         Ok(false)
     }
+
+    async fn delete_lease(&self, key: &str) -> Result<bool, LeaseStoreError> {
+        Ok(self.leases().remove(key).is_some())
+    }
 }

@@ -3,6 +3,7 @@
 
 use super::load::ThroughputKbps;
 use crate::checkpoint::{ExtendedSequenceNumber, PendingCheckpoint};
+use crate::stream::StreamIdentifier;
 
 /// The hash key range a shard covers (`startingHashKey`/`endingHashKey`, decimal strings).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,8 +17,14 @@ pub struct HashKeyRange {
 /// One lease: the right to process one shard, and the shard's checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
-    /// The shard id (`leaseKey`).
+    /// The lease key (`leaseKey`): the shard id, or in a multi-stream application
+    /// `account:stream:creationEpoch:shardId`.
     pub key: String,
+    /// Multi-stream applications: the shard's stream (`streamName`, written
+    /// `account:stream:creationEpoch`). `None` in single-stream mode.
+    pub stream: Option<StreamIdentifier>,
+    /// The shard id (`shardId` in multi-stream mode; the key otherwise).
+    pub shard_id: String,
     /// The worker holding the lease, or `None` when it is free (`leaseOwner`).
     pub owner: Option<String>,
     /// Bumped by every renewal and every write of the holder (`leaseCounter`).
@@ -45,10 +52,24 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// A new, free lease for a shard, starting at `checkpoint`.
-    pub fn new(key: impl Into<String>, checkpoint: ExtendedSequenceNumber) -> Self {
+    /// A new, free lease for a shard of a single-stream application (the key is the shard id),
+    /// starting at `checkpoint`.
+    pub fn new(shard_id: impl Into<String>, checkpoint: ExtendedSequenceNumber) -> Self {
+        Self::for_shard(None, shard_id, checkpoint)
+    }
+
+    /// A new, free lease for a shard of `stream` (`None`: of a single-stream application),
+    /// starting at `checkpoint`.
+    pub fn for_shard(
+        stream: Option<&StreamIdentifier>,
+        shard_id: impl Into<String>,
+        checkpoint: ExtendedSequenceNumber,
+    ) -> Self {
+        let shard_id = shard_id.into();
         Self {
-            key: key.into(),
+            key: stream.map_or_else(|| shard_id.clone(), |s| s.lease_key(&shard_id)),
+            stream: stream.cloned(),
+            shard_id,
             owner: None,
             counter: 0,
             owner_switches_since_checkpoint: 0,

@@ -17,10 +17,13 @@ use super::model::{CheckpointUpdate, Expectation, Lease, LeaseUpdate};
 use super::store::{LeaseStore, LeaseStoreError};
 use crate::checkpoint::{ExtendedSequenceNumber, PendingCheckpoint};
 use crate::metrics;
+use crate::stream::StreamIdentifier;
 
 /// A lease this worker holds.
 pub(crate) struct HeldLease {
     key: String,
+    shard_id: String,
+    stream: Option<StreamIdentifier>,
     worker_id: String,
     store: Arc<dyn LeaseStore>,
     state: tokio::sync::Mutex<Lease>,
@@ -55,6 +58,8 @@ impl HeldLease {
         Arc::new(Self {
             throughput: Mutex::new(ThroughputEma::starting_at(lease.throughput)),
             key: lease.key.clone(),
+            shard_id: lease.shard_id.clone(),
+            stream: lease.stream.clone(),
             worker_id: worker_id.to_owned(),
             store,
             state: tokio::sync::Mutex::new(lease),
@@ -66,6 +71,15 @@ impl HeldLease {
 
     pub(crate) fn key(&self) -> &str {
         &self.key
+    }
+
+    pub(crate) fn shard_id(&self) -> &str {
+        &self.shard_id
+    }
+
+    /// The shard's stream in a multi-stream application.
+    pub(crate) fn stream(&self) -> Option<&StreamIdentifier> {
+        self.stream.as_ref()
     }
 
     pub(crate) fn is_ended(&self) -> bool {
@@ -434,6 +448,9 @@ mod tests {
         }
         async fn delete_finished_lease(&self, key: &str) -> Result<bool, LeaseStoreError> {
             self.inner.delete_finished_lease(key).await
+        }
+        async fn delete_lease(&self, key: &str) -> Result<bool, LeaseStoreError> {
+            self.inner.delete_lease(key).await
         }
     }
 

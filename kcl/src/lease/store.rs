@@ -71,4 +71,8 @@ pub trait LeaseStore: Send + Sync + 'static {
 
     /// Deletes the lease if its checkpoint is `SHARD_END`; returns whether it was deleted.
     async fn delete_finished_lease(&self, key: &str) -> Result<bool, LeaseStoreError>;
+
+    /// Deletes the lease whatever its state (the leases of a stream no longer consumed); returns
+    /// whether it existed.
+    async fn delete_lease(&self, key: &str) -> Result<bool, LeaseStoreError>;
 }

@@ -309,7 +309,7 @@ impl Reader {
             };
             metrics::millis_behind_latest(
                 &self.source.worker_id,
-                &self.source.shard_id,
+                &self.source.lease_key,
                 event.millis_behind_latest,
             );
             let millis_behind_latest = Some(event.millis_behind_latest);

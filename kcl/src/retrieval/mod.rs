@@ -59,6 +59,8 @@ pub(crate) struct ShardSource {
     pub(crate) kinesis: aws_sdk_kinesis::Client,
     pub(crate) stream: String,
     pub(crate) shard_id: String,
+    /// Names the shard in metrics: the lease key, unique across the streams of an application.
+    pub(crate) lease_key: String,
     pub(crate) worker_id: String,
     /// The shard's hash key range, to drop re-sent aggregates that don't belong here.
     pub(crate) hash_key_range: Option<HashKeyRange>,

@@ -73,7 +73,11 @@ impl Reader {
             };
             backoff = retry_backoff();
             if let Some(millis) = out.millis_behind_latest {
-                metrics::millis_behind_latest(&self.source.worker_id, shard, millis);
+                metrics::millis_behind_latest(
+                    &self.source.worker_id,
+                    &self.source.lease_key,
+                    millis,
+                );
             }
             let records = to_records(out.records, &resume, self.source.hash_key_range.as_ref());
             let got_records = !records.is_empty();

@@ -25,6 +25,7 @@ use crate::retrieval::{
     ChildShard, Fetched, RecordBatch, RecordsPublisher, ShardSource, StartingPosition,
 };
 use crate::scheduler::WorkerContext;
+use crate::stream::ConsumedStream;
 
 /// How a shard consumer ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,10 +38,17 @@ pub(crate) enum ConsumerOutcome {
     Shutdown,
 }
 
-/// Runs the shard held in `lease` to one of the outcomes.
-pub(crate) async fn run(ctx: Arc<WorkerContext>, lease: Arc<HeldLease>) -> ConsumerOutcome {
+/// Runs the shard of `stream` held in `lease` to one of the outcomes.
+pub(crate) async fn run(
+    ctx: Arc<WorkerContext>,
+    stream: Arc<ConsumedStream>,
+    lease: Arc<HeldLease>,
+) -> ConsumerOutcome {
     let span = tracing::info_span!("shard", shard_id = %lease.key(), worker_id = %ctx.worker_id);
-    ShardConsumer { ctx, lease }.run().instrument(span).await
+    ShardConsumer { ctx, stream, lease }
+        .run()
+        .instrument(span)
+        .await
 }
 
 /// Either the step's value, or why the shard stopped first.
@@ -57,12 +65,25 @@ enum Stop {
 
 struct ShardConsumer {
     ctx: Arc<WorkerContext>,
+    stream: Arc<ConsumedStream>,
     lease: Arc<HeldLease>,
 }
 
 impl ShardConsumer {
     fn shard_id(&self) -> &str {
+        self.lease.shard_id()
+    }
+
+    /// Names the shard in metrics: unique across the streams of a multi-stream application.
+    fn metrics_shard(&self) -> &str {
         self.lease.key()
+    }
+
+    fn lease_lost_input(&self) -> LeaseLostInput {
+        LeaseLostInput {
+            shard_id: self.shard_id().to_owned(),
+            stream: self.stream.id.clone(),
+        }
     }
 
     async fn run(self) -> ConsumerOutcome {
@@ -71,7 +92,7 @@ impl ShardConsumer {
             return self.stop_without_processor(stop).await;
         }
         let Some(start) =
-            StartingPosition::from_checkpoint(&snapshot.checkpoint, &self.ctx.initial_position)
+            StartingPosition::from_checkpoint(&snapshot.checkpoint, &self.stream.initial_position)
         else {
             // Already at SHARD_END (e.g. taken just before cleanup): nothing to do.
             self.release().await;
@@ -81,6 +102,7 @@ impl ShardConsumer {
         let checkpointer = Checkpointer::new(self.lease.clone(), snapshot.checkpoint.clone());
         let init = InitializationInput {
             shard_id: self.shard_id().to_owned(),
+            stream: self.stream.id.clone(),
             extended_sequence_number: snapshot.checkpoint.clone(),
             pending_checkpoint: snapshot.pending_checkpoint.clone(),
         };
@@ -92,13 +114,14 @@ impl ShardConsumer {
 
         let source = ShardSource {
             kinesis: self.ctx.kinesis.clone(),
-            stream: self.ctx.stream.clone(),
+            stream: self.stream.name.clone(),
             shard_id: self.shard_id().to_owned(),
+            lease_key: self.metrics_shard().to_owned(),
             worker_id: self.ctx.worker_id.clone(),
             hash_key_range: snapshot.hash_key_range.clone(),
         };
         let mut publisher =
-            RecordsPublisher::start(&self.ctx.retrieval, source, start, &self.ctx.config);
+            RecordsPublisher::start(&self.stream.retrieval, source, start, &self.ctx.config);
         loop {
             let fetched = tokio::select! {
                 biased;
@@ -143,7 +166,12 @@ impl ShardConsumer {
         loop {
             let mut still = Vec::new();
             for parent in waiting {
-                match self.ctx.store.get_lease(&parent).await {
+                match self
+                    .ctx
+                    .store
+                    .get_lease(&self.stream.lease_key(&parent))
+                    .await
+                {
                     Ok(Some(p)) if !p.is_finished() => still.push(parent),
                     Ok(_) => {}
                     Err(err) => {
@@ -190,7 +218,7 @@ impl ShardConsumer {
                 Ok(()) => return Step::Done(()),
                 Err(err) => {
                     let delay = backoff.next().unwrap_or_default();
-                    metrics::processor_error(&self.ctx.worker_id, self.shard_id());
+                    metrics::processor_error(&self.ctx.worker_id, self.metrics_shard());
                     tracing::error!(error = %err, ?delay, "initialize failed; retrying");
                     if let Step::Stop(stop) = self.interruptible(tokio::time::sleep(delay)).await {
                         return Step::Stop(stop);
@@ -224,7 +252,7 @@ impl ShardConsumer {
                     self.lease.record_bytes(bytes);
                     metrics::processed(
                         &self.ctx.worker_id,
-                        self.shard_id(),
+                        self.metrics_shard(),
                         count,
                         bytes,
                         started.elapsed(),
@@ -235,7 +263,7 @@ impl ShardConsumer {
                     // A failed batch does not count as delivered: `checkpoint()` must not skip it.
                     checkpointer.set_largest_permitted(before);
                     let delay = backoff.next().unwrap_or_default();
-                    metrics::processor_error(&self.ctx.worker_id, self.shard_id());
+                    metrics::processor_error(&self.ctx.worker_id, self.metrics_shard());
                     tracing::error!(records = count, error = %err, ?delay, "process_records failed; retrying the batch");
                     if let Step::Stop(stop) = self.interruptible(tokio::time::sleep(delay)).await {
                         return Step::Stop(stop);
@@ -253,7 +281,9 @@ impl ShardConsumer {
     ) -> ConsumerOutcome {
         // Children first, so that a parent at SHARD_END always has leases below it.
         for child in &child_shards {
-            let mut lease = Lease::new(child.shard_id.clone(), ExtendedSequenceNumber::TrimHorizon);
+            let mut lease = self
+                .stream
+                .new_lease(&child.shard_id, ExtendedSequenceNumber::TrimHorizon);
             lease.parent_shard_ids = child.parent_shard_ids.clone();
             lease.hash_key_range = child.hash_key_range.clone();
             let mut backoff = retry_backoff();
@@ -290,15 +320,11 @@ impl ShardConsumer {
                 return ConsumerOutcome::ShardEnded;
             }
             if self.lease.is_ended() {
-                processor
-                    .lease_lost(LeaseLostInput {
-                        shard_id: self.shard_id().to_owned(),
-                    })
-                    .await;
+                processor.lease_lost(self.lease_lost_input()).await;
                 return ConsumerOutcome::LeaseLost;
             }
             let delay = backoff.next().unwrap_or_default();
-            metrics::processor_error(&self.ctx.worker_id, self.shard_id());
+            metrics::processor_error(&self.ctx.worker_id, self.metrics_shard());
             match result {
                 Err(err) => tracing::error!(error = %err, ?delay, "shard_ended failed; retrying"),
                 Ok(()) => tracing::error!(
@@ -319,11 +345,7 @@ impl ShardConsumer {
     ) -> ConsumerOutcome {
         match stop {
             Stop::LeaseLost => {
-                processor
-                    .lease_lost(LeaseLostInput {
-                        shard_id: self.shard_id().to_owned(),
-                    })
-                    .await;
+                processor.lease_lost(self.lease_lost_input()).await;
                 ConsumerOutcome::LeaseLost
             }
             Stop::Shutdown => {
@@ -331,7 +353,7 @@ impl ShardConsumer {
                     checkpointer: checkpointer.clone(),
                 };
                 if let Err(err) = guarded(processor.shutdown_requested(input)).await {
-                    metrics::processor_error(&self.ctx.worker_id, self.shard_id());
+                    metrics::processor_error(&self.ctx.worker_id, self.metrics_shard());
                     tracing::error!(error = %err, "shutdown_requested failed; releasing the shard anyway");
                 }
                 if self.lease.is_ended() {

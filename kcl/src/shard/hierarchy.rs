@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use crate::checkpoint::ExtendedSequenceNumber;
 use crate::config::InitialPosition;
 use crate::lease::{HashKeyRange, Lease};
+use crate::stream::StreamIdentifier;
 
 /// A shard as `ListShards` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +19,8 @@ pub(crate) struct ShardInfo {
     pub(crate) is_open: bool,
 }
 
-/// The leases to create for `shards`, given the keys of the leases that exist.
+/// The leases to create for `shards` of `stream` (`None` in single-stream mode), given the shard
+/// ids of the stream's leases that exist.
 ///
 /// - A shard with a lease, or with a descendant that has one, needs none (it was processed and its
 ///   lease cleaned up).
@@ -31,6 +33,7 @@ pub(crate) fn leases_to_create(
     shards: &[ShardInfo],
     existing: &HashSet<String>,
     initial: &InitialPosition,
+    stream: Option<&StreamIdentifier>,
 ) -> Vec<Lease> {
     let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
     for shard in shards {
@@ -76,7 +79,7 @@ pub(crate) fn leases_to_create(
             } else {
                 initial_checkpoint(initial)
             };
-            let mut lease = Lease::new(s.shard_id.clone(), checkpoint);
+            let mut lease = Lease::for_shard(stream, s.shard_id.clone(), checkpoint);
             lease.parent_shard_ids = s.parent_shard_ids.clone();
             lease.hash_key_range = s.hash_key_range.clone();
             lease
@@ -123,7 +126,12 @@ mod tests {
 
     #[test]
     fn latest_starts_at_the_open_shards_only() {
-        let leases = leases_to_create(&resharded(), &HashSet::new(), &InitialPosition::Latest);
+        let leases = leases_to_create(
+            &resharded(),
+            &HashSet::new(),
+            &InitialPosition::Latest,
+            None,
+        );
         assert_eq!(
             created(&leases),
             vec![
@@ -135,7 +143,12 @@ mod tests {
 
     #[test]
     fn trim_horizon_covers_the_whole_hierarchy_and_children_wait_for_parents() {
-        let leases = leases_to_create(&resharded(), &HashSet::new(), &InitialPosition::TrimHorizon);
+        let leases = leases_to_create(
+            &resharded(),
+            &HashSet::new(),
+            &InitialPosition::TrimHorizon,
+            None,
+        );
         assert_eq!(leases.len(), 5);
         assert!(
             leases
@@ -149,7 +162,7 @@ mod tests {
     #[test]
     fn shards_whose_descendants_have_leases_are_not_recreated() {
         let existing: HashSet<String> = ["s3".to_owned()].into();
-        let leases = leases_to_create(&resharded(), &existing, &InitialPosition::TrimHorizon);
+        let leases = leases_to_create(&resharded(), &existing, &InitialPosition::TrimHorizon, None);
         assert_eq!(
             created(&leases),
             vec![("s4", ExtendedSequenceNumber::TrimHorizon)]
@@ -160,7 +173,7 @@ mod tests {
     fn at_timestamp_applies_to_children_too() {
         let at = InitialPosition::AtTimestamp(std::time::SystemTime::UNIX_EPOCH);
         let existing: HashSet<String> = ["s2".to_owned()].into();
-        let leases = leases_to_create(&resharded(), &existing, &at);
+        let leases = leases_to_create(&resharded(), &existing, &at, None);
         assert_eq!(
             created(&leases),
             vec![
@@ -171,9 +184,25 @@ mod tests {
     }
 
     #[test]
+    fn multi_stream_leases_are_keyed_by_stream_and_name_parents_by_shard_id() {
+        let stream: StreamIdentifier = "000000000000:orders:1700000000".parse().expect("valid");
+        let existing: HashSet<String> = ["s2".to_owned()].into();
+        let leases = leases_to_create(
+            &resharded(),
+            &existing,
+            &InitialPosition::Latest,
+            Some(&stream),
+        );
+        let child = leases.iter().find(|l| l.shard_id == "s3").expect("s3");
+        assert_eq!(child.key, "000000000000:orders:1700000000:s3");
+        assert_eq!(child.stream.as_ref(), Some(&stream));
+        assert_eq!(child.parent_shard_ids, vec!["s2"]);
+    }
+
+    #[test]
     fn a_new_child_of_a_leased_parent_starts_at_trim_horizon_even_with_latest() {
         let existing: HashSet<String> = ["s2".to_owned()].into();
-        let leases = leases_to_create(&resharded(), &existing, &InitialPosition::Latest);
+        let leases = leases_to_create(&resharded(), &existing, &InitialPosition::Latest, None);
         assert_eq!(
             created(&leases),
             vec![

@@ -1,4 +1,5 @@
-//! Shard sync: lists the stream's shards and creates leases for shards that need one.
+//! Shard sync: lists a stream's shards and creates leases for shards that need one. In a
+//! multi-stream application each stream is synced on its own, against its own leases.
 
 use std::collections::HashSet;
 use std::time::UNIX_EPOCH;
@@ -12,6 +13,7 @@ use crate::config::InitialPosition;
 use crate::lease::{
     CheckpointUpdate, Expectation, HashKeyRange, Lease, LeaseStore, LeaseStoreError, LeaseUpdate,
 };
+use crate::stream::ConsumedStream;
 
 /// Why a shard sync failed.
 #[derive(Debug, thiserror::Error)]
@@ -80,24 +82,26 @@ pub(crate) async fn list_shards(
     }
 }
 
-/// Lists shards and creates the leases they call for; returns how many were created. `starting`
-/// (a worker's first sync) also logs which existing leases keep their checkpoint over `initial`.
+/// Lists the shards of `stream` and creates the leases they call for; returns how many were
+/// created. `leases` is a recent scan of the whole table. `starting` (the stream's first sync on
+/// this worker) also logs which existing leases keep their checkpoint over the initial position.
 pub(crate) async fn sync_shards(
     kinesis: &Client,
-    stream: &str,
+    stream: &ConsumedStream,
     store: &dyn LeaseStore,
-    initial: &InitialPosition,
+    leases: &[Lease],
     starting: bool,
 ) -> Result<usize, ShardSyncError> {
-    let shards = list_shards(kinesis, stream).await?;
-    let leases = store.list_leases().await?;
+    let shards = list_shards(kinesis, &stream.name).await?;
+    let leases: Vec<&Lease> = leases.iter().filter(|l| stream.owns(l)).collect();
     finish_leases_of_expired_shards(store, &shards, &leases).await?;
+    let initial = &stream.initial_position;
     if starting {
         explain_initial_position(&leases, initial);
     }
-    let existing: HashSet<String> = leases.into_iter().map(|l| l.key).collect();
+    let existing: HashSet<String> = leases.iter().map(|l| l.shard_id.clone()).collect();
     let mut created = 0;
-    for lease in leases_to_create(&shards, &existing, initial) {
+    for lease in leases_to_create(&shards, &existing, initial, stream.id.as_ref()) {
         if store.create_lease_if_absent(&lease).await? {
             tracing::info!(shard_id = %lease.key, checkpoint = %lease.checkpoint, "created lease");
             created += 1;
@@ -122,7 +126,7 @@ fn shard_index(shard_id: &str) -> Option<u64> {
 async fn finish_leases_of_expired_shards(
     store: &dyn LeaseStore,
     shards: &[ShardInfo],
-    leases: &[Lease],
+    leases: &[&Lease],
 ) -> Result<(), ShardSyncError> {
     let Some(newest) = shards.iter().filter_map(|s| shard_index(&s.shard_id)).max() else {
         return Ok(());
@@ -130,14 +134,14 @@ async fn finish_leases_of_expired_shards(
     let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
     for lease in leases {
         if lease.is_finished()
-            || listed.contains(lease.key.as_str())
-            || shard_index(&lease.key).is_none_or(|index| index >= newest)
+            || listed.contains(lease.shard_id.as_str())
+            || shard_index(&lease.shard_id).is_none_or(|index| index >= newest)
         {
             continue;
         }
         let children = shards
             .iter()
-            .filter(|s| s.parent_shard_ids.contains(&lease.key))
+            .filter(|s| s.parent_shard_ids.contains(&lease.shard_id))
             .map(|s| s.shard_id.clone())
             .collect();
         let expect = Expectation {
@@ -173,10 +177,11 @@ async fn finish_leases_of_expired_shards(
 /// Says which leases keep their checkpoint although the configured initial position differs: the
 /// initial position applies only to leases created now. (The Java KCL's most reported surprise is
 /// a new `AT_TIMESTAMP` or `TRIM_HORIZON` silently ignored because the leases exist.)
-fn explain_initial_position(leases: &[Lease], initial: &InitialPosition) {
+fn explain_initial_position(leases: &[&Lease], initial: &InitialPosition) {
     let new_lease_checkpoint = initial_checkpoint(initial);
     let kept: Vec<&Lease> = leases
         .iter()
+        .copied()
         .filter(|l| !l.is_finished() && l.checkpoint != new_lease_checkpoint)
         .collect();
     let Some(example) = kept.first() else {

@@ -407,6 +407,12 @@ impl DynamoDb {
         }
         let old = table.items.get(&primary);
         plan.check(old, &input.return_values_on_condition_check_failure)?;
+        if old.is_none() && plan.update.as_ref().is_some_and(Update::only_removes) {
+            return Ok(WriteItemOutput {
+                attributes: None,
+                consumed_capacity: consumed(&input.return_consumed_capacity, &table.name, 0, None),
+            });
+        }
         let mut new = old.cloned().unwrap_or_else(|| key.clone());
         if let Some(update) = &plan.update {
             apply(update, &mut new).map_err(|e| update_error(e, plan.legacy_update))?;

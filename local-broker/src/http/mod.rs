@@ -1,8 +1,10 @@
 //! The front door: one HTTP endpoint that routes each request to its service by `X-Amz-Target`
-//! and encodes the answer. It knows nothing about streams or tables.
+//! and encodes the answer. It knows nothing about streams or tables. Before a request reaches its
+//! service it checks the signature ([`sigv4`]) and rolls the injected faults ([`faults`]).
 
 pub mod error;
 pub mod eventstream;
+pub mod faults;
 pub mod protocol;
 pub mod sigv4;
 pub mod validation;
@@ -11,7 +13,7 @@ use crate::dynamodb::DynamoDb;
 use crate::kinesis::Kinesis;
 use crate::storage;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use bytes::Bytes;
 use error::ApiError;
@@ -33,6 +35,8 @@ pub struct Services {
     pub clock: Arc<dyn crate::clock::Clock>,
     /// Where writes go; the handler waits on it before acknowledging them.
     pub storage: crate::storage::Storage,
+    /// Faults injected into requests (none by default).
+    pub faults: faults::Faults,
 }
 
 /// What an operation answers: a body, or an event stream that is pushed until it ends.
@@ -45,9 +49,11 @@ pub enum Reply {
 }
 
 /// Which service a target prefix belongs to, and how its errors are spelled.
-#[derive(Clone, Copy)]
-enum Service {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Kinesis Data Streams (`Kinesis_20131202.*`).
     Kinesis,
+    /// DynamoDB (`DynamoDB_20120810.*`).
     DynamoDb,
 }
 
@@ -110,9 +116,28 @@ async fn handle(State(services): State<Arc<Services>>, request: http::Request<Bo
                 };
                 let verified = match &services.auth {
                     Some(credentials) => credentials.verify(&signed, services.clock.now_millis()),
-                    None => Ok(()),
+                    None => Ok(None),
                 };
-                if let Err(err) = verified {
+                let body = match verified {
+                    Ok(Some(decoded)) => Bytes::from(decoded),
+                    Ok(None) => body,
+                    Err(err) => {
+                        return error_response(Some(service), protocol, &request_id, &target, err);
+                    }
+                };
+                let injection = services.faults.roll(service, operation);
+                if !injection.delay.is_zero() {
+                    tokio::time::sleep(injection.delay).await;
+                }
+                if let Some(fault) = injection.fault {
+                    tracing::debug!(%target, ?fault, "injecting a fault");
+                    let severance = parts.extensions.get::<ConnectInfo<faults::Severance>>();
+                    if let (faults::Fault::DropConnection, Some(ConnectInfo(severance))) =
+                        (fault, severance)
+                    {
+                        severance.sever();
+                    }
+                    let err = fault.error(service, operation);
                     return error_response(Some(service), protocol, &request_id, &target, err);
                 }
                 let wire = Wire { protocol, body };

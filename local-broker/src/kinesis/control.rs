@@ -4,6 +4,7 @@
 use super::api::*;
 use super::consumer::parse_consumer_arn;
 use super::hash::parse_hash_key;
+use super::limits::ON_DEMAND_SCALE_AFTER_MS;
 use super::stream::{NewStream, Stream, StreamMeta, StreamMode, StreamStatus};
 use super::{
     Kinesis, ON_DEMAND_STREAM_LIMIT, SHARD_LIMIT, validate_shard_id, validate_stream_name,
@@ -31,8 +32,9 @@ const METRICS: [&str; 7] = [
 /// The minimum throughput billing commitment lasts at least a day once enabled.
 const COMMITMENT_MIN_MS: i64 = 24 * 3_600_000;
 
-/// Account-wide settings (DescribeAccountSettings / UpdateAccountSettings).
-#[derive(Debug, Default)]
+/// Account-wide settings (DescribeAccountSettings / UpdateAccountSettings); persisted with a
+/// data directory.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct AccountSettings {
     commitment_started_ms: Option<i64>,
     commitment_ended_ms: Option<i64>,
@@ -341,6 +343,62 @@ impl Kinesis {
             target_shard_count: target,
             stream_arn: stream.arn.clone(),
         })
+    }
+
+    /// Adds capacity to an ON_DEMAND stream (with limits enforced) where writes need it: each
+    /// open shard whose writes have been refused for [`ON_DEMAND_SCALE_AFTER_MS`] is split in
+    /// the middle of its hash range, a real split with lineage, like SplitShard. Called after a
+    /// put that had writes refused.
+    pub(super) fn scale_on_demand(&self, stream: &Arc<Stream>) {
+        let now = self.now();
+        let hot = |meta: &StreamMeta| -> Vec<String> {
+            if meta.mode != StreamMode::OnDemand || meta.status != StreamStatus::Active {
+                return Vec::new();
+            }
+            meta.open
+                .iter()
+                .filter(|s| s.range.end > s.range.start)
+                .filter(|s| {
+                    s.limits()
+                        .under_sustained_write_pressure(now, ON_DEMAND_SCALE_AFTER_MS)
+                })
+                .map(|s| s.id.clone())
+                .collect()
+        };
+        if hot(&stream.meta()).is_empty() {
+            return;
+        }
+        // Counted before taking the stream's write lock: counting reads every stream.
+        let room = (SHARD_LIMIT as usize).saturating_sub(self.open_shard_count());
+        {
+            let mut meta = stream.meta_mut();
+            // Another request may have split them meanwhile: look again under the write lock.
+            let hot = hot(&meta);
+            let mut split = 0;
+            for id in hot.iter().take(room) {
+                let Some(range) = meta.open.iter().find(|s| &s.id == id).map(|s| s.range) else {
+                    continue;
+                };
+                let middle = range.start + (range.end - range.start) / 2 + 1;
+                match meta.split(id, middle, now, stream.created_ms) {
+                    Ok(()) => split += 1,
+                    Err(err) => tracing::warn!(%err, shard_id = %id, "on-demand split failed"),
+                }
+            }
+            if split == 0 {
+                return;
+            }
+            tracing::info!(
+                stream = %stream.name,
+                split,
+                open = meta.open.len(),
+                "on-demand stream added shards for sustained write load"
+            );
+            self.after_reshard(stream, &mut meta);
+        }
+        if let Err(err) = self.store.persist(&self.streams) {
+            tracing::error!(%err, stream = %stream.name, "cannot persist stream metadata");
+        }
     }
 
     /// After a split, merge or scaling: forget long-expired shards and pass through UPDATING.
@@ -787,6 +845,10 @@ impl Kinesis {
                 }
                 _ => {}
             }
+            self.store.persist_account(&settings).map_err(|err| {
+                tracing::error!(%err, "cannot persist account settings");
+                ApiError::internal("The change could not be stored.")
+            })?;
         }
         Ok(self.describe_account_settings())
     }

@@ -18,6 +18,7 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::eventstream;
 use crate::http::protocol::{self, Protocol, Timestamp};
 use crate::http::validation::Validator;
+use crate::storage::Storage;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bytes::Bytes;
@@ -359,6 +360,7 @@ impl Kinesis {
             deadline: Instant::now() + self.config.subscription_lifetime,
             token,
             clock: Arc::clone(&self.config.clock),
+            storage: self.storage.clone(),
             phase: Phase::Initial,
         };
         Ok(Box::pin(futures::stream::unfold(
@@ -389,6 +391,8 @@ struct Subscription {
     token: CancellationToken,
     changes: watch::Receiver<u64>,
     clock: Arc<dyn Clock>,
+    /// Where the shard's records are read from (with a data directory).
+    storage: Storage,
     phase: Phase,
 }
 
@@ -438,12 +442,23 @@ impl Subscription {
             let (event, exhausted) = {
                 let meta = self.stream.meta();
                 let horizon = now - meta.retention_ms();
-                let batch = self.shard.read(
+                let batch = match self.shard.read(
+                    &self.storage,
                     self.next_counter,
                     MAX_EVENT_RECORDS,
                     MAX_EVENT_BYTES,
                     horizon,
-                );
+                ) {
+                    Ok(batch) => batch,
+                    Err(err) => {
+                        tracing::error!(%err, shard = %self.shard.id, "cannot read records from the data directory");
+                        self.phase = Phase::Done;
+                        return Some(self.exception(
+                            "InternalFailureException",
+                            "The records could not be read.",
+                        ));
+                    }
+                };
                 let idle = batch.records.is_empty() && !batch.exhausted;
                 if idle && Instant::now() < heartbeat {
                     (None, false)

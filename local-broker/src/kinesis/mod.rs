@@ -97,37 +97,45 @@ impl Kinesis {
         }
     }
 
-    /// The service as a data directory left it.
+    /// The service as a data directory left it: the streams `replay` rebuilt while `storage`
+    /// was opened.
     pub fn restore(
         config: BrokerConfig,
         storage: Storage,
-        recovered: &mut Recovered,
+        recovered: &Recovered,
+        replay: store::Replay,
     ) -> Result<Self, StorageError> {
-        let batches = std::mem::take(&mut recovered.batches);
-        let now = config.clock.now_millis();
-        let streams = store::restore(&recovered.meta, batches, now)?;
+        let streams = replay.into_streams();
         Ok(Self {
             config,
             streams: Arc::new(RwLock::new(streams)),
             iterators: iterator::IteratorCodec::with_key(recovered.iterator_key),
-            account: Mutex::new(control::AccountSettings::default()),
+            account: Mutex::new(store::restore_account(&recovered.meta)?),
             subscriptions: fanout::Subscriptions::default(),
             store: Arc::new(store::StreamStore::new(storage.clone(), &recovered.meta)),
             storage,
         })
     }
 
-    /// Deletes record segments that only hold records past every stream's retention.
+    /// Deletes record segments that only hold records past every stream's retention, after
+    /// every shard forgot its records past retention (so no index points into a deleted segment).
     pub fn expire_records(&self) -> Result<usize, StorageError> {
-        let longest = self
+        let now = self.now();
+        let mut longest = i64::from(stream::DEFAULT_RETENTION_HOURS) * 3_600_000;
+        for stream in self
             .streams
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .map(|s| s.meta().retention_ms())
-            .max()
-            .unwrap_or(i64::from(stream::DEFAULT_RETENTION_HOURS) * 3_600_000);
-        self.storage.expire_records(self.now() - longest)
+        {
+            let meta = stream.meta();
+            let retention = meta.retention_ms();
+            for shard in &meta.shards {
+                shard.expire(now - retention);
+            }
+            longest = longest.max(retention);
+        }
+        self.storage.expire_records(now - longest)
     }
 
     /// Runs one operation; control operations persist the stream state they changed.

@@ -163,7 +163,10 @@ impl Kinesis {
                 .limits()
                 .admit_write(entry.data.len() + entry.partition_key.len(), self.now())
         {
-            return Err(self.throughput_exceeded(&stream, shard));
+            let err = self.throughput_exceeded(&stream, shard);
+            drop(meta);
+            self.scale_on_demand(&stream);
+            return Err(err);
         }
         let counters = shard
             .append(
@@ -286,11 +289,16 @@ impl Kinesis {
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| ApiError::internal("a record was not appended"))?;
         let failed_record_count = records.iter().filter(|r| r.error_code.is_some()).count() as u32;
-        Ok(PutRecordsOutput {
+        let output = PutRecordsOutput {
             failed_record_count,
             records,
             encryption_type: encryption_type(meta.encryption_key.is_some()),
-        })
+        };
+        if failed_record_count > 0 {
+            drop(meta);
+            self.scale_on_demand(&stream);
+        }
+        Ok(output)
     }
 
     pub(super) fn get_shard_iterator(
@@ -455,7 +463,18 @@ impl Kinesis {
             return Err(self.throughput_exceeded(&stream, shard));
         }
         let limit = input.limit.unwrap_or(MAX_GET_RECORDS) as usize;
-        let batch = shard.read(position.next_counter, limit, MAX_GET_RECORDS_BYTES, horizon);
+        let batch = shard
+            .read(
+                &self.storage,
+                position.next_counter,
+                limit,
+                MAX_GET_RECORDS_BYTES,
+                horizon,
+            )
+            .map_err(|err| {
+                tracing::error!(%err, shard = %shard.id, "cannot read records from the data directory");
+                ApiError::internal("The records could not be read.")
+            })?;
         if self.config.enforce_limits {
             let bytes: usize = batch.records.iter().map(|r| r.data.len()).sum();
             shard.limits().charge_read(bytes);

@@ -3,6 +3,12 @@
 //! Appends and reads of one shard take only that shard's lock, so writers to different shards run
 //! in parallel. Arrival timestamps are made non-decreasing under the lock, so the log can be
 //! searched by time and trimmed from the front when records pass the retention period.
+//!
+//! What the log holds depends on the broker's [`Storage`], chosen by the first append or restore:
+//! in memory, the records themselves; with a data directory, only an index ([`IndexedRecord`],
+//! 24 bytes a record) into the record log, whose bodies are read back through [`Storage::read`]
+//! (from its hot tail, or from disk). Reads pick their records under the lock and fetch bodies
+//! after releasing it, so a read from disk never holds up appends.
 
 use super::hash::HashRange;
 use super::limits::ShardLimits;
@@ -31,10 +37,233 @@ pub struct Closed {
     pub last_counter: u64,
 }
 
+/// Where one record lives in the record log, and what a read must know before fetching it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexedRecord {
+    /// Log position of the record's encoding (see [`super::store::decode_record`]).
+    pub position: u64,
+    pub arrival_ms: i64,
+    pub data_len: u32,
+    pub key_len: u16,
+    pub encrypted: bool,
+}
+
+// What a shard holds per record with a data directory (the module docs promise 24 bytes).
+const _: () = assert!(size_of::<IndexedRecord>() == 24);
+
+impl IndexedRecord {
+    /// Bytes of the record's encoding in the log.
+    fn encoded_len(&self) -> u64 {
+        super::store::encoded_len(self.key_len, self.data_len)
+    }
+}
+
+/// A shard's records, oldest first, with consecutive counters.
+#[derive(Debug)]
+enum Records {
+    /// The records themselves (no data directory).
+    Memory(VecDeque<StoredRecord>),
+    /// Where the records are in the record log; `first_counter` is the counter of `index[0]`.
+    Disk {
+        first_counter: u64,
+        index: VecDeque<IndexedRecord>,
+    },
+}
+
+/// Records a read picked under the shard's lock.
+enum Picked {
+    Ready(Vec<StoredRecord>),
+    /// Still to be read from storage: the first one's counter and where they are.
+    Indexed(u64, Vec<IndexedRecord>),
+}
+
+impl Records {
+    fn len(&self) -> usize {
+        match self {
+            Records::Memory(records) => records.len(),
+            Records::Disk { index, .. } => index.len(),
+        }
+    }
+
+    /// Counter of the oldest record held.
+    fn first_counter(&self) -> Option<u64> {
+        match self {
+            Records::Memory(records) => records.front().map(|r| r.counter),
+            Records::Disk {
+                first_counter,
+                index,
+            } => (!index.is_empty()).then_some(*first_counter),
+        }
+    }
+
+    fn arrival_ms(&self, i: usize) -> Option<i64> {
+        match self {
+            Records::Memory(records) => records.get(i).map(|r| r.arrival_ms),
+            Records::Disk { index, .. } => index.get(i).map(|r| r.arrival_ms),
+        }
+    }
+
+    /// Index of the first record that arrived at or after `at_ms`.
+    fn first_arrived_at(&self, at_ms: i64) -> usize {
+        match self {
+            Records::Memory(records) => records.partition_point(|r| r.arrival_ms < at_ms),
+            Records::Disk { index, .. } => index.partition_point(|r| r.arrival_ms < at_ms),
+        }
+    }
+
+    fn pop_front(&mut self) {
+        match self {
+            Records::Memory(records) => {
+                records.pop_front();
+            }
+            Records::Disk {
+                first_counter,
+                index,
+            } => {
+                if index.pop_front().is_some() {
+                    *first_counter += 1;
+                }
+            }
+        }
+    }
+
+    /// Switches an empty log to an index when records go to a data directory.
+    fn index(&mut self) -> (&mut u64, &mut VecDeque<IndexedRecord>) {
+        if let Records::Memory(records) = self {
+            debug_assert!(records.is_empty(), "a shard's storage never changes");
+            *self = Records::Disk {
+                first_counter: 0,
+                index: VecDeque::new(),
+            };
+        }
+        match self {
+            Records::Disk {
+                first_counter,
+                index,
+            } => (first_counter, index),
+            Records::Memory(_) => unreachable!("switched to an index above"),
+        }
+    }
+
+    /// Indexes the record with `counter`, which must follow the newest one held; returns false
+    /// (and changes nothing) if the log already holds that counter.
+    fn push_indexed(&mut self, counter: u64, record: IndexedRecord) -> bool {
+        let (first_counter, index) = self.index();
+        let next = *first_counter + index.len() as u64;
+        if !index.is_empty() && counter < next {
+            return false;
+        }
+        if index.is_empty() || counter > next {
+            // A gap only follows a record log cut short; the older records cannot be reached
+            // by counter any more.
+            index.clear();
+            *first_counter = counter;
+        }
+        index.push_back(record);
+        true
+    }
+
+    /// Up to `limit` records and `max_bytes` of data from the `skip`th one (at least one
+    /// record when any is there).
+    fn pick(&self, skip: usize, limit: usize, max_bytes: usize) -> Picked {
+        fn take<T>(
+            items: impl Iterator<Item = T>,
+            data_len: impl Fn(&T) -> usize,
+            limit: usize,
+            max_bytes: usize,
+        ) -> Vec<T> {
+            let mut picked = Vec::new();
+            let mut bytes = 0usize;
+            for item in items {
+                let len = data_len(&item);
+                if picked.len() >= limit || (!picked.is_empty() && bytes + len > max_bytes) {
+                    break;
+                }
+                bytes += len;
+                picked.push(item);
+            }
+            picked
+        }
+        match self {
+            Records::Memory(records) => Picked::Ready(take(
+                records.iter().skip(skip).cloned(),
+                |r| r.data.len(),
+                limit,
+                max_bytes,
+            )),
+            Records::Disk {
+                first_counter,
+                index,
+            } => Picked::Indexed(
+                first_counter + skip as u64,
+                take(
+                    index.iter().skip(skip).copied(),
+                    |r| r.data_len as usize,
+                    limit,
+                    max_bytes,
+                ),
+            ),
+        }
+    }
+}
+
+impl Picked {
+    fn len(&self) -> usize {
+        match self {
+            Picked::Ready(records) => records.len(),
+            Picked::Indexed(_, index) => index.len(),
+        }
+    }
+
+    /// The records, read from storage if they were picked from an index. Records appended in
+    /// one batch lie next to each other in the log, so each run of them is one read.
+    fn fetch(self, storage: &Storage) -> Result<Vec<StoredRecord>, StorageError> {
+        let (first_counter, index) = match self {
+            Picked::Ready(records) => return Ok(records),
+            Picked::Indexed(first_counter, index) => (first_counter, index),
+        };
+        let mut records = Vec::with_capacity(index.len());
+        let mut run_start = 0;
+        while run_start < index.len() {
+            let mut run_end = run_start + 1;
+            while index.get(run_end).is_some_and(|next| {
+                let previous = &index[run_end - 1];
+                next.position == previous.position + previous.encoded_len()
+            }) {
+                run_end += 1;
+            }
+            let run = &index[run_start..run_end];
+            let start = run[0].position;
+            let len = run[run.len() - 1].position + run[run.len() - 1].encoded_len() - start;
+            let bytes = storage.read(start, len as usize)?;
+            for (i, entry) in run.iter().enumerate() {
+                let at = (entry.position - start) as usize;
+                let encoded = bytes.slice(at..at + entry.encoded_len() as usize);
+                let (partition_key, data) = super::store::decode_record(&encoded, entry.key_len)
+                    .ok_or_else(|| {
+                        StorageError::Corrupt(format!(
+                            "no record at log position {}",
+                            entry.position
+                        ))
+                    })?;
+                records.push(StoredRecord {
+                    counter: first_counter + (run_start + i) as u64,
+                    arrival_ms: entry.arrival_ms,
+                    partition_key,
+                    data,
+                    encrypted: entry.encrypted,
+                });
+            }
+            run_start = run_end;
+        }
+        Ok(records)
+    }
+}
+
 /// The mutable part of a shard.
 #[derive(Debug)]
 pub struct ShardLog {
-    records: VecDeque<StoredRecord>,
+    records: Records,
     /// Counter the next appended record gets.
     next_counter: u64,
     last_arrival_ms: i64,
@@ -91,7 +320,7 @@ impl Shard {
             created_ms,
             stream_epoch,
             log: Mutex::new(ShardLog {
-                records: VecDeque::new(),
+                records: Records::Memory(VecDeque::new()),
                 next_counter: 1,
                 last_arrival_ms: created_ms,
                 closed: None,
@@ -129,7 +358,8 @@ impl Shard {
     /// Appends records of stream `stream`; returns their counters. The caller checked the shard
     /// is open while holding the stream's routing lock, so no append can race a close. With a
     /// data directory the batch is written to the record log first, under this shard's lock, so
-    /// the log holds each shard's records in counter order and a failed write changes nothing.
+    /// the log holds each shard's records in counter order and a failed write changes nothing;
+    /// the shard then keeps only where each record is.
     pub fn append(
         &self,
         now_ms: i64,
@@ -141,26 +371,44 @@ impl Shard {
     ) -> Result<Vec<u64>, StorageError> {
         let mut log = self.log();
         let arrival = now_ms.max(log.last_arrival_ms);
+        let first_counter = log.next_counter;
+        let counters: Vec<u64> = (first_counter..first_counter + entries.len() as u64).collect();
         if storage.is_durable() {
-            let body =
-                super::store::encode_batch(stream, self, log.next_counter, encrypted, &entries);
-            storage.append_records(arrival, &body)?;
+            let body = super::store::encode_batch(stream, self, first_counter, encrypted, &entries);
+            let position = storage.append_records(arrival, &body)?;
+            log.trim(now_ms - retention_ms);
+            for ((offset, (key, data)), counter) in super::store::record_offsets(stream, &entries)
+                .zip(&entries)
+                .zip(&counters)
+            {
+                log.records.push_indexed(
+                    *counter,
+                    IndexedRecord {
+                        position: position + offset,
+                        arrival_ms: arrival,
+                        data_len: data.len() as u32,
+                        key_len: key.len() as u16,
+                        encrypted,
+                    },
+                );
+            }
+        } else {
+            log.trim(now_ms - retention_ms);
+            let Records::Memory(records) = &mut log.records else {
+                unreachable!("a shard without a data directory keeps its records in memory");
+            };
+            for ((partition_key, data), counter) in entries.into_iter().zip(&counters) {
+                records.push_back(StoredRecord {
+                    counter: *counter,
+                    arrival_ms: arrival,
+                    partition_key,
+                    data,
+                    encrypted,
+                });
+            }
         }
         log.last_arrival_ms = arrival;
-        log.trim(now_ms - retention_ms);
-        let mut counters = Vec::with_capacity(entries.len());
-        for (partition_key, data) in entries {
-            let counter = log.next_counter;
-            log.next_counter += 1;
-            log.records.push_back(StoredRecord {
-                counter,
-                arrival_ms: arrival,
-                partition_key,
-                data,
-                encrypted,
-            });
-            counters.push(counter);
-        }
+        log.next_counter = first_counter + counters.len() as u64;
         let next = log.next_counter;
         drop(log);
         self.changed.send_replace(next);
@@ -176,31 +424,18 @@ impl Shard {
         log.children = children;
     }
 
-    /// Replays one batch from the record log. Counters only ever move forward, so the shard's
-    /// next counter ends past everything it ever acknowledged.
-    pub fn restore_batch(
-        &self,
-        first_counter: u64,
-        arrival_ms: i64,
-        encrypted: bool,
-        records: Vec<(String, Bytes)>,
-    ) {
+    /// Indexes one batch found in the record log on restart. Counters only ever move forward, so
+    /// the shard's next counter ends past everything it ever acknowledged.
+    pub fn restore_batch(&self, first_counter: u64, records: impl Iterator<Item = IndexedRecord>) {
         let mut log = self.log();
-        for (i, (partition_key, data)) in records.into_iter().enumerate() {
+        for (i, record) in records.enumerate() {
             let counter = first_counter + i as u64;
-            if log.records.back().is_some_and(|r| r.counter >= counter) {
-                continue;
+            let arrival_ms = record.arrival_ms;
+            if log.records.push_indexed(counter, record) {
+                log.next_counter = log.next_counter.max(counter + 1);
+                log.last_arrival_ms = log.last_arrival_ms.max(arrival_ms);
             }
-            log.records.push_back(StoredRecord {
-                counter,
-                arrival_ms,
-                partition_key,
-                data,
-                encrypted,
-            });
-            log.next_counter = log.next_counter.max(counter + 1);
         }
-        log.last_arrival_ms = log.last_arrival_ms.max(arrival_ms);
     }
 
     /// Closes the shard (split or merge), naming its children.
@@ -241,75 +476,79 @@ impl Shard {
     /// Counter of the first record that arrived at or after `at_ms` (and is not expired).
     pub fn counter_at_timestamp(&self, at_ms: i64, horizon_ms: i64) -> u64 {
         let log = self.log();
-        let idx = log.records.partition_point(|r| r.arrival_ms < at_ms);
-        log.records
-            .get(idx)
-            .map(|r| r.counter)
-            .unwrap_or(log.next_counter)
+        log.counter_arrived_at(at_ms)
             .max(log.first_readable(horizon_ms))
     }
 
     /// Reads from `from_counter`, skipping expired records, up to `limit` records and `max_bytes`
-    /// of data (at least one record when any is readable).
+    /// of data (at least one record when any is readable). Records of a data directory are read
+    /// from `storage`, which fails only if the data directory does.
     pub fn read(
         &self,
+        storage: &Storage,
         from_counter: u64,
         limit: usize,
         max_bytes: usize,
         horizon_ms: i64,
-    ) -> ReadBatch {
-        let log = self.log();
-        let start = from_counter.max(log.first_readable(horizon_ms));
-        let first = log.records.front().map_or(log.next_counter, |r| r.counter);
-        let skip = start.saturating_sub(first) as usize;
-        let mut records = Vec::new();
-        let mut bytes = 0usize;
-        for record in log.records.iter().skip(skip) {
-            if records.len() >= limit
-                || (!records.is_empty() && bytes + record.data.len() > max_bytes)
-            {
-                break;
-            }
-            bytes += record.data.len();
-            records.push(record.clone());
-        }
-        let next_counter = records
-            .last()
-            .map_or(start.min(log.next_counter), |r| r.counter + 1);
-        let next_unread_arrival_ms = log
-            .records
-            .get((next_counter.saturating_sub(first)) as usize)
-            .map(|r| r.arrival_ms);
-        let exhausted = log.closed.is_some() && next_counter >= log.next_counter;
-        ReadBatch {
-            records,
-            next_counter,
-            exhausted,
-            next_unread_arrival_ms,
-            children: if exhausted {
-                log.children.clone()
+    ) -> Result<ReadBatch, StorageError> {
+        let (picked, batch) = {
+            let log = self.log();
+            let start = from_counter.max(log.first_readable(horizon_ms));
+            let first = log.records.first_counter().unwrap_or(log.next_counter);
+            let skip = start.saturating_sub(first) as usize;
+            let picked = log.records.pick(skip, limit, max_bytes);
+            let next_counter = if picked.len() == 0 {
+                start.min(log.next_counter)
             } else {
-                Vec::new()
-            },
-        }
+                first + (skip + picked.len()) as u64
+            };
+            let next_unread_arrival_ms = log
+                .records
+                .arrival_ms(next_counter.saturating_sub(first) as usize);
+            let exhausted = log.closed.is_some() && next_counter >= log.next_counter;
+            let batch = ReadBatch {
+                records: Vec::new(),
+                next_counter,
+                exhausted,
+                next_unread_arrival_ms,
+                children: if exhausted {
+                    log.children.clone()
+                } else {
+                    Vec::new()
+                },
+            };
+            (picked, batch)
+        };
+        Ok(ReadBatch {
+            records: picked.fetch(storage)?,
+            ..batch
+        })
+    }
+
+    /// Forgets records that arrived before `horizon_ms`: with a data directory, their record
+    /// log segments may be deleted next.
+    pub fn expire(&self, horizon_ms: i64) {
+        self.log().trim(horizon_ms);
     }
 }
 
 impl ShardLog {
+    /// Counter of the first record that arrived at or after `at_ms` (`next_counter` if none).
+    fn counter_arrived_at(&self, at_ms: i64) -> u64 {
+        let idx = self.records.first_arrived_at(at_ms);
+        match self.records.first_counter() {
+            Some(first) if idx < self.records.len() => first + idx as u64,
+            _ => self.next_counter,
+        }
+    }
+
     fn first_readable(&self, horizon_ms: i64) -> u64 {
-        let idx = self.records.partition_point(|r| r.arrival_ms < horizon_ms);
-        self.records
-            .get(idx)
-            .map_or(self.next_counter, |r| r.counter)
+        self.counter_arrived_at(horizon_ms)
     }
 
     /// Drops records that arrived before `horizon_ms`; they can never be read again.
     fn trim(&mut self, horizon_ms: i64) {
-        while self
-            .records
-            .front()
-            .is_some_and(|r| r.arrival_ms < horizon_ms)
-        {
+        while self.records.arrival_ms(0).is_some_and(|a| a < horizon_ms) {
             self.records.pop_front();
         }
     }
@@ -333,68 +572,121 @@ pub fn shard_index(id: &str) -> Option<u32> {
 mod tests {
     use super::*;
 
-    fn shard() -> Shard {
-        Shard::new(0, HashRange::ALL, (None, None), 0, 1)
+    /// A shard over each kind of storage: in memory, and a data directory whose hot tail is too
+    /// small for any batch (every read goes to disk).
+    fn shards() -> Vec<Fixture> {
+        let (storage, dir) = crate::storage::testing::open_temp(0);
+        [(Storage::memory(), None), (storage, Some(dir))]
+            .into_iter()
+            .map(|(storage, dir)| Fixture {
+                shard: Shard::new(0, HashRange::ALL, (None, None), 0, 1),
+                storage,
+                _dir: dir,
+            })
+            .collect()
     }
 
-    fn put(shard: &Shard, now: i64, n: usize) -> Vec<u64> {
-        shard
-            .append(
-                now,
-                24 * 3_600_000,
-                (0..n)
-                    .map(|i| (format!("k{i}"), Bytes::from(vec![0u8; 10])))
-                    .collect(),
-                false,
-                &Storage::memory(),
-                "s",
-            )
-            .unwrap()
+    struct Fixture {
+        shard: Shard,
+        storage: Storage,
+        _dir: Option<crate::storage::testing::TempDir>,
+    }
+
+    impl Fixture {
+        fn put(&self, now: i64, n: usize) -> Vec<u64> {
+            self.shard
+                .append(
+                    now,
+                    24 * 3_600_000,
+                    (0..n)
+                        .map(|i| (format!("k{i}"), Bytes::from(vec![i as u8; 10])))
+                        .collect(),
+                    false,
+                    &self.storage,
+                    "s",
+                )
+                .unwrap()
+        }
+
+        fn read(&self, from: u64, limit: usize, max_bytes: usize, horizon: i64) -> ReadBatch {
+            self.shard
+                .read(&self.storage, from, limit, max_bytes, horizon)
+                .unwrap()
+        }
+    }
+
+    fn counters(batch: &ReadBatch) -> Vec<u64> {
+        batch.records.iter().map(|r| r.counter).collect()
     }
 
     #[test]
     fn reads_resume_where_they_stopped() {
-        let s = shard();
-        assert_eq!(put(&s, 10, 5), vec![1, 2, 3, 4, 5]);
-        let a = s.read(1, 2, usize::MAX, 0);
-        assert_eq!(a.records.len(), 2);
-        let b = s.read(a.next_counter, 100, usize::MAX, 0);
-        assert_eq!(
-            b.records.iter().map(|r| r.counter).collect::<Vec<_>>(),
-            vec![3, 4, 5]
-        );
-        assert!(!b.exhausted);
-        assert_eq!(b.next_unread_arrival_ms, None);
+        for s in shards() {
+            assert_eq!(s.put(10, 5), vec![1, 2, 3, 4, 5]);
+            let a = s.read(1, 2, usize::MAX, 0);
+            assert_eq!(counters(&a), vec![1, 2]);
+            let b = s.read(a.next_counter, 100, usize::MAX, 0);
+            assert_eq!(counters(&b), vec![3, 4, 5]);
+            assert_eq!(b.records[2].partition_key, "k4");
+            assert_eq!(b.records[2].data, Bytes::from(vec![4u8; 10]));
+            assert!(!b.exhausted);
+            assert_eq!(b.next_unread_arrival_ms, None);
+        }
+    }
+
+    #[test]
+    fn reads_span_batches() {
+        for s in shards() {
+            s.put(10, 2);
+            s.put(20, 3);
+            let batch = s.read(2, 100, usize::MAX, 0);
+            assert_eq!(counters(&batch), vec![2, 3, 4, 5]);
+            assert_eq!(
+                batch
+                    .records
+                    .iter()
+                    .map(|r| r.arrival_ms)
+                    .collect::<Vec<_>>(),
+                vec![10, 20, 20, 20]
+            );
+            assert_eq!(s.shard.counter_at_timestamp(15, 0), 3);
+        }
     }
 
     #[test]
     fn closed_shard_is_exhausted_after_last_record() {
-        let s = shard();
-        put(&s, 10, 2);
-        s.close(20, vec!["shardId-000000000001".into()]);
-        let batch = s.read(1, 100, usize::MAX, 0);
-        assert!(batch.exhausted);
-        assert_eq!(batch.children, vec!["shardId-000000000001".to_string()]);
+        for s in shards() {
+            s.put(10, 2);
+            s.shard.close(20, vec!["shardId-000000000001".into()]);
+            let batch = s.read(1, 100, usize::MAX, 0);
+            assert!(batch.exhausted);
+            assert_eq!(batch.children, vec!["shardId-000000000001".to_string()]);
+        }
     }
 
     #[test]
     fn expired_records_are_skipped() {
-        let s = shard();
-        put(&s, 10, 2);
-        put(&s, 100, 2);
-        let batch = s.read(1, 100, usize::MAX, 50);
-        assert_eq!(
-            batch.records.iter().map(|r| r.counter).collect::<Vec<_>>(),
-            vec![3, 4]
-        );
+        for s in shards() {
+            s.put(10, 2);
+            s.put(100, 2);
+            let batch = s.read(1, 100, usize::MAX, 50);
+            assert_eq!(counters(&batch), vec![3, 4]);
+            s.shard.expire(50);
+            assert_eq!(
+                s.shard.trim_horizon_counter(0),
+                3,
+                "expired records are forgotten"
+            );
+        }
     }
 
     #[test]
     fn byte_cap_still_returns_one_record() {
-        let s = shard();
-        put(&s, 10, 3);
-        assert_eq!(s.read(1, 100, 5, 0).records.len(), 1);
-        assert_eq!(s.read(1, 100, 25, 0).records.len(), 2);
+        for s in shards() {
+            s.put(10, 3);
+            assert_eq!(s.read(1, 100, 5, 0).records.len(), 1);
+            assert_eq!(s.read(1, 100, 25, 0).records.len(), 2);
+        }
     }
 
     #[test]

@@ -5,13 +5,14 @@
 //! of each shard) is one metadata value per stream, rewritten whenever a control operation
 //! changed it. Records are record-log batches; a shard's next counter is recovered as the larger
 //! of its persisted floor and one past the last record the log holds, so sequence numbers never
-//! go backwards across restarts.
+//! go backwards across restarts. Recovery ([`Replay`]) indexes each batch's records by log
+//! position without keeping their bodies.
 
 use super::consumer::{Consumer, ConsumerStatus};
 use super::hash::HashRange;
-use super::shard::{Closed, Shard};
+use super::shard::{Closed, IndexedRecord, Shard};
 use super::stream::{Stream, StreamMeta, StreamMode, StreamStatus};
-use crate::storage::{Change, Storage, StorageError};
+use crate::storage::{Change, Recovery, Storage, StorageError};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +20,19 @@ use std::sync::{Arc, Mutex, RwLock};
 
 /// Metadata keys of streams start with this.
 const STREAM_PREFIX: &str = "kinesis/stream/";
+/// The metadata key of the account settings (UpdateAccountSettings).
+const ACCOUNT_KEY: &str = "kinesis/account";
+
+/// The account settings a data directory holds (the defaults if it holds none).
+pub fn restore_account(
+    meta: &BTreeMap<String, Vec<u8>>,
+) -> Result<super::control::AccountSettings, StorageError> {
+    match meta.get(ACCOUNT_KEY) {
+        None => Ok(Default::default()),
+        Some(json) => serde_json::from_slice(json)
+            .map_err(|e| StorageError::Corrupt(format!("account settings: {e}"))),
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 struct StreamRecord {
@@ -194,6 +208,16 @@ fn stream_of(record: StreamRecord) -> Result<Option<Stream>, StorageError> {
     )))
 }
 
+/// Bytes of a batch's encoding before its first record.
+fn batch_header_len(stream: &str) -> usize {
+    2 + stream.len() + 8 + 4 + 8 + 1 + 4
+}
+
+/// Bytes of one record's encoding in a batch.
+pub fn encoded_len(key_len: u16, data_len: u32) -> u64 {
+    2 + u64::from(key_len) + 4 + u64::from(data_len)
+}
+
 /// Encodes one append batch: `name_len u16 · name · epoch i64 · shard u32 · first counter u64 ·
 /// encrypted u8 · count u32 · (key_len u16 · key · data_len u32 · data)*`, little-endian.
 pub fn encode_batch(
@@ -204,7 +228,7 @@ pub fn encode_batch(
     records: &[(String, Bytes)],
 ) -> Vec<u8> {
     let size: usize = records.iter().map(|(k, d)| 6 + k.len() + d.len()).sum();
-    let mut out = Vec::with_capacity(27 + stream.len() + size);
+    let mut out = Vec::with_capacity(batch_header_len(stream) + size);
     out.extend_from_slice(&(stream.len() as u16).to_le_bytes());
     out.extend_from_slice(stream.as_bytes());
     out.extend_from_slice(&shard.stream_epoch.to_le_bytes());
@@ -221,37 +245,62 @@ pub fn encode_batch(
     out
 }
 
-/// A decoded batch.
-struct Batch {
-    stream: String,
+/// Where each record's encoding starts in the batch [`encode_batch`] makes of `records`.
+pub fn record_offsets<'a>(
+    stream: &str,
+    records: &'a [(String, Bytes)],
+) -> impl Iterator<Item = u64> + 'a {
+    records
+        .iter()
+        .scan(batch_header_len(stream) as u64, |at, (key, data)| {
+            let offset = *at;
+            *at += encoded_len(key.len() as u16, data.len() as u32);
+            Some(offset)
+        })
+}
+
+/// The partition key and data of one record's encoding (`key_len` bytes of key).
+pub fn decode_record(encoded: &Bytes, key_len: u16) -> Option<(String, Bytes)> {
+    let key_end = 2 + usize::from(key_len);
+    let key = std::str::from_utf8(encoded.get(2..key_end)?)
+        .ok()?
+        .to_owned();
+    let data_start = key_end + 4;
+    (data_start <= encoded.len()).then(|| (key, encoded.slice(data_start..)))
+}
+
+/// A batch's header, and its records as offsets into it.
+struct Batch<'a> {
+    stream: &'a str,
     epoch: i64,
     shard: u32,
     first_counter: u64,
     encrypted: bool,
-    records: Vec<(String, Bytes)>,
+    /// `(offset, key_len, data_len)` of each record.
+    records: Vec<(u64, u16, u32)>,
 }
 
 /// Reads little-endian fields off the front of a slice.
-struct Reader<'a>(&'a [u8]);
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
-        self.0 = rest;
-        Some(head)
+        let field = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(field)
     }
     fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
         self.take(N)?.try_into().ok()
     }
-    fn text(&mut self, len: usize) -> Option<String> {
-        String::from_utf8(self.take(len)?.to_vec()).ok()
-    }
 }
 
-fn decode_batch(body: &[u8]) -> Option<Batch> {
-    let mut r = Reader(body);
+fn decode_batch(body: &[u8]) -> Option<Batch<'_>> {
+    let mut r = Reader { bytes: body, at: 0 };
     let name_len = u16::from_le_bytes(r.array()?) as usize;
-    let stream = r.text(name_len)?;
+    let stream = std::str::from_utf8(r.take(name_len)?).ok()?;
     let epoch = i64::from_le_bytes(r.array()?);
     let shard = u32::from_le_bytes(r.array()?);
     let first_counter = u64::from_le_bytes(r.array()?);
@@ -259,10 +308,12 @@ fn decode_batch(body: &[u8]) -> Option<Batch> {
     let count = u32::from_le_bytes(r.array()?) as usize;
     let mut records = Vec::with_capacity(count.min(10_000));
     for _ in 0..count {
-        let key_len = u16::from_le_bytes(r.array()?) as usize;
-        let key = r.text(key_len)?;
-        let data_len = u32::from_le_bytes(r.array()?) as usize;
-        records.push((key, Bytes::copy_from_slice(r.take(data_len)?)));
+        let offset = r.at as u64;
+        let key_len = u16::from_le_bytes(r.array()?);
+        r.take(usize::from(key_len))?;
+        let data_len = u32::from_le_bytes(r.array()?);
+        r.take(data_len as usize)?;
+        records.push((offset, key_len, data_len));
     }
     Some(Batch {
         stream,
@@ -274,48 +325,81 @@ fn decode_batch(body: &[u8]) -> Option<Batch> {
     })
 }
 
-/// Rebuilds every stream and its records from what the data directory held. Batches of streams
-/// that no longer exist (deleted, or re-created with a new epoch) and records past retention are
-/// dropped.
-pub fn restore(
-    meta: &BTreeMap<String, Vec<u8>>,
-    batches: Vec<(i64, Vec<u8>)>,
+/// Rebuilds every stream from the metadata, then indexes its records as the record log is
+/// replayed. Batches of streams that no longer exist (deleted, or re-created with a new epoch)
+/// and records past retention are skipped.
+pub struct Replay {
     now_ms: i64,
-) -> Result<BTreeMap<String, Arc<Stream>>, StorageError> {
-    let mut streams = BTreeMap::new();
-    for (key, value) in meta.range(STREAM_PREFIX.to_owned()..) {
-        if !key.starts_with(STREAM_PREFIX) {
-            break;
-        }
-        let record: StreamRecord = serde_json::from_slice(value)
-            .map_err(|err| StorageError::Corrupt(format!("{key}: {err}")))?;
-        if let Some(stream) = stream_of(record)? {
-            streams.insert(stream.name.clone(), Arc::new(stream));
+    streams: BTreeMap<String, Arc<Stream>>,
+}
+
+impl Replay {
+    /// A replay that judges retention as of `now_ms`.
+    pub fn new(now_ms: i64) -> Self {
+        Self {
+            now_ms,
+            streams: BTreeMap::new(),
         }
     }
-    for (arrival_ms, body) in batches {
-        let batch = decode_batch(&body)
+
+    /// The streams, once the data directory is open.
+    pub fn into_streams(self) -> BTreeMap<String, Arc<Stream>> {
+        self.streams
+    }
+}
+
+impl Recovery for Replay {
+    fn metadata(&mut self, meta: &BTreeMap<String, Vec<u8>>) -> Result<(), StorageError> {
+        for (key, value) in meta.range(STREAM_PREFIX.to_owned()..) {
+            if !key.starts_with(STREAM_PREFIX) {
+                break;
+            }
+            let record: StreamRecord = serde_json::from_slice(value)
+                .map_err(|err| StorageError::Corrupt(format!("{key}: {err}")))?;
+            if let Some(stream) = stream_of(record)? {
+                self.streams.insert(stream.name.clone(), Arc::new(stream));
+            }
+        }
+        Ok(())
+    }
+
+    fn record_batch(
+        &mut self,
+        arrival_ms: i64,
+        position: u64,
+        body: &[u8],
+    ) -> Result<(), StorageError> {
+        let batch = decode_batch(body)
             .ok_or_else(|| StorageError::Corrupt("malformed record batch".into()))?;
-        let Some(stream) = streams
-            .get(&batch.stream)
+        let Some(stream) = self
+            .streams
+            .get(batch.stream)
             .filter(|s| s.created_ms == batch.epoch)
         else {
-            continue;
+            return Ok(());
         };
         let meta = stream.meta();
-        if arrival_ms < now_ms - meta.retention_ms() {
-            continue;
+        if arrival_ms < self.now_ms - meta.retention_ms() {
+            return Ok(());
         }
         if let Some(shard) = meta.shards.iter().find(|s| s.index == batch.shard) {
+            let encrypted = batch.encrypted;
             shard.restore_batch(
                 batch.first_counter,
-                arrival_ms,
-                batch.encrypted,
-                batch.records,
+                batch
+                    .records
+                    .into_iter()
+                    .map(|(offset, key_len, data_len)| IndexedRecord {
+                        position: position + offset,
+                        arrival_ms,
+                        data_len,
+                        key_len,
+                        encrypted,
+                    }),
             );
         }
+        Ok(())
     }
-    Ok(streams)
 }
 
 /// Writes stream metadata when it changes; remembers what it last wrote so unchanged streams
@@ -342,6 +426,19 @@ impl StreamStore {
     /// The storage records go to.
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// Persists the account settings.
+    pub fn persist_account(
+        &self,
+        settings: &super::control::AccountSettings,
+    ) -> Result<(), StorageError> {
+        if !self.storage.is_durable() {
+            return Ok(());
+        }
+        let json = serde_json::to_vec(settings)
+            .map_err(|e| StorageError::Corrupt(format!("unencodable account settings: {e}")))?;
+        self.storage.write_meta(&[Change::Put(ACCOUNT_KEY, &json)])
     }
 
     /// Persists every stream whose state differs from what was last written, and forgets

@@ -9,6 +9,16 @@
 //! | `records/*.seg` | every shard's records, one shared append-only log ([`log`]) |
 //! | `meta.log`, `meta.snapshot` | stream and DynamoDB state as a key → value map ([`kv`]) |
 //! | `iterator.key` | the secret that signs shard iterators, so iterators survive restarts |
+//! | `LOCK` | locked (an OS file lock) while a broker has the directory open |
+//!
+//! Two brokers on one directory would interleave their logs; the second fails to open it with
+//! [`StorageError::Locked`]. The lock is the operating system's, so a crashed broker's lock goes
+//! with its process.
+//!
+//! Record bodies are not kept in memory beyond a hot tail: the most recently appended frames, up
+//! to a byte budget shared by every shard (`cache`). The services index their records by log
+//! position and read them back with [`Storage::read`], from the hot tail when it still holds
+//! them and from the segment files otherwise.
 //!
 //! This module knows nothing of Kinesis or DynamoDB: it stores opaque record batches and
 //! metadata values; the services own their encodings (`kinesis::store`, `dynamodb::store`).
@@ -26,12 +36,14 @@
 //! In every mode, a torn write is detected by its checksum on restart and cut off, so the data
 //! directory always loads.
 
+mod cache;
 pub mod frame;
 mod kv;
 mod log;
 
 pub use kv::Change;
 
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -39,6 +51,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// The default byte budget of the hot tail: record bodies kept in memory across every shard.
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// When acknowledged writes reach the disk; see the module docs for what each mode promises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,17 +97,34 @@ pub enum StorageError {
     /// A file holds something this broker did not write.
     #[error("corrupt data directory: {0}")]
     Corrupt(String),
+    /// Another broker (process or in-process instance) has the data directory open.
+    #[error("in use by another broker (LOCK is held); stop it or use another data directory")]
+    Locked,
     /// An fsync failed; nothing written since can be promised durable.
     #[error("fsync failed: {0}")]
     SyncFailed(String),
+}
+
+/// What a service learns from a data directory as it is opened: first the metadata map, then
+/// every record batch, oldest first, whose body is only borrowed so recovery never holds more
+/// than one segment of record bodies.
+pub trait Recovery {
+    /// Called once, before any record batch.
+    fn metadata(&mut self, meta: &BTreeMap<String, Vec<u8>>) -> Result<(), StorageError>;
+    /// Called with each record batch: its arrival time, the log position of its body (for
+    /// [`Storage::read`]) and the body.
+    fn record_batch(
+        &mut self,
+        arrival_ms: i64,
+        position: u64,
+        body: &[u8],
+    ) -> Result<(), StorageError>;
 }
 
 /// What a data directory held when it was opened.
 pub struct Recovered {
     /// The metadata map.
     pub meta: BTreeMap<String, Vec<u8>>,
-    /// Every record batch body with its arrival time, oldest first.
-    pub batches: Vec<(i64, Vec<u8>)>,
     /// The iterator-signing secret.
     pub iterator_key: [u8; 32],
 }
@@ -119,12 +151,18 @@ struct Disk {
     dir: PathBuf,
     mode: SyncMode,
     records: Mutex<log::RecordLog>,
+    /// Read handles on the record segments; readers never take `records`.
+    segments: Arc<log::SegmentFiles>,
+    /// Recently appended frames. Filled under `records`, so it holds frames in log order.
+    tail: Mutex<cache::TailCache>,
     meta: Mutex<kv::MetaLog>,
     progress: Mutex<Progress>,
     wake: Condvar,
     synced: watch::Sender<Synced>,
     stop: AtomicBool,
     syncer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The locked `LOCK` file; released at [`Storage::close`] or when the process ends.
+    dir_lock: Mutex<Option<File>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -168,27 +206,36 @@ impl Storage {
         Self::default()
     }
 
-    /// Opens (or creates) a data directory, recovering what it holds.
-    pub fn open(dir: &Path, mode: SyncMode) -> Result<(Self, Recovered), StorageError> {
+    /// Opens (or creates) a data directory, showing `recovery` what it holds. At most
+    /// `cache_bytes` of recently appended record bodies are kept in memory.
+    pub fn open(
+        dir: &Path,
+        mode: SyncMode,
+        cache_bytes: usize,
+        recovery: &mut dyn Recovery,
+    ) -> Result<(Self, Recovered), StorageError> {
         let io = |context: String| move |source| StorageError::Io { context, source };
         std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+        let dir_lock = lock_dir(dir)?;
         let iterator_key = load_or_create_key(dir)?;
         let (meta, map) = kv::MetaLog::open(dir)?;
-        let mut batches = Vec::new();
-        let records = log::RecordLog::open(&dir.join("records"), |arrival, body| {
-            batches.push((arrival, body.to_vec()));
-            Ok(())
+        recovery.metadata(&map)?;
+        let records = log::RecordLog::open(&dir.join("records"), |arrival, position, body| {
+            recovery.record_batch(arrival, position, body)
         })?;
         let disk = Arc::new(Disk {
             dir: dir.to_owned(),
             mode,
+            segments: records.files(),
             records: Mutex::new(records),
+            tail: Mutex::new(cache::TailCache::new(cache_bytes)),
             meta: Mutex::new(meta),
             progress: Mutex::new(Progress { written: 0 }),
             wake: Condvar::new(),
             synced: watch::Sender::new(Synced::default()),
             stop: AtomicBool::new(false),
             syncer: Mutex::new(None),
+            dir_lock: Mutex::new(Some(dir_lock)),
         });
         if mode != SyncMode::Never {
             let syncing = Arc::clone(&disk);
@@ -202,7 +249,6 @@ impl Storage {
             Self { disk: Some(disk) },
             Recovered {
                 meta: map,
-                batches,
                 iterator_key,
             },
         ))
@@ -213,15 +259,42 @@ impl Storage {
         self.disk.is_some()
     }
 
-    /// Appends a record batch. Call it under the shard's lock so the log keeps each shard's
-    /// records in sequence order.
-    pub fn append_records(&self, arrival_ms: i64, body: &[u8]) -> Result<(), StorageError> {
+    /// Appends a record batch and returns the log position of its body (0 in memory, where
+    /// nothing is kept). Call it under the shard's lock so the log keeps each shard's records in
+    /// sequence order.
+    pub fn append_records(&self, arrival_ms: i64, body: &[u8]) -> Result<u64, StorageError> {
         let Some(disk) = &self.disk else {
-            return Ok(());
+            return Ok(0);
         };
-        lock(&disk.records).append(arrival_ms, body)?;
+        let position = {
+            let mut records = lock(&disk.records);
+            let (position, frame) = records.append(arrival_ms, body)?;
+            lock(&disk.tail).insert(position, frame);
+            position
+        };
         disk.wrote();
-        Ok(())
+        Ok(position + log::BODY_OFFSET)
+    }
+
+    /// The `len` bytes at log position `position` of an appended body: from the hot tail if it
+    /// still holds them, else from the segment files.
+    pub fn read(&self, position: u64, len: usize) -> Result<Bytes, StorageError> {
+        let Some(disk) = &self.disk else {
+            return Err(StorageError::Corrupt(
+                "records were read from a broker without a data directory".into(),
+            ));
+        };
+        if let Some(bytes) = lock(&disk.tail).get(position, len) {
+            return Ok(bytes);
+        }
+        disk.segments.read(position, len).map(Bytes::from)
+    }
+
+    /// Bytes of record bodies the hot tail holds now (never more than its budget).
+    pub fn cached_bytes(&self) -> usize {
+        self.disk
+            .as_ref()
+            .map_or(0, |disk| lock(&disk.tail).bytes())
     }
 
     /// Applies metadata changes (one atomic write).
@@ -275,6 +348,8 @@ impl Storage {
             if let Err(err) = disk.sync_files() {
                 tracing::error!(%err, dir = %disk.dir.display(), "final fsync failed");
             }
+            // Closing the file releases the lock: another broker may open the directory now.
+            lock(&disk.dir_lock).take();
         }
     }
 }
@@ -361,6 +436,26 @@ impl Drop for Disk {
     }
 }
 
+/// Takes the directory's `LOCK` file, or fails if another broker holds it.
+fn lock_dir(dir: &Path) -> Result<File, StorageError> {
+    let path = dir.join("LOCK");
+    let io = |source| StorageError::Io {
+        context: format!("lock {}", path.display()),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked),
+        Err(std::fs::TryLockError::Error(source)) => Err(io(source)),
+    }
+}
+
 /// The iterator secret: read from `iterator.key`, or generated and written atomically.
 fn load_or_create_key(dir: &Path) -> Result<[u8; 32], StorageError> {
     let path = dir.join("iterator.key");
@@ -380,5 +475,107 @@ fn load_or_create_key(dir: &Path) -> Result<[u8; 32], StorageError> {
             Ok(key)
         }
         Err(err) => Err(io(format!("read {}", path.display()))(err)),
+    }
+}
+
+/// Data directories for tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    pub struct TempDir(pub PathBuf);
+
+    impl TempDir {
+        pub fn new() -> Self {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "local-broker-unit-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::SeqCst)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Remembers where every recovered record batch is.
+    #[derive(Default)]
+    pub struct Batches(pub Vec<(i64, u64, Vec<u8>)>);
+
+    impl Recovery for Batches {
+        fn metadata(&mut self, _: &BTreeMap<String, Vec<u8>>) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn record_batch(
+            &mut self,
+            arrival: i64,
+            position: u64,
+            body: &[u8],
+        ) -> Result<(), StorageError> {
+            self.0.push((arrival, position, body.to_vec()));
+            Ok(())
+        }
+    }
+
+    /// A storage in a fresh directory, with a hot tail of `cache_bytes`, fsyncing never.
+    pub fn open_temp(cache_bytes: usize) -> (Storage, TempDir) {
+        let dir = TempDir::new();
+        let (storage, _) = Storage::open(
+            &dir.0,
+            SyncMode::Never,
+            cache_bytes,
+            &mut Batches::default(),
+        )
+        .unwrap();
+        (storage, dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+
+    #[test]
+    fn bodies_beyond_the_hot_tail_are_read_from_disk_and_after_restart() {
+        const BUDGET: usize = 4096;
+        let dir = TempDir::new();
+        let (storage, _) =
+            Storage::open(&dir.0, SyncMode::Never, BUDGET, &mut Batches::default()).unwrap();
+        // 400 KiB through a 4 KiB hot tail.
+        let bodies: Vec<Vec<u8>> = (0..400u32)
+            .map(|i| (0..1024).map(|b| (i as usize * 7 + b) as u8).collect())
+            .collect();
+        let mut positions = Vec::new();
+        for (i, body) in bodies.iter().enumerate() {
+            positions.push(storage.append_records(i as i64, body).unwrap());
+            assert!(storage.cached_bytes() <= BUDGET);
+        }
+        assert!(storage.cached_bytes() > 0, "the newest frames are cached");
+        for (body, position) in bodies.iter().zip(&positions) {
+            assert_eq!(&storage.read(*position, body.len()).unwrap()[..], &body[..]);
+        }
+        storage.close();
+        drop(storage);
+        let mut recovered = Batches::default();
+        let (storage, _) = Storage::open(&dir.0, SyncMode::Never, BUDGET, &mut recovered).unwrap();
+        assert_eq!(recovered.0.len(), bodies.len());
+        for (i, ((arrival, position, body), expected)) in
+            recovered.0.iter().zip(&bodies).enumerate()
+        {
+            assert_eq!(
+                (*arrival, *position, body),
+                (i as i64, positions[i], expected)
+            );
+            assert_eq!(&storage.read(*position, body.len()).unwrap()[..], &body[..]);
+        }
     }
 }

@@ -122,6 +122,10 @@ impl LeaseStore for Counted<InMemoryLeaseStore> {
         self.traffic.write(LEASE_ITEM);
         self.inner.delete_finished_lease(key).await
     }
+    async fn delete_lease(&self, key: &str) -> Result<bool, LeaseStoreError> {
+        self.traffic.write(LEASE_ITEM);
+        self.inner.delete_lease(key).await
+    }
 }
 
 #[async_trait]

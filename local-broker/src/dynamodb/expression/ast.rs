@@ -146,3 +146,15 @@ impl UpdateAction {
 pub struct Update {
     pub actions: Vec<UpdateAction>,
 }
+
+impl Update {
+    /// Whether the update only takes attributes away (`REMOVE` and `DELETE`). DynamoDB does not
+    /// create a missing item for such an update: there is nothing to put in it.
+    pub fn only_removes(&self) -> bool {
+        !self.actions.is_empty()
+            && self
+                .actions
+                .iter()
+                .all(|a| matches!(a, UpdateAction::Remove(_) | UpdateAction::Delete(..)))
+    }
+}
