@@ -4,6 +4,8 @@ use std::time::{Duration, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
+use crate::lease::LeaseAssignment;
+
 /// Where a worker starts reading a shard that has no checkpoint yet. Applies only when a lease is
 /// created: once a lease exists its checkpoint wins (children of processed shards always start at
 /// their beginning).
@@ -105,6 +107,7 @@ pub struct Config {
     pub(crate) max_prefetch_bytes: usize,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) retrieval_mode: RetrievalMode,
+    pub(crate) lease_assignment: LeaseAssignment,
     pub(crate) stream_check_interval: Duration,
     pub(crate) former_stream_leases: FormerStreamLeases,
 }
@@ -128,6 +131,7 @@ impl Default for Config {
             max_prefetch_bytes: 8 * 1024 * 1024,
             shutdown_timeout: Duration::from_secs(30),
             retrieval_mode: RetrievalMode::Polling,
+            lease_assignment: LeaseAssignment::LeaseCount,
             stream_check_interval: Duration::from_secs(60),
             former_stream_leases: FormerStreamLeases::DeleteAfter(Duration::from_secs(60 * 60)),
         }
@@ -175,9 +179,10 @@ impl Config {
         self
     }
 
-    /// How long a worker waits for another worker to hand over a lease it asked for before it
-    /// takes the lease anyway (default 30 s, as the Java KCL 3.x). Reached only if the other
-    /// worker keeps renewing but ignores the request (e.g. a Java KCL 2.x worker).
+    /// How long a worker waits for another worker to hand over a lease it asked for (or the
+    /// leader moved to it) before it takes the lease anyway (default 30 s, as the Java KCL 3.x).
+    /// Reached only if the other worker keeps renewing but does not release (its processor does
+    /// not return from `shutdown_requested`, or it is a Java KCL 2.x worker).
     pub fn handoff_timeout(mut self, timeout: Duration) -> Self {
         self.handoff_timeout = timeout;
         self
@@ -224,6 +229,13 @@ impl Config {
         self.max_prefetch_batches = batches.max(1);
         self.max_prefetch_records = records.max(1);
         self.max_prefetch_bytes = bytes.max(1);
+        self
+    }
+
+    /// How leases are spread over the fleet: by count, each worker taking its share (default), or
+    /// by measured load, placed by an elected leader ([`LeaseAssignment`]).
+    pub fn lease_assignment(mut self, assignment: LeaseAssignment) -> Self {
+        self.lease_assignment = assignment;
         self
     }
 

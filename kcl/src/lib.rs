@@ -64,7 +64,8 @@
 //! | [`scheduler`] | the worker: lease taking, shard consumers, graceful shutdown |
 //! | [`stream`](mod@stream) | streams of a multi-stream application: [`StreamIdentifier`], [`StreamConfig`], the [`StreamTracker`] |
 //! | [`config`] | tuning knobs with the Java KCL's defaults |
-//! | [`lease`] | the lease model, [`LeaseStore`](lease::LeaseStore) (DynamoDB, in-memory), renewer and taker |
+//! | [`lease`] | the lease model, [`LeaseStore`](lease::LeaseStore) (DynamoDB, in-memory), renewer and taker; load-aware [`assignment`](lease::assignment) by an elected leader |
+//! | [`scaling`] | a [`WorkerHandle`] for autoscalers: readiness and graceful drain |
 //! | [`shard`] | shard discovery, the parent/child hierarchy, the per-shard consumer |
 //! | `retrieval` | reading records into a bounded queue: polling `GetRecords`, or enhanced fan-out `SubscribeToShard` ([`RetrievalMode`]) |
 //! | [`metrics`] | metric names (the KCL's CloudWatch names) recorded via the `metrics` crate |
@@ -81,7 +82,11 @@
 //!   lease by graceful handoff: the current owner checkpoints first, so nothing is processed twice;
 //! - a worker that stops gracefully releases its leases, and others take them at their next scan
 //!   instead of waiting out the failover time;
-//! - a shard that fell behind is read back-to-back, not one call per idle interval.
+//! - a shard that fell behind is read back-to-back, not one call per idle interval;
+//! - with [`LeaseAssignment::LoadAware`](lease::LeaseAssignment), the leader moves a joining
+//!   fleet to balance in a few rounds with fewer lease moves and far fewer lease-table reads than
+//!   lease counting (the simulation in `lease::assignment` measures both), and a
+//!   [`WorkerHandle`] lets an autoscaler wait for readiness and drain a worker.
 //!
 //! Time comes from tokio's clock throughout, so tests can pause and advance it.
 
@@ -94,6 +99,7 @@ pub mod metrics;
 pub mod processor;
 mod retrieval;
 pub mod runner;
+pub mod scaling;
 pub mod scheduler;
 pub mod shard;
 pub mod stream;
@@ -110,5 +116,6 @@ pub use processor::{
     Record, RecordProcessor, ShardEndedInput, ShutdownRequestedInput,
 };
 pub use runner::run_from_env;
+pub use scaling::{WorkerHandle, WorkerState};
 pub use scheduler::{BuildError, Scheduler, SchedulerBuilder, SchedulerError};
 pub use stream::{StreamConfig, StreamIdentifier, StreamSet, StreamTracker};

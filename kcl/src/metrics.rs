@@ -16,6 +16,8 @@
 //! | `LeaseOwned` | gauge | 1 while this worker holds the lease of `shard_id`, 0 after |
 //! | `LeaseTaken` | counter | leases this worker took |
 //! | `LeaseLost` | counter | leases this worker lost to another worker |
+//! | `LeaseAssigned` | counter | leases the leader placed (`graceful`: `true` for handoffs from a live owner) |
+//! | `WorkerLoad` | gauge | the load this worker reported: `metric` `cpu` (percent) or `throughput` (KB/s) |
 //! | `ActiveStreams.Count` | gauge | multi-stream: streams this worker consumes |
 //! | `PendingStreamsDeletion.Count` | gauge | multi-stream, leader: removed streams whose leases wait for deletion |
 
@@ -41,6 +43,10 @@ pub const LEASE_OWNED: &str = "LeaseOwned";
 pub const LEASE_TAKEN: &str = "LeaseTaken";
 /// `LeaseLost`.
 pub const LEASE_LOST: &str = "LeaseLost";
+/// `LeaseAssigned`.
+pub const LEASE_ASSIGNED: &str = "LeaseAssigned";
+/// `WorkerLoad`.
+pub const WORKER_LOAD: &str = "WorkerLoad";
 /// `ActiveStreams.Count` (the Java KCL's `MultiStreamTracker` metric).
 pub const ACTIVE_STREAMS: &str = "ActiveStreams.Count";
 /// `PendingStreamsDeletion.Count` (the Java KCL's `MultiStreamTracker` metric).
@@ -91,6 +97,20 @@ pub(crate) fn lease_taken(worker_id: &str) {
 
 pub(crate) fn lease_lost(worker_id: &str) {
     metrics::counter!(LEASE_LOST, "worker_id" => worker_id.to_owned()).increment(1);
+}
+
+pub(crate) fn lease_assigned(leader_id: &str, graceful: bool) {
+    metrics::counter!(LEASE_ASSIGNED, "worker_id" => leader_id.to_owned(), "graceful" => graceful.to_string())
+        .increment(1);
+}
+
+pub(crate) fn worker_load(worker_id: &str, cpu_percent: Option<f64>, throughput_kbps: f64) {
+    if let Some(cpu) = cpu_percent {
+        metrics::gauge!(WORKER_LOAD, "worker_id" => worker_id.to_owned(), "metric" => "cpu")
+            .set(cpu);
+    }
+    metrics::gauge!(WORKER_LOAD, "worker_id" => worker_id.to_owned(), "metric" => "throughput")
+        .set(throughput_kbps);
 }
 
 pub(crate) fn active_streams(worker_id: &str, count: usize) {

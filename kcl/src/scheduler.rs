@@ -13,13 +13,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{Config, FormerStreamLeases, InitialPosition, RetrievalMode, retry_backoff};
+use crate::lease::assignment::{Coordinator, WorkerState as AssignmentInput};
 use crate::lease::renewer::{HeldLeases, run_renewer};
 use crate::lease::taker::{Balance, LeaseTaker, request_handoff, take_lease};
 use crate::lease::{
-    DynamoDbLeaseStore, Expectation, HeldLease, Lease, LeaseStore, LeaseStoreError, LeaseUpdate,
+    CoordinatorStore, DynamoDbCoordinatorStore, DynamoDbLeaseStore, Expectation, HeldLease, Lease,
+    LeaseAssignment, LeaseStore, LeaseStoreError, LeaseUpdate, ThroughputKbps,
 };
 use crate::metrics;
 use crate::processor::ProcessorFactory;
+use crate::scaling::{WorkerHandle, WorkerState, WorkerStatus};
 use crate::shard::consumer::{self, ConsumerOutcome};
 use crate::shard::sync::sync_shards;
 use crate::stream::{ConsumedStream, StreamConfig, StreamIdentifier, StreamTracker};
@@ -29,6 +32,8 @@ pub(crate) struct WorkerContext {
     pub(crate) worker_id: String,
     pub(crate) kinesis: aws_sdk_kinesis::Client,
     pub(crate) store: Arc<dyn LeaseStore>,
+    /// Worker reports and the leader lock; used by load-aware assignment only.
+    pub(crate) coordination: Option<Arc<dyn CoordinatorStore>>,
     pub(crate) config: Config,
     pub(crate) factory: Arc<dyn ProcessorFactory>,
     /// The enhanced fan-out stream consumer's name; `None` when polling.
@@ -73,6 +78,7 @@ pub struct SchedulerBuilder {
     kinesis: Option<aws_sdk_kinesis::Client>,
     dynamodb: Option<aws_sdk_dynamodb::Client>,
     store: Option<Arc<dyn LeaseStore>>,
+    coordination: Option<Arc<dyn CoordinatorStore>>,
     factory: Option<Arc<dyn ProcessorFactory>>,
     initial_position: InitialPosition,
     config: Config,
@@ -126,6 +132,15 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Keeps worker load reports and the leader lock of load-aware assignment in another store
+    /// (default with a DynamoDB client: the `<application>-WorkerMetricStats` and
+    /// `<application>-CoordinatorState` tables; see
+    /// [`DynamoDbCoordinatorStore`](crate::lease::DynamoDbCoordinatorStore)).
+    pub fn coordinator_store(mut self, store: impl CoordinatorStore) -> Self {
+        self.coordination = Some(Arc::new(store));
+        self
+    }
+
     /// Creates one processor per shard: any `Fn() -> impl RecordProcessor`.
     pub fn processor_factory(mut self, factory: impl ProcessorFactory) -> Self {
         self.factory = Some(Arc::new(factory));
@@ -160,6 +175,20 @@ impl SchedulerBuilder {
                 Some(consumer_name.clone().unwrap_or_else(|| application.clone()))
             }
         };
+        let coordination: Option<Arc<dyn CoordinatorStore>> =
+            match (self.coordination, &self.dynamodb) {
+                (Some(store), _) => Some(store),
+                (None, Some(client)) => Some(Arc::new(DynamoDbCoordinatorStore::new(
+                    client.clone(),
+                    &application,
+                ))),
+                (None, None) => None,
+            };
+        if matches!(self.config.lease_assignment, LeaseAssignment::LoadAware(_))
+            && coordination.is_none()
+        {
+            return Err(BuildError::Missing("coordinator_store"));
+        }
         let streams = match (self.stream, self.tracker) {
             (Some(name), None) => Streams::Single(Arc::new(ConsumedStream::new(
                 &kinesis,
@@ -185,10 +214,12 @@ impl SchedulerBuilder {
                 worker_id,
                 kinesis,
                 store,
+                coordination,
                 config: self.config,
                 factory,
                 fan_out_consumer,
             }),
+            status: WorkerStatus::new(),
             streams,
         })
     }
@@ -197,6 +228,7 @@ impl SchedulerBuilder {
 /// One worker. Build it with [`Scheduler::builder`], then [`run`](Scheduler::run) it.
 pub struct Scheduler {
     ctx: Arc<WorkerContext>,
+    status: WorkerStatus,
     streams: Streams,
 }
 
@@ -211,6 +243,11 @@ impl Scheduler {
         &self.ctx.worker_id
     }
 
+    /// A handle for autoscalers: readiness and graceful drain ([`WorkerHandle`]).
+    pub fn handle(&self) -> WorkerHandle {
+        self.status.handle()
+    }
+
     /// Processes the stream until `shutdown` fires, then shuts down gracefully: every processor
     /// gets `shutdown_requested` (to checkpoint) and every lease is released, so other workers
     /// take the shards at their next scan instead of waiting out the failover time.
@@ -219,12 +256,33 @@ impl Scheduler {
     /// other workers then take the shards after the failover time.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
         let span = tracing::info_span!("worker", worker_id = %self.ctx.worker_id);
-        self.run_worker(shutdown).instrument(span).await
+        let result = self.run_worker(shutdown).instrument(span).await;
+        result.0.set(WorkerState::Stopped);
+        result.1
     }
 
-    async fn run_worker(self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
-        let ctx = self.ctx;
-        ctx.store.initialize().await?;
+    async fn run_worker(
+        self,
+        shutdown: CancellationToken,
+    ) -> (WorkerStatus, Result<(), SchedulerError>) {
+        let (ctx, status) = (self.ctx, self.status);
+        let coordinator = match &ctx.config.lease_assignment {
+            LeaseAssignment::LeaseCount => None,
+            LeaseAssignment::LoadAware(config) => Some(Coordinator::new(
+                &ctx.worker_id,
+                config.clone(),
+                ctx.config.failover_time,
+                ctx.config.handoff_timeout,
+                ctx.config.max_leases_for_worker,
+            )),
+        };
+        let mut initialized = ctx.store.initialize().await;
+        if let (Ok(()), Some(_), Some(store)) = (&initialized, &coordinator, &ctx.coordination) {
+            initialized = store.initialize().await;
+        }
+        if let Err(err) = initialized {
+            return (status, Err(err.into()));
+        }
         let (tracker, streams) = match self.streams {
             Streams::Single(stream) => {
                 tracing::info!(stream = %stream.name, "worker starting");
@@ -244,6 +302,9 @@ impl Scheduler {
             held: HeldLeases::default(),
             consumers: JoinSet::new(),
             consumer_keys: HashMap::new(),
+            coordinator,
+            status,
+            settled_rounds: 0,
             ctx,
             tracker,
             tracker_answered: false,
@@ -251,7 +312,7 @@ impl Scheduler {
             former_streams: HashMap::new(),
         };
         if !worker.initial_sync(&shutdown).await {
-            return Ok(());
+            return (worker.status, Ok(()));
         }
         let stop_renewer = CancellationToken::new();
         let mut background = JoinSet::new();
@@ -268,7 +329,7 @@ impl Scheduler {
         stop_renewer.cancel();
         while background.join_next().await.is_some() {}
         tracing::info!("worker stopped");
-        Ok(())
+        (worker.status, Ok(()))
     }
 }
 
@@ -278,6 +339,11 @@ struct Worker {
     held: HeldLeases,
     consumers: JoinSet<ConsumerOutcome>,
     consumer_keys: HashMap<Id, String>,
+    /// Load-aware assignment; `None` for lease counting.
+    coordinator: Option<Coordinator>,
+    status: WorkerStatus,
+    /// Consecutive rounds in which nothing was left for this worker to take.
+    settled_rounds: u32,
     /// Multi-stream mode: where the streams come from.
     tracker: Option<Arc<dyn StreamTracker>>,
     /// Whether the tracker answered at least once: until then no stream counts as removed.
@@ -446,10 +512,26 @@ impl Worker {
         ] {
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
+        let drain = self.status.drain_requested().clone();
+        let mut drain_deadline = None;
         loop {
+            if let Some(deadline) = drain_deadline
+                && (self.held.len() == 0 || Instant::now() >= deadline)
+            {
+                return;
+            }
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
+                () = drain.cancelled(), if drain_deadline.is_none() => {
+                    tracing::info!(leases = self.held.len(), "draining: handing every lease over");
+                    self.status.set(WorkerState::Draining);
+                    if self.coordinator.is_none() {
+                        // Lease counting: the graceful shutdown releases every lease.
+                        return;
+                    }
+                    drain_deadline = Some(Instant::now() + self.ctx.config.shutdown_timeout);
+                }
                 Some(done) = self.consumers.join_next_with_id() => self.consumer_done(done),
                 _ = taker_tick.tick() => self.take_round().await,
                 _ = sync_tick.tick() => {
@@ -471,13 +553,66 @@ impl Worker {
     /// The worker with the smallest id among the live ones syncs shards and cleans up, so a fleet
     /// does that work once instead of once per worker.
     fn is_leader(&self) -> bool {
+        if let Some(coordinator) = &self.coordinator {
+            return coordinator.is_leader(Instant::now());
+        }
         let live = self
             .taker
             .live_workers(Instant::now(), self.ctx.config.failover_time);
         live.keys().next() == Some(&self.ctx.worker_id)
     }
 
+    /// Readiness: the worker is ready after `needed` consecutive settled rounds.
+    fn settled(&mut self, settled: bool, needed: u32) {
+        self.settled_rounds = if settled { self.settled_rounds + 1 } else { 0 };
+        if self.settled_rounds >= needed && self.status.state() == WorkerState::Starting {
+            tracing::info!(leases = self.held.len(), "lease assignment settled: ready");
+            self.status.set(WorkerState::Ready);
+        }
+    }
+
+    /// A load-aware round ([`crate::lease::assignment`]): report, elect, lead, pick up.
+    async fn assigned_round(&mut self) {
+        let (Some(coordinator), Some(coordination)) =
+            (self.coordinator.as_mut(), self.ctx.coordination.clone())
+        else {
+            return;
+        };
+        let held = self.held.all();
+        let state = AssignmentInput {
+            held: held.iter().map(|l| l.key().to_owned()).collect(),
+            throughput: ThroughputKbps::new(held.iter().map(|l| l.throughput().kbps()).sum()),
+            draining: self.status.state() == WorkerState::Draining,
+        };
+        let outcome = coordinator
+            .round(
+                self.ctx.store.as_ref(),
+                coordination.as_ref(),
+                &state,
+                Instant::now(),
+            )
+            .await;
+        if state.draining {
+            return;
+        }
+        let me = self.ctx.worker_id.clone();
+        for lease in outcome.adopt {
+            let Some(stream) = self.stream_of(&lease) else {
+                continue;
+            };
+            tracing::info!(shard_id = %lease.key, "starting lease assigned to this worker");
+            metrics::lease_taken(&me);
+            self.start_consumer(stream, HeldLease::new(self.ctx.store.clone(), &me, lease));
+        }
+        self.take_leases(outcome.force).await;
+        self.settled(outcome.settled, 2);
+        metrics::leases_held(&me, self.held.len());
+    }
+
     async fn take_round(&mut self) {
+        if self.coordinator.is_some() {
+            return self.assigned_round().await;
+        }
         let leases = match self.ctx.store.list_leases().await {
             Ok(leases) => leases,
             Err(err) => {
@@ -497,8 +632,41 @@ impl Worker {
         let plan = self.taker.plan(&held, &self.balance(), now);
         self.taker
             .log_plan(&plan, now, self.ctx.config.failover_time);
+        // Settled: nothing to take or ask for, and nothing named for this worker still on its way.
+        let me = self.ctx.worker_id.as_str();
+        let arriving = self
+            .taker
+            .leases()
+            .any(|l| l.owner.as_deref() == Some(me) && !l.is_finished() && !held.contains(&l.key));
+        self.settled(
+            plan.take.is_empty() && plan.request.is_empty() && !arriving,
+            1,
+        );
+        if self.status.state() == WorkerState::Draining {
+            return;
+        }
+        self.take_leases(plan.take).await;
         let (store, me) = (self.ctx.store.clone(), self.ctx.worker_id.clone());
-        for lease in plan.take {
+        for lease in plan.request {
+            match request_handoff(store.as_ref(), &lease, &me).await {
+                Ok(_) => tracing::info!(
+                    shard_id = %lease.key,
+                    from = lease.owner.as_deref().unwrap_or("-"),
+                    "asked for lease"
+                ),
+                Err(LeaseStoreError::ConditionFailed) => {
+                    tracing::debug!(shard_id = %lease.key, "lease changed before it could be asked for");
+                }
+                Err(err) => tracing::warn!(shard_id = %lease.key, %err, "could not ask for lease"),
+            }
+        }
+        metrics::leases_held(&me, self.held.len());
+    }
+
+    /// Takes `leases` with conditional writes and starts a consumer for each one taken.
+    async fn take_leases(&mut self, leases: Vec<Lease>) {
+        let (store, me) = (self.ctx.store.clone(), self.ctx.worker_id.clone());
+        for lease in leases {
             let Some(stream) = self.stream_of(&lease) else {
                 continue;
             };
@@ -514,20 +682,6 @@ impl Worker {
                 Err(err) => tracing::warn!(shard_id = %lease.key, %err, "could not take lease"),
             }
         }
-        for lease in plan.request {
-            match request_handoff(store.as_ref(), &lease, &me).await {
-                Ok(_) => tracing::info!(
-                    shard_id = %lease.key,
-                    from = lease.owner.as_deref().unwrap_or("-"),
-                    "asked for lease"
-                ),
-                Err(LeaseStoreError::ConditionFailed) => {
-                    tracing::debug!(shard_id = %lease.key, "lease changed before it could be asked for");
-                }
-                Err(err) => tracing::warn!(shard_id = %lease.key, %err, "could not ask for lease"),
-            }
-        }
-        metrics::leases_held(&me, self.held.len());
     }
 
     fn start_consumer(&mut self, stream: Arc<ConsumedStream>, lease: Arc<HeldLease>) {
@@ -562,9 +716,11 @@ impl Worker {
 
     /// Deletes leases of shards processed to their end whose children have leases.
     async fn clean_up(&self) {
-        let finished: Vec<String> = self
-            .taker
-            .leases()
+        let scanned: Box<dyn Iterator<Item = &Lease>> = match &self.coordinator {
+            Some(coordinator) => Box::new(coordinator.leases()),
+            None => Box::new(self.taker.leases()),
+        };
+        let finished: Vec<String> = scanned
             .filter(|l| l.is_finished() && !l.child_shard_ids.is_empty())
             .map(|l| l.key.clone())
             .collect();
@@ -652,6 +808,11 @@ impl Worker {
             self.consumers.shutdown().await;
         }
         self.release_unprocessed().await;
+        if let (Some(coordinator), Some(store)) =
+            (self.coordinator.as_mut(), &self.ctx.coordination)
+        {
+            coordinator.leave(store.as_ref()).await;
+        }
     }
 
     /// Releases leases named for this worker that it never started processing: handed over to

@@ -289,6 +289,8 @@ pub struct Fleet {
 /// A running worker.
 pub struct Worker {
     pub id: String,
+    /// Readiness and drain, as an autoscaler would use them.
+    pub handle: kcl::WorkerHandle,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), SchedulerError>>,
 }
@@ -405,9 +407,11 @@ impl Fleet {
     fn spawn(id: &str, builder: kcl::SchedulerBuilder) -> Worker {
         let scheduler = builder.build().expect("complete builder");
         let shutdown = CancellationToken::new();
+        let handle = scheduler.handle();
         let task = tokio::spawn(scheduler.run(shutdown.clone()));
         Worker {
             id: id.to_owned(),
+            handle,
             shutdown,
             task,
         }

@@ -1,10 +1,11 @@
 //! The DynamoDB [`LeaseStore`], with the Java KCL's lease table schema: table name = application
 //! name, hash key `leaseKey` (S), billing PAY_PER_REQUEST, and the attribute names of the Java
-//! `DynamoDBLeaseSerializer`, so Java and Rust workers can share one table. Attributes this crate
-//! does not know (e.g. the Java 3.x `throughputKBps`) are left untouched: leases are only created
-//! with `PutItem` and otherwise changed attribute by attribute with `UpdateItem`. Leases of
-//! multi-stream applications also carry the Java `MultiStreamLease` attributes `streamName` and
-//! `shardId`.
+//! `DynamoDBLeaseSerializer` (3.x: `throughputKBps`, `checkpointOwner`, and the
+//! `LeaseOwnerToLeaseKeyIndex` index, hash `leaseOwner`, range `leaseKey`, keys only), so Java and
+//! Rust workers can share one table. Attributes this crate does not know are left untouched:
+//! leases are only created with `PutItem` and otherwise changed attribute by attribute with
+//! `UpdateItem`. Leases of multi-stream applications also carry the Java `MultiStreamLease`
+//! attributes `streamName` and `shardId`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,11 +14,13 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
-    ScalarAttributeType, TableStatus,
+    AttributeDefinition, AttributeValue, BillingMode, CreateGlobalSecondaryIndexAction,
+    GlobalSecondaryIndex, GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ReturnValue, ScalarAttributeType, TableDescription, TableStatus,
 };
 use aws_smithy_types::Blob;
 
+use super::load::ThroughputKbps;
 use super::model::{Expectation, HashKeyRange, Lease, LeaseUpdate};
 use super::store::{LeaseStore, LeaseStoreError};
 use crate::checkpoint::{ExtendedSequenceNumber, PendingCheckpoint};
@@ -36,12 +39,15 @@ const CHILD_SHARD_IDS: &str = "childShardIds";
 const STARTING_HASH_KEY: &str = "startingHashKey";
 const ENDING_HASH_KEY: &str = "endingHashKey";
 const CHECKPOINT_OWNER: &str = "checkpointOwner";
+const THROUGHPUT: &str = "throughputKBps";
+/// The Java KCL 3.x index from owner to lease keys: workers list their own leases without a scan.
+const LEASE_OWNER_INDEX: &str = "LeaseOwnerToLeaseKeyIndex";
 /// Multi-stream leases only: `account:stream:creationEpoch` (named so in the Java KCL for legacy
 /// reasons) and the bare shard id.
 const STREAM_NAME: &str = "streamName";
 const SHARD_ID: &str = "shardId";
 
-/// How long [`LeaseStore::initialize`] waits for a new table to become ACTIVE.
+/// How long a new table may take to become ACTIVE.
 const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Leases in a DynamoDB table with the Java KCL schema.
@@ -59,75 +65,188 @@ impl DynamoDbLeaseStore {
             table: table.into(),
         }
     }
+}
 
-    async fn table_status(&self) -> Result<Option<TableStatus>, LeaseStoreError> {
-        match self
-            .client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(out.table().and_then(|t| t.table_status()).cloned()),
-            Err(err) => match classify(err, &self.table) {
+/// A table this crate creates: a string hash key, an optional index with a string hash and range
+/// key (projecting keys only), billing PAY_PER_REQUEST.
+pub(crate) struct TableSpec<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) hash_key: &'a str,
+    /// (index name, hash key, range key).
+    pub(crate) index: Option<(&'a str, &'a str, &'a str)>,
+}
+
+impl TableSpec<'_> {
+    /// Creates the table unless it exists, waits until it is ACTIVE, and adds the index to a
+    /// table created without it (by an older worker). Failing to add the index is only logged:
+    /// readers fall back to scanning.
+    pub(crate) async fn ensure(&self, client: &Client) -> Result<(), LeaseStoreError> {
+        let status = match self.describe(client).await? {
+            Some(table) => table,
+            None => {
+                self.create(client).await?;
+                self.wait_active(client).await?
+            }
+        };
+        let status = if status.table_status() == Some(&TableStatus::Active) {
+            status
+        } else {
+            self.wait_active(client).await?
+        };
+        if let Some((index, hash, range)) = self.index {
+            let has_index = status
+                .global_secondary_indexes()
+                .iter()
+                .any(|i| i.index_name() == Some(index));
+            if !has_index && let Err(err) = self.add_index(client, index, hash, range).await {
+                tracing::warn!(table = %self.name, index, %err, "could not add the index; scanning instead");
+            }
+        }
+        Ok(())
+    }
+
+    async fn describe(&self, client: &Client) -> Result<Option<TableDescription>, LeaseStoreError> {
+        match client.describe_table().table_name(self.name).send().await {
+            Ok(out) => Ok(out.table().cloned()),
+            Err(err) => match classify(err, self.name) {
                 LeaseStoreError::TableNotFound(_) => Ok(None),
                 other => Err(other),
             },
         }
     }
 
-    async fn create_table(&self) -> Result<(), LeaseStoreError> {
-        let build = |e: aws_sdk_dynamodb::error::BuildError| LeaseStoreError::Request(e.into());
-        let created = self
-            .client
+    async fn wait_active(&self, client: &Client) -> Result<TableDescription, LeaseStoreError> {
+        let deadline = tokio::time::Instant::now() + TABLE_ACTIVE_TIMEOUT;
+        let mut delay = Duration::from_millis(50);
+        while tokio::time::Instant::now() < deadline {
+            if let Some(table) = self.describe(client).await?
+                && table.table_status() == Some(&TableStatus::Active)
+            {
+                return Ok(table);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+        Err(LeaseStoreError::TableNotReady(self.name.to_owned()))
+    }
+
+    async fn create(&self, client: &Client) -> Result<(), LeaseStoreError> {
+        let mut request = client
             .create_table()
-            .table_name(&self.table)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(LEASE_KEY)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(build)?,
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(LEASE_KEY)
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .map_err(build)?,
-            )
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await;
-        match created {
+            .table_name(self.name)
+            .attribute_definitions(string_attribute(self.hash_key)?)
+            .key_schema(key_element(self.hash_key, KeyType::Hash)?)
+            .billing_mode(BillingMode::PayPerRequest);
+        if let Some((index, hash, range)) = self.index {
+            for attr in [hash, range] {
+                if attr != self.hash_key {
+                    request = request.attribute_definitions(string_attribute(attr)?);
+                }
+            }
+            request = request.global_secondary_indexes(keys_only_index(index, hash, range)?);
+        }
+        match request.send().await {
             Ok(_) => {
-                tracing::info!(table = %self.table, "created lease table");
+                tracing::info!(table = %self.name, "created table");
                 Ok(())
             }
             // Another worker created it first.
             Err(err) if err.code() == Some("ResourceInUseException") => Ok(()),
-            Err(err) => Err(classify(err, &self.table)),
+            Err(err) => Err(classify(err, self.name)),
         }
     }
+
+    async fn add_index(
+        &self,
+        client: &Client,
+        index: &str,
+        hash: &str,
+        range: &str,
+    ) -> Result<(), LeaseStoreError> {
+        let create = CreateGlobalSecondaryIndexAction::builder()
+            .index_name(index)
+            .set_key_schema(Some(index_key_schema(hash, range)?))
+            .projection(keys_only())
+            .build()
+            .map_err(build_error)?;
+        let updated = client
+            .update_table()
+            .table_name(self.name)
+            .attribute_definitions(string_attribute(hash)?)
+            .attribute_definitions(string_attribute(range)?)
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder().create(create).build(),
+            )
+            .send()
+            .await;
+        match updated {
+            Ok(_) => {
+                tracing::info!(table = %self.name, index, "added index");
+                Ok(())
+            }
+            // Another worker added it first.
+            Err(err) if err.code() == Some("ResourceInUseException") => Ok(()),
+            Err(err) => Err(classify(err, self.name)),
+        }
+    }
+}
+
+fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> LeaseStoreError {
+    LeaseStoreError::Request(e.into())
+}
+
+fn string_attribute(name: &str) -> Result<AttributeDefinition, LeaseStoreError> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(build_error)
+}
+
+fn key_element(name: &str, key_type: KeyType) -> Result<KeySchemaElement, LeaseStoreError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(key_type)
+        .build()
+        .map_err(build_error)
+}
+
+fn keys_only_index(
+    index: &str,
+    hash: &str,
+    range: &str,
+) -> Result<GlobalSecondaryIndex, LeaseStoreError> {
+    GlobalSecondaryIndex::builder()
+        .index_name(index)
+        .set_key_schema(Some(index_key_schema(hash, range)?))
+        .projection(keys_only())
+        .build()
+        .map_err(build_error)
+}
+
+fn index_key_schema(hash: &str, range: &str) -> Result<Vec<KeySchemaElement>, LeaseStoreError> {
+    Ok(vec![
+        key_element(hash, KeyType::Hash)?,
+        key_element(range, KeyType::Range)?,
+    ])
+}
+
+fn keys_only() -> Projection {
+    Projection::builder()
+        .projection_type(ProjectionType::KeysOnly)
+        .build()
 }
 
 #[async_trait]
 impl LeaseStore for DynamoDbLeaseStore {
     async fn initialize(&self) -> Result<(), LeaseStoreError> {
-        if self.table_status().await? == Some(TableStatus::Active) {
-            return Ok(());
+        TableSpec {
+            name: &self.table,
+            hash_key: LEASE_KEY,
+            index: Some((LEASE_OWNER_INDEX, LEASE_OWNER, LEASE_KEY)),
         }
-        self.create_table().await?;
-        let deadline = tokio::time::Instant::now() + TABLE_ACTIVE_TIMEOUT;
-        let mut delay = Duration::from_millis(50);
-        while tokio::time::Instant::now() < deadline {
-            if self.table_status().await? == Some(TableStatus::Active) {
-                return Ok(());
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
-        }
-        Err(LeaseStoreError::TableNotReady(self.table.clone()))
+        .ensure(&self.client)
+        .await
     }
 
     async fn list_leases(&self) -> Result<Vec<Lease>, LeaseStoreError> {
@@ -213,6 +332,47 @@ impl LeaseStore for DynamoDbLeaseStore {
             LeaseStoreError::Malformed(format!("UpdateItem on {key} returned no attributes"))
         })?;
         lease_from_item(item)
+    }
+
+    async fn list_lease_keys_owned_by(&self, owner: &str) -> Result<Vec<String>, LeaseStoreError> {
+        let mut keys = Vec::new();
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(LEASE_OWNER_INDEX)
+                .key_condition_expression("#o = :o")
+                .expression_attribute_names("#o", LEASE_OWNER)
+                .expression_attribute_values(":o", string(owner))
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await;
+            let page = match page {
+                Ok(page) => page,
+                // A table without the index (it could not be added): scan instead.
+                Err(err) if err.code() == Some("ValidationException") => {
+                    tracing::debug!(table = %self.table, "no {LEASE_OWNER_INDEX}; scanning");
+                    let leases = self.list_leases().await?;
+                    return Ok(leases
+                        .into_iter()
+                        .filter(|l| l.owner.as_deref() == Some(owner))
+                        .map(|l| l.key)
+                        .collect());
+                }
+                Err(err) => return Err(classify(err, &self.table)),
+            };
+            for item in page.items() {
+                if let Some(key) = get_string(item, LEASE_KEY)? {
+                    keys.push(key);
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start_key = Some(key.clone()),
+                _ => return Ok(keys),
+            }
+        }
     }
 
     async fn delete_finished_lease(&self, key: &str) -> Result<bool, LeaseStoreError> {
@@ -307,6 +467,9 @@ impl UpdateRequest {
         if let Some(switches) = change.owner_switches_since_checkpoint {
             optional(&mut req, OWNER_SWITCHES, Some(number(switches)));
         }
+        if let Some(throughput) = change.throughput {
+            optional(&mut req, THROUGHPUT, Some(decimal(throughput)));
+        }
         if let Some(cp) = &change.checkpoint {
             optional(
                 &mut req,
@@ -378,6 +541,12 @@ fn number(n: u64) -> AttributeValue {
     AttributeValue::N(n.to_string())
 }
 
+/// `throughputKBps` as the Java KCL writes it: a decimal number.
+fn decimal(throughput: ThroughputKbps) -> AttributeValue {
+    // Three decimals (bytes/s resolution) keep items small and the text stable.
+    AttributeValue::N(format!("{:.3}", throughput.kbps()))
+}
+
 /// The item the Java KCL would write for `lease`.
 pub(crate) fn lease_to_item(lease: &Lease) -> HashMap<String, AttributeValue> {
     let mut item = HashMap::new();
@@ -433,6 +602,9 @@ pub(crate) fn lease_to_item(lease: &Lease) -> HashMap<String, AttributeValue> {
     }
     if let Some(owner) = &lease.checkpoint_owner {
         put(CHECKPOINT_OWNER, string(owner));
+    }
+    if let Some(throughput) = lease.throughput {
+        put(THROUGHPUT, decimal(throughput));
     }
     if let Some(stream) = &lease.stream {
         put(STREAM_NAME, string(&stream.to_string()));
@@ -503,6 +675,7 @@ pub(crate) fn lease_from_item(
         child_shard_ids: get_string_set(item, CHILD_SHARD_IDS),
         hash_key_range,
         checkpoint_owner: get_string(item, CHECKPOINT_OWNER)?,
+        throughput: get_decimal(item, THROUGHPUT)?,
         key,
     })
 }
@@ -535,6 +708,25 @@ fn get_number(
     }
 }
 
+fn get_decimal(
+    item: &HashMap<String, AttributeValue>,
+    attr: &str,
+) -> Result<Option<ThroughputKbps>, LeaseStoreError> {
+    match item.get(attr) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::N(n)) => {
+            n.parse()
+                .map(|v| Some(ThroughputKbps::new(v)))
+                .map_err(|_| {
+                    LeaseStoreError::Malformed(format!("{attr} should be a number, found {n:?}"))
+                })
+        }
+        Some(other) => Err(LeaseStoreError::Malformed(format!(
+            "{attr} should be a number, found {other:?}"
+        ))),
+    }
+}
+
 fn get_string_set(item: &HashMap<String, AttributeValue>, attr: &str) -> Vec<String> {
     match item.get(attr) {
         Some(AttributeValue::Ss(set)) => {
@@ -547,7 +739,7 @@ fn get_string_set(item: &HashMap<String, AttributeValue>, attr: &str) -> Vec<Str
 }
 
 /// The one place that maps DynamoDB errors to lease store errors.
-fn classify<E, R>(err: SdkError<E, R>, table: &str) -> LeaseStoreError
+pub(crate) fn classify<E, R>(err: SdkError<E, R>, table: &str) -> LeaseStoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -593,6 +785,7 @@ mod tests {
                 ending_hash_key: u128::MAX,
             }),
             checkpoint_owner: Some("worker-b".into()),
+            throughput: Some(ThroughputKbps::new(1.5)),
         }
     }
 
@@ -625,6 +818,7 @@ mod tests {
             Some("340282366920938463463374607431768211455")
         );
         assert_eq!(s("checkpointOwner").as_deref(), Some("worker-b"));
+        assert_eq!(n("throughputKBps").as_deref(), Some("1.500"));
     }
 
     #[test]
@@ -711,6 +905,7 @@ mod tests {
         assert!(lease.is_finished());
         assert_eq!(lease.owner, None);
         assert_eq!(lease.counter, 5);
+        assert_eq!(lease.throughput, Some(ThroughputKbps::new(1.5)));
     }
 
     #[test]
@@ -730,6 +925,7 @@ mod tests {
                 pending: None,
                 child_shard_ids: vec!["c".into()],
             }),
+            throughput: Some(ThroughputKbps::new(2.0)),
         };
         let req = UpdateRequest::new(&expect, &update);
         let resolve = |text: &str| {
@@ -751,6 +947,7 @@ mod tests {
         assert!(update.starts_with("SET leaseCounter = leaseCounter + :v2, checkpointOwner = "));
         assert!(update.contains("checkpoint = :v"));
         assert!(update.contains("childShardIds = :v"));
+        assert!(update.contains("throughputKBps = :v"));
         assert!(update.contains(
             "REMOVE leaseOwner, pendingCheckpoint, pendingCheckpointSubSequenceNumber, \
              pendingCheckpointState"

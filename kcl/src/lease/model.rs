@@ -1,6 +1,7 @@
 //! The lease: one row of the lease table, in the Java KCL's vocabulary, and the conditional
 //! updates that every lease store applies the same way.
 
+use super::load::ThroughputKbps;
 use crate::checkpoint::{ExtendedSequenceNumber, PendingCheckpoint};
 use crate::stream::StreamIdentifier;
 
@@ -45,6 +46,9 @@ pub struct Lease {
     /// During a graceful handoff: the previous owner, still finishing its work
     /// (`checkpointOwner`). `owner` is then the next owner, which waits until this is cleared.
     pub checkpoint_owner: Option<String>,
+    /// The owner's moving average of the shard's throughput (`throughputKBps`, Java KCL 3.x),
+    /// written at each renewal; `None` until first measured.
+    pub throughput: Option<ThroughputKbps>,
 }
 
 impl Lease {
@@ -75,6 +79,7 @@ impl Lease {
             child_shard_ids: Vec::new(),
             hash_key_range: None,
             checkpoint_owner: None,
+            throughput: None,
         }
     }
 
@@ -132,6 +137,8 @@ pub struct LeaseUpdate {
     pub owner_switches_since_checkpoint: Option<u64>,
     /// Write a checkpoint.
     pub checkpoint: Option<CheckpointUpdate>,
+    /// Set `throughputKBps`.
+    pub throughput: Option<ThroughputKbps>,
 }
 
 impl LeaseUpdate {
@@ -148,6 +155,9 @@ impl LeaseUpdate {
         }
         if let Some(switches) = self.owner_switches_since_checkpoint {
             lease.owner_switches_since_checkpoint = switches;
+        }
+        if let Some(throughput) = self.throughput {
+            lease.throughput = Some(throughput);
         }
         if let Some(update) = &self.checkpoint {
             lease.checkpoint = update.checkpoint.clone();

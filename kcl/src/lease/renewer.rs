@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::load::{ThroughputEma, ThroughputKbps};
 use super::model::{CheckpointUpdate, Expectation, Lease, LeaseUpdate};
 use super::store::{LeaseStore, LeaseStoreError};
 use crate::checkpoint::{ExtendedSequenceNumber, PendingCheckpoint};
@@ -35,6 +36,8 @@ pub(crate) struct HeldLease {
     /// Fired when the shard should stop gracefully: another worker asked for the lease, or this
     /// worker is shutting down.
     shutdown: CancellationToken,
+    /// Bytes delivered to the processor, averaged at each renewal into `throughputKBps`.
+    throughput: Mutex<ThroughputEma>,
 }
 
 /// What a renewal found.
@@ -53,6 +56,7 @@ impl HeldLease {
     /// Holds `lease`, just written by this worker (so its counter is current).
     pub(crate) fn new(store: Arc<dyn LeaseStore>, worker_id: &str, lease: Lease) -> Arc<Self> {
         Arc::new(Self {
+            throughput: Mutex::new(ThroughputEma::starting_at(lease.throughput)),
             key: lease.key.clone(),
             shard_id: lease.shard_id.clone(),
             stream: lease.stream.clone(),
@@ -88,6 +92,22 @@ impl HeldLease {
 
     pub(crate) fn shutdown(&self) -> &CancellationToken {
         &self.shutdown
+    }
+
+    /// Counts bytes delivered to the processor.
+    pub(crate) fn record_bytes(&self, bytes: usize) {
+        self.ema().record(bytes);
+    }
+
+    /// The shard's throughput as of the last renewal.
+    pub(crate) fn throughput(&self) -> ThroughputKbps {
+        self.ema().current()
+    }
+
+    fn ema(&self) -> std::sync::MutexGuard<'_, ThroughputEma> {
+        self.throughput
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) async fn snapshot(&self) -> Lease {
@@ -141,6 +161,7 @@ impl HeldLease {
         }
         let update = LeaseUpdate {
             increment_counter: true,
+            throughput: Some(self.ema().sample(Instant::now())),
             ..LeaseUpdate::default()
         };
         match tokio::time::timeout(timeout, self.write(update)).await {

@@ -56,6 +56,19 @@ pub trait LeaseStore: Send + Sync + 'static {
         update: &LeaseUpdate,
     ) -> Result<Lease, LeaseStoreError>;
 
+    /// Keys of the leases whose `leaseOwner` is `owner`. May lag behind writes (DynamoDB answers
+    /// from the `LeaseOwnerToLeaseKeyIndex` index, eventually consistent): read a lease with
+    /// [`get_lease`](Self::get_lease) before acting on it. The default scans the table.
+    async fn list_lease_keys_owned_by(&self, owner: &str) -> Result<Vec<String>, LeaseStoreError> {
+        Ok(self
+            .list_leases()
+            .await?
+            .into_iter()
+            .filter(|l| l.owner.as_deref() == Some(owner))
+            .map(|l| l.key)
+            .collect())
+    }
+
     /// Deletes the lease if its checkpoint is `SHARD_END`; returns whether it was deleted.
     async fn delete_finished_lease(&self, key: &str) -> Result<bool, LeaseStoreError>;
 

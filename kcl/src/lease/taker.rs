@@ -104,6 +104,13 @@ impl LeaseTaker {
         self.observed.values().map(|o| &o.lease)
     }
 
+    /// Whether the lease `key` of the last scan is free or expired (unknown keys are not).
+    pub(crate) fn expired(&self, key: &str, now: Instant, failover_time: Duration) -> bool {
+        self.observed
+            .get(key)
+            .is_some_and(|o| self.is_expired(o, now, failover_time))
+    }
+
     /// Free (released, or never owned), or its counter stood still for the failover time.
     fn is_expired(&self, o: &Observed, now: Instant, failover_time: Duration) -> bool {
         is_free(&o.lease)

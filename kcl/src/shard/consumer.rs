@@ -249,6 +249,7 @@ impl ShardConsumer {
             let started = Instant::now();
             match guarded(processor.process_records(&input)).await {
                 Ok(()) => {
+                    self.lease.record_bytes(bytes);
                     metrics::processed(
                         &self.ctx.worker_id,
                         self.metrics_shard(),
