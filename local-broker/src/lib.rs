@@ -19,6 +19,7 @@
 //! | [`kinesis`] | streams, shards, records, iterators, resharding |
 //! | [`dynamodb`] | tables, items, condition and update expressions |
 //! | [`storage`] | the data directory: record log, metadata log, sync modes |
+//! | [`video`] | Kinesis Video Streams: control plane, PutMedia, GetMedia, clips, HLS |
 
 pub mod clock;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod http;
 pub mod kinesis;
 pub mod storage;
 pub mod tls;
+pub mod video;
 
 pub use clock::{Clock, ShiftableClock, SystemClock};
 pub use config::BrokerConfig;
@@ -248,6 +250,10 @@ impl LocalBrokerBuilder {
             auth: self.config.auth.clone(),
             clock: Arc::clone(&self.config.clock),
             storage,
+            video: video::Video::new(
+                self.config.clone(),
+                if self.tls.is_some() { "https" } else { "http" },
+            ),
         })
     }
 }

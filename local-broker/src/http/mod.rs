@@ -33,6 +33,8 @@ pub struct Services {
     pub clock: Arc<dyn crate::clock::Clock>,
     /// Where writes go; the handler waits on it before acknowledging them.
     pub storage: crate::storage::Storage,
+    /// Kinesis Video Streams, routed by REST path rather than `X-Amz-Target`.
+    pub video: crate::video::Video,
 }
 
 /// What an operation answers: a body, or an event stream that is pushed until it ends.
@@ -75,6 +77,9 @@ pub fn router(services: Arc<Services>) -> axum::Router {
 }
 
 async fn handle(State(services): State<Arc<Services>>, request: http::Request<Body>) -> Response {
+    if crate::video::serves(&request) {
+        return services.video.handle(request).await;
+    }
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = request.into_parts();
     let protocol = Protocol::from_content_type(

@@ -1,0 +1,265 @@
+//! Kinesis Video Streams: the control plane, PutMedia ingest, GetMedia, and archived media
+//! (ListFragments, GetMediaForFragmentList, GetClip, HLS).
+//!
+//! KVS speaks REST-JSON: each operation is `POST /<operation>` (the tagging operations are
+//! capitalised: `/TagResource`), so the front door hands over every request [`serves`] claims.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`api`] | wire shapes and errors |
+//! | [`control`] | streams, versions, statuses, retention, tags |
+//! | [`ebml`], [`mkv`] | reading and writing Matroska |
+//! | [`ingest`] | PutMedia: fragments from a body, validation, acknowledgements |
+//! | [`fragments`] | the stored fragments of a stream, retention, tailing |
+//! | [`media`] | GetMedia and GetMediaForFragmentList output |
+
+pub mod api;
+pub mod control;
+pub mod ebml;
+pub mod fragments;
+pub mod mkv;
+
+use crate::config::BrokerConfig;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::sigv4;
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderValue, Method, Request, StatusCode, header};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Largest JSON request body a KVS operation takes.
+const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// Every modeled KVS operation path; those the broker does not implement answer
+/// UnknownOperationException.
+const OPERATIONS: &[&str] = &[
+    "/createStream",
+    "/describeStream",
+    "/listStreams",
+    "/deleteStream",
+    "/updateStream",
+    "/updateDataRetention",
+    "/getDataEndpoint",
+    "/tagStream",
+    "/untagStream",
+    "/listTagsForStream",
+    "/TagResource",
+    "/UntagResource",
+    "/ListTagsForResource",
+    "/createSignalingChannel",
+    "/deleteSignalingChannel",
+    "/describeSignalingChannel",
+    "/getSignalingChannelEndpoint",
+    "/listSignalingChannels",
+    "/updateSignalingChannel",
+    "/deleteEdgeConfiguration",
+    "/describeEdgeConfiguration",
+    "/startEdgeConfigurationUpdate",
+    "/listEdgeAgentConfigurations",
+    "/describeImageGenerationConfiguration",
+    "/updateImageGenerationConfiguration",
+    "/describeNotificationConfiguration",
+    "/updateNotificationConfiguration",
+    "/describeMediaStorageConfiguration",
+    "/updateMediaStorageConfiguration",
+    "/describeMappedResourceConfiguration",
+    "/describeStreamStorageConfiguration",
+    "/updateStreamStorageConfiguration",
+    "/putMedia",
+    "/getMedia",
+    "/listFragments",
+    "/getMediaForFragmentList",
+    "/getClip",
+    "/getHLSStreamingSessionURL",
+    "/getDASHStreamingSessionURL",
+    "/getImages",
+];
+
+/// Whether a request belongs to Kinesis Video Streams.
+pub fn serves<B>(request: &Request<B>) -> bool {
+    let path = request.uri().path();
+    (request.method() == Method::POST && OPERATIONS.contains(&path))
+        || (request.method() == Method::GET && path.starts_with("/hls/v1/"))
+}
+
+/// The Kinesis Video Streams service of one broker. Cheap to clone.
+#[derive(Clone)]
+pub struct Video {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: BrokerConfig,
+    /// `http` or `https`: how clients reached the broker, for GetDataEndpoint.
+    scheme: &'static str,
+    streams: control::Streams,
+}
+
+/// What an operation answers.
+enum Output {
+    Json(Value),
+}
+
+impl Video {
+    /// The service for a broker serving `scheme` (`http` or `https`).
+    pub fn new(config: BrokerConfig, scheme: &'static str) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                streams: control::Streams::new(config.clone()),
+                config,
+                scheme,
+            }),
+        }
+    }
+
+    /// Drops fragments past each stream's retention.
+    pub fn expire_fragments(&self) {
+        self.inner.streams.expire_fragments();
+    }
+
+    /// Answers a request [`serves`] claimed.
+    pub async fn handle(&self, request: Request<Body>) -> Response {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let path = request.uri().path().to_owned();
+        let span = tracing::debug_span!("video", %path, %request_id);
+        let outcome = {
+            let _enter = span.enter();
+            self.answer(request).await
+        };
+        match outcome {
+            Ok(Output::Json(value)) => {
+                let mut response = Response::new(Body::from(value.to_string()));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                with_request_id(response, &request_id)
+            }
+            Err(err) => error_response(&path, &request_id, err),
+        }
+    }
+
+    async fn answer(&self, request: Request<Body>) -> ApiResult<Output> {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
+            .await
+            .map_err(|_| {
+                api::invalid_argument(format!(
+                    "Request body is larger than the {MAX_REQUEST_BYTES} bytes this server accepts"
+                ))
+            })?;
+        if let Some(credentials) = &self.inner.config.auth {
+            let signed = sigv4::SignedRequest {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query(),
+                headers: &parts.headers,
+                host: parts.uri.authority().map(|a| a.as_str()),
+                body: &body,
+            };
+            credentials.verify(&signed, self.inner.config.clock.now_millis())?;
+        }
+        let streams = &self.inner.streams;
+        let json = match parts.uri.path() {
+            "/createStream" => streams.create(api::parse(&body)?)?,
+            "/describeStream" => streams.describe(&api::parse(&body)?)?,
+            "/listStreams" => streams.list(api::parse(&body)?)?,
+            "/deleteStream" => streams.delete(api::parse(&body)?)?,
+            "/updateStream" => streams.update_stream(api::parse(&body)?)?,
+            "/updateDataRetention" => streams.update_retention(api::parse(&body)?)?,
+            "/getDataEndpoint" => self.data_endpoint(&parts, api::parse(&body)?)?,
+            "/tagStream" => streams.tag_stream(api::parse(&body)?)?,
+            "/untagStream" => {
+                let input: api::UntagStreamInput = api::parse(&body)?;
+                streams.untag(&input.stream, input.tag_key_list)?
+            }
+            "/listTagsForStream" => streams.list_tags(&api::parse(&body)?)?,
+            "/TagResource" => streams.tag_resource(api::parse(&body)?)?,
+            "/UntagResource" => {
+                let input: api::UntagResourceInput = api::parse(&body)?;
+                streams.untag(&control::by_arn(input.resource_arn)?, input.tag_key_list)?
+            }
+            "/ListTagsForResource" => {
+                let input: api::ListTagsForResourceInput = api::parse(&body)?;
+                streams.list_tags(&control::by_arn(input.resource_arn)?)?
+            }
+            other => return Err(ApiError::unknown_operation(other.trim_start_matches('/'))),
+        };
+        Ok(Output::Json(json))
+    }
+
+    /// Every data-plane API is served by this broker, at the address the client reached it by.
+    fn data_endpoint(
+        &self,
+        parts: &http::request::Parts,
+        input: api::GetDataEndpointInput,
+    ) -> ApiResult<Value> {
+        const API_NAMES: [&str; 8] = [
+            "PUT_MEDIA",
+            "GET_MEDIA",
+            "LIST_FRAGMENTS",
+            "GET_MEDIA_FOR_FRAGMENT_LIST",
+            "GET_HLS_STREAMING_SESSION_URL",
+            "GET_DASH_STREAMING_SESSION_URL",
+            "GET_CLIP",
+            "GET_IMAGES",
+        ];
+        match input.api_name.as_deref() {
+            Some(name) if API_NAMES.contains(&name) => {}
+            other => {
+                return Err(api::invalid_argument(format!(
+                    "APIName {} is not one of {}.",
+                    other.unwrap_or("null"),
+                    API_NAMES.join(", ")
+                )));
+            }
+        }
+        self.inner.streams.get(&input.stream)?;
+        let host = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .ok_or_else(|| api::invalid_argument("The request has no Host header."))?;
+        Ok(serde_json::json!({ "DataEndpoint": format!("{}://{host}", self.inner.scheme) }))
+    }
+}
+
+fn with_request_id(mut response: Response, request_id: &str) -> Response {
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert("x-amzn-requestid", id);
+    }
+    response
+}
+
+/// The REST-JSON error shape: the code in `x-amzn-ErrorType`, `{"Message"}` in the body.
+fn error_response(path: &str, request_id: &str, err: ApiError) -> Response {
+    if err.status.is_server_error() {
+        tracing::error!(%path, code = err.code, message = %err.message, "video request failed");
+    } else {
+        tracing::debug!(%path, code = err.code, message = %err.message, "video request rejected");
+    }
+    let body = serde_json::json!({ "Message": err.message });
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = if err.code == "UnknownOperationException" {
+        StatusCode::BAD_REQUEST
+    } else {
+        err.status
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(code) = HeaderValue::from_str(err.code) {
+        headers.insert("x-amzn-errortype", code);
+    }
+    with_request_id(response, request_id)
+}
