@@ -193,6 +193,25 @@ pub fn put(out: &mut Vec<u8>, id: u32, data: &[u8]) {
     out.extend_from_slice(data);
 }
 
+/// Appends a block's track number: a VINT of the shortest length that holds it.
+pub fn put_track_number(out: &mut Vec<u8>, track: u64) {
+    let len = (1..=8usize)
+        .find(|len| track < (1u64 << (7 * len)) - 1)
+        .unwrap_or(8);
+    let marked = if len == 8 {
+        track
+    } else {
+        track | (1u64 << (7 * len))
+    };
+    let bytes = marked.to_be_bytes();
+    if len == 8 {
+        out.push(0x01);
+        out.extend_from_slice(&bytes[1..]);
+    } else {
+        out.extend_from_slice(&bytes[8 - len..]);
+    }
+}
+
 /// Appends an unsigned-integer element (8 bytes of data).
 pub fn put_uint(out: &mut Vec<u8>, id: u32, value: u64) {
     put(out, id, &value.to_be_bytes());

@@ -517,6 +517,106 @@ fn parse_block_group(data: &[u8]) -> Result<Block, MkvError> {
     parse_block(Bytes::copy_from_slice(block.1), Some(keyframe))
 }
 
+/// Writing Matroska: the pieces a KVS chunk is made of, in the layout the producer SDK uses
+/// (8-byte sizes, unknown-size Segment).
+pub mod write {
+    use super::super::ebml::{self, id};
+    use super::{MILLISECOND_SCALE, Track, Tracks};
+
+    /// The EBML header of a Matroska document.
+    pub fn ebml_header(out: &mut Vec<u8>) {
+        ebml::put_master(out, id::EBML, |h| {
+            ebml::put_uint(h, id::EBML_VERSION, 1);
+            ebml::put_uint(h, id::EBML_READ_VERSION, 1);
+            ebml::put_uint(h, id::EBML_MAX_ID_LENGTH, 4);
+            ebml::put_uint(h, id::EBML_MAX_SIZE_LENGTH, 8);
+            ebml::put(h, id::DOC_TYPE, b"matroska");
+            ebml::put_uint(h, id::DOC_TYPE_VERSION, 2);
+            ebml::put_uint(h, id::DOC_TYPE_READ_VERSION, 2);
+        });
+    }
+
+    /// An unknown-size Segment start followed by Info (1 ms timecode scale) and Tracks.
+    pub fn segment_start(out: &mut Vec<u8>, app: &str, tracks: &Tracks) {
+        ebml::put_unknown_size(out, id::SEGMENT);
+        ebml::put_master(out, id::INFO, |info| {
+            ebml::put_uint(info, id::TIMECODE_SCALE, MILLISECOND_SCALE);
+            ebml::put(info, id::TITLE, app.as_bytes());
+            ebml::put(info, id::MUXING_APP, app.as_bytes());
+            ebml::put(info, id::WRITING_APP, app.as_bytes());
+        });
+        ebml::put(out, id::TRACKS, &tracks.raw);
+    }
+
+    /// One Tags element holding one Tag with a SimpleTag per `(name, value)`.
+    pub fn tags<'a>(out: &mut Vec<u8>, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        ebml::put_master(out, id::TAGS, |tags| {
+            ebml::put_master(tags, id::TAG, |tag| {
+                for (name, value) in pairs {
+                    ebml::put_master(tag, id::SIMPLE_TAG, |simple| {
+                        ebml::put(simple, id::TAG_NAME, name.as_bytes());
+                        ebml::put(simple, id::TAG_STRING, value.as_bytes());
+                    });
+                }
+            });
+        });
+    }
+
+    /// A known-size Cluster at `timecode` (in 1 ms units) with one SimpleBlock per
+    /// `(track, relative timecode, flags, frame)`.
+    pub fn cluster<'a>(
+        out: &mut Vec<u8>,
+        timecode: u64,
+        blocks: impl IntoIterator<Item = (u64, i16, u8, &'a [u8])>,
+    ) {
+        ebml::put_master(out, id::CLUSTER, |cluster| {
+            ebml::put_uint(cluster, id::TIMECODE, timecode);
+            ebml::put_uint(cluster, id::POSITION, 0);
+            for (track, relative, flags, frame) in blocks {
+                simple_block(cluster, track, relative, flags, frame);
+            }
+        });
+    }
+
+    /// The start of an unknown-size Cluster, as live producers write it: SimpleBlocks follow.
+    pub fn cluster_start(out: &mut Vec<u8>, timecode: u64) {
+        ebml::put_unknown_size(out, id::CLUSTER);
+        ebml::put_uint(out, id::TIMECODE, timecode);
+    }
+
+    /// One SimpleBlock.
+    pub fn simple_block(out: &mut Vec<u8>, track: u64, relative: i16, flags: u8, frame: &[u8]) {
+        let mut block = Vec::with_capacity(frame.len() + 12);
+        ebml::put_track_number(&mut block, track);
+        block.extend_from_slice(&relative.to_be_bytes());
+        block.push(flags);
+        block.extend_from_slice(frame);
+        ebml::put(out, id::SIMPLE_BLOCK, &block);
+    }
+
+    /// The data of a Tracks element declaring `tracks`.
+    pub fn tracks_data(tracks: &[Track]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for track in tracks {
+            ebml::put_master(&mut out, id::TRACK_ENTRY, |e| {
+                ebml::put_uint(e, id::TRACK_NUMBER, track.number);
+                ebml::put_uint(e, id::TRACK_TYPE, track.track_type);
+                ebml::put(e, id::CODEC_ID, track.codec_id.as_bytes());
+                if !track.codec_private.is_empty() {
+                    ebml::put(e, id::CODEC_PRIVATE, &track.codec_private);
+                }
+                if track.width > 0 {
+                    ebml::put_master(e, id::VIDEO, |v| {
+                        ebml::put_uint(v, id::PIXEL_WIDTH, track.width);
+                        ebml::put_uint(v, id::PIXEL_HEIGHT, track.height);
+                    });
+                }
+            });
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -530,58 +630,45 @@ pub(crate) mod tests {
 
     impl MkvBuilder {
         /// EBML header, unknown-size Segment, Info (1 ms scale) and one H.264 track per number.
-        pub fn new(tracks: &[u64]) -> Self {
+        pub fn new(numbers: &[u64]) -> Self {
+            let tracks: Vec<Track> = numbers
+                .iter()
+                .map(|number| Track {
+                    number: *number,
+                    track_type: 1,
+                    codec_id: "V_MPEG4/ISO/AVC".into(),
+                    codec_private: Bytes::from_static(&AVC_CONFIG),
+                    width: 320,
+                    height: 240,
+                })
+                .collect();
+            let raw = Bytes::from(write::tracks_data(&tracks));
             let mut bytes = Vec::new();
-            ebml::put_master(&mut bytes, id::EBML, |h| {
-                ebml::put_uint(h, id::EBML_VERSION, 1);
-                ebml::put(h, id::DOC_TYPE, b"matroska");
-            });
-            ebml::put_unknown_size(&mut bytes, id::SEGMENT);
-            ebml::put_master(&mut bytes, id::INFO, |info| {
-                ebml::put_uint(info, id::TIMECODE_SCALE, MILLISECOND_SCALE);
-            });
-            ebml::put_master(&mut bytes, id::TRACKS, |t| {
-                for number in tracks {
-                    ebml::put_master(t, id::TRACK_ENTRY, |e| {
-                        ebml::put_uint(e, id::TRACK_NUMBER, *number);
-                        ebml::put_uint(e, id::TRACK_TYPE, 1);
-                        ebml::put(e, id::CODEC_ID, b"V_MPEG4/ISO/AVC");
-                        ebml::put(e, id::CODEC_PRIVATE, &AVC_CONFIG);
-                        ebml::put_master(e, id::VIDEO, |v| {
-                            ebml::put_uint(v, id::PIXEL_WIDTH, 320);
-                            ebml::put_uint(v, id::PIXEL_HEIGHT, 240);
-                        });
-                    });
-                }
-            });
+            write::ebml_header(&mut bytes);
+            write::segment_start(&mut bytes, "test", &Tracks { tracks, raw });
             Self { bytes }
         }
 
         /// An unknown-size Cluster at `timecode` with one keyframe then delta frames
         /// `(track, relative timecode)`, each frame's payload a length-prefixed NAL unit.
         pub fn cluster(mut self, timecode: u64, frames: &[(u64, i16)]) -> Self {
-            ebml::put_unknown_size(&mut self.bytes, id::CLUSTER);
-            ebml::put_uint(&mut self.bytes, id::TIMECODE, timecode);
+            write::cluster_start(&mut self.bytes, timecode);
             for (i, (track, relative)) in frames.iter().enumerate() {
-                let mut block = vec![0x80 | *track as u8];
-                block.extend_from_slice(&relative.to_be_bytes());
-                block.push(if i == 0 { 0x80 } else { 0 });
-                block.extend_from_slice(&[0, 0, 0, 2, if i == 0 { 0x65 } else { 0x41 }, i as u8]);
-                ebml::put(&mut self.bytes, id::SIMPLE_BLOCK, &block);
+                let (flags, nal) = if i == 0 { (0x80, 0x65) } else { (0, 0x41) };
+                write::simple_block(
+                    &mut self.bytes,
+                    *track,
+                    *relative,
+                    flags,
+                    &[0, 0, 0, 2, nal, i as u8],
+                );
             }
             self
         }
 
         /// Producer metadata: one Tags element with one name/value pair.
         pub fn tag(mut self, name: &str, value: &str) -> Self {
-            ebml::put_master(&mut self.bytes, id::TAGS, |tags| {
-                ebml::put_master(tags, id::TAG, |tag| {
-                    ebml::put_master(tag, id::SIMPLE_TAG, |s| {
-                        ebml::put(s, id::TAG_NAME, name.as_bytes());
-                        ebml::put(s, id::TAG_STRING, value.as_bytes());
-                    });
-                });
-            });
+            write::tags(&mut self.bytes, [(name, value)]);
             self
         }
 

@@ -12,11 +12,15 @@
 //! | [`ingest`] | PutMedia: fragments from a body, validation, acknowledgements |
 //! | [`fragments`] | the stored fragments of a stream, retention, tailing |
 //! | [`media`] | GetMedia and GetMediaForFragmentList output |
+//! | [`archive`] | ListFragments: fragments by time, paged |
 
 pub mod api;
+pub mod archive;
 pub mod control;
 pub mod ebml;
 pub mod fragments;
+pub mod ingest;
+pub mod media;
 pub mod mkv;
 
 use crate::config::BrokerConfig;
@@ -27,6 +31,7 @@ use axum::response::Response;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use serde_json::Value;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Largest JSON request body a KVS operation takes.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -94,11 +99,15 @@ struct Inner {
     /// `http` or `https`: how clients reached the broker, for GetDataEndpoint.
     scheme: &'static str,
     streams: control::Streams,
+    /// The next fragment sequence number, shared by all streams so numbers only grow.
+    next_fragment: AtomicU64,
 }
 
 /// What an operation answers.
 enum Output {
     Json(Value),
+    /// A response built by the operation (streams, media).
+    Media(Response),
 }
 
 impl Video {
@@ -107,10 +116,38 @@ impl Video {
         Self {
             inner: Arc::new(Inner {
                 streams: control::Streams::new(config.clone()),
+                // Start from the clock so numbers keep growing across broker restarts.
+                next_fragment: AtomicU64::new(config.clock.now_millis().max(0) as u64 * 1000),
                 config,
                 scheme,
             }),
         }
+    }
+
+    fn now_millis(&self) -> i64 {
+        self.inner.config.clock.now_millis()
+    }
+
+    fn next_fragment_sequence(&self) -> u64 {
+        self.inner.next_fragment.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn streams(&self) -> &control::Streams {
+        &self.inner.streams
+    }
+
+    /// The stream named, if it exists.
+    fn stream(&self, reference: &api::StreamRef) -> Option<control::VideoStream> {
+        self.inner.streams.get(reference).ok()
+    }
+
+    /// A stream for reading media, with fragments past retention dropped first.
+    fn readable(&self, reference: &api::StreamRef) -> ApiResult<control::VideoStream> {
+        let stream = self.inner.streams.get(reference)?;
+        stream
+            .fragments
+            .expire(self.now_millis(), stream.retention_hours);
+        Ok(stream)
     }
 
     /// Drops fragments past each stream's retention.
@@ -136,12 +173,17 @@ impl Video {
                 );
                 with_request_id(response, &request_id)
             }
+            Ok(Output::Media(response)) => with_request_id(response, &request_id),
             Err(err) => error_response(&path, &request_id, err),
         }
     }
 
     async fn answer(&self, request: Request<Body>) -> ApiResult<Output> {
         let (parts, body) = request.into_parts();
+        if parts.uri.path() == "/putMedia" {
+            // The body streams for as long as the producer records: never buffered.
+            return ingest::put_media(self, &parts.headers, body).map(Output::Media);
+        }
         let body = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
             .await
             .map_err(|_| {
@@ -183,6 +225,40 @@ impl Video {
             "/ListTagsForResource" => {
                 let input: api::ListTagsForResourceInput = api::parse(&body)?;
                 streams.list_tags(&control::by_arn(input.resource_arn)?)?
+            }
+            "/getMedia" => {
+                let input: api::GetMediaInput = api::parse(&body)?;
+                let stream = self.readable(&input.stream)?;
+                let selector = input
+                    .start_selector
+                    .ok_or_else(|| api::invalid_argument("StartSelector must be specified."))?;
+                let chunks = media::get_media(
+                    stream.fragments,
+                    &selector,
+                    Arc::clone(&self.inner.config.clock),
+                )?;
+                let body = Body::from_stream(futures::StreamExt::map(
+                    chunks,
+                    Ok::<_, std::convert::Infallible>,
+                ));
+                return Ok(Output::Media(media_response(media::CONTENT_TYPE, body)));
+            }
+            "/getMediaForFragmentList" => {
+                let input: api::GetMediaForFragmentListInput = api::parse(&body)?;
+                let stream = self.readable(&input.stream)?;
+                let numbers = input
+                    .fragments
+                    .ok_or_else(|| api::invalid_argument("Fragments must be specified."))?;
+                let payload = media::fragment_list(&stream.fragments, &numbers, self.now_millis())?;
+                return Ok(Output::Media(media_response(
+                    media::CONTENT_TYPE,
+                    Body::from(payload),
+                )));
+            }
+            "/listFragments" => {
+                let input: api::ListFragmentsInput = api::parse(&body)?;
+                let stream = self.readable(&input.stream)?;
+                archive::list_fragments(&stream.fragments, &input)?
             }
             other => return Err(ApiError::unknown_operation(other.trim_start_matches('/'))),
         };
@@ -230,6 +306,15 @@ impl Video {
             .ok_or_else(|| api::invalid_argument("The request has no Host header."))?;
         Ok(serde_json::json!({ "DataEndpoint": format!("{}://{host}", self.inner.scheme) }))
     }
+}
+
+/// A 200 response carrying media of `content_type`.
+fn media_response(content_type: &'static str, body: Body) -> Response {
+    let mut response = Response::new(body);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 fn with_request_id(mut response: Response, request_id: &str) -> Response {
