@@ -56,7 +56,7 @@ pub fn millis_to_seconds(millis: i64) -> f64 {
 }
 
 /// Names a stream by name or ARN (`StreamName` / `StreamARN`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct StreamRef {
     pub stream_name: Option<String>,

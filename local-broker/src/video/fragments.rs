@@ -55,6 +55,9 @@ impl Frame {
 pub struct Fragment {
     /// Sequence number; [`format_number`] gives the wire form.
     pub sequence: u64,
+    /// Position in its stream: 0 for the first fragment ever stored, counting expired ones
+    /// (HLS media sequence numbers).
+    pub ordinal: u64,
     /// Epoch milliseconds the producer assigned to the fragment's start.
     pub producer_millis: i64,
     /// Epoch milliseconds when the broker began receiving it.
@@ -79,6 +82,7 @@ impl Fragment {
 struct Held {
     fragments: VecDeque<Arc<Fragment>>,
     bytes: u64,
+    appended: u64,
 }
 
 /// The fragments of one stream, oldest first.
@@ -102,11 +106,13 @@ impl FragmentStore {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Stores a fragment and wakes consumers tailing the stream.
-    pub fn append(&self, fragment: Fragment) {
+    /// Stores a fragment (assigning its ordinal) and wakes consumers tailing the stream.
+    pub fn append(&self, mut fragment: Fragment) {
         let sequence = fragment.sequence;
         {
             let mut held = self.held();
+            fragment.ordinal = held.appended;
+            held.appended += 1;
             held.bytes += fragment.size_bytes;
             held.fragments.push_back(Arc::new(fragment));
         }
@@ -173,6 +179,7 @@ mod tests {
     fn fragment(sequence: u64, server_millis: i64) -> Fragment {
         Fragment {
             sequence,
+            ordinal: 0,
             producer_millis: server_millis,
             server_millis,
             duration_millis: 1000,

@@ -446,6 +446,7 @@ impl Session {
         }
         Ok(Fragment {
             sequence: building.sequence,
+            ordinal: 0,
             producer_millis,
             server_millis: building.server_millis,
             duration_millis,

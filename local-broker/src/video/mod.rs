@@ -13,15 +13,22 @@
 //! | [`fragments`] | the stored fragments of a stream, retention, tailing |
 //! | [`media`] | GetMedia and GetMediaForFragmentList output |
 //! | [`archive`] | ListFragments: fragments by time, paged |
+//! | [`clip`] | GetClip: a time range as one MP4 file |
+//! | [`hls`] | HLS sessions, playlists and fMP4 segments |
+//! | [`remux`], [`mp4`] | stored H.264 frames as MP4 samples and boxes |
 
 pub mod api;
 pub mod archive;
+pub mod clip;
 pub mod control;
 pub mod ebml;
 pub mod fragments;
+pub mod hls;
 pub mod ingest;
 pub mod media;
 pub mod mkv;
+pub mod mp4;
+pub mod remux;
 
 use crate::config::BrokerConfig;
 use crate::http::error::{ApiError, ApiResult};
@@ -99,6 +106,7 @@ struct Inner {
     /// `http` or `https`: how clients reached the broker, for GetDataEndpoint.
     scheme: &'static str,
     streams: control::Streams,
+    hls: hls::Sessions,
     /// The next fragment sequence number, shared by all streams so numbers only grow.
     next_fragment: AtomicU64,
 }
@@ -116,6 +124,7 @@ impl Video {
         Self {
             inner: Arc::new(Inner {
                 streams: control::Streams::new(config.clone()),
+                hls: hls::Sessions::default(),
                 // Start from the clock so numbers keep growing across broker restarts.
                 next_fragment: AtomicU64::new(config.clock.now_millis().max(0) as u64 * 1000),
                 config,
@@ -150,6 +159,15 @@ impl Video {
         Ok(stream)
     }
 
+    /// A stream for the archived-media APIs, which need retention.
+    fn archived(&self, reference: &api::StreamRef) -> ApiResult<control::VideoStream> {
+        let stream = self.readable(reference)?;
+        if stream.retention_hours == 0 {
+            return Err(api::no_data_retention(&stream.name));
+        }
+        Ok(stream)
+    }
+
     /// Drops fragments past each stream's retention.
     pub fn expire_fragments(&self) {
         self.inner.streams.expire_fragments();
@@ -180,6 +198,16 @@ impl Video {
 
     async fn answer(&self, request: Request<Body>) -> ApiResult<Output> {
         let (parts, body) = request.into_parts();
+        if parts.method == Method::GET {
+            // HLS resources are authorised by their session token, like KVS's.
+            let resource = hls::Resource::parse(parts.uri.path(), parts.uri.query());
+            let (content_type, body) =
+                hls::serve(&self.inner.hls, self, &resource, self.now_millis())?;
+            return Ok(Output::Media(media_response(
+                content_type,
+                Body::from(body),
+            )));
+        }
         if parts.uri.path() == "/putMedia" {
             // The body streams for as long as the producer records: never buffered.
             return ingest::put_media(self, &parts.headers, body).map(Output::Media);
@@ -260,6 +288,28 @@ impl Video {
                 let stream = self.readable(&input.stream)?;
                 archive::list_fragments(&stream.fragments, &input)?
             }
+            "/getClip" => {
+                let input: api::GetClipInput = api::parse(&body)?;
+                let stream = self.archived(&input.stream)?;
+                let clip = clip::get_clip(&stream.fragments, &input)?;
+                return Ok(Output::Media(media_response(
+                    clip::CONTENT_TYPE,
+                    Body::from(clip),
+                )));
+            }
+            "/getHLSStreamingSessionURL" => {
+                let input: api::GetHlsSessionInput = api::parse(&body)?;
+                let stream = self.archived(&input.stream)?;
+                let token = self
+                    .inner
+                    .hls
+                    .open(input, &stream.fragments, self.now_millis())?;
+                let url = format!(
+                    "{}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={token}",
+                    self.endpoint(&parts)?
+                );
+                serde_json::json!({ "HLSStreamingSessionURL": url })
+            }
             other => return Err(ApiError::unknown_operation(other.trim_start_matches('/'))),
         };
         Ok(Output::Json(json))
@@ -292,6 +342,11 @@ impl Video {
             }
         }
         self.inner.streams.get(&input.stream)?;
+        Ok(serde_json::json!({ "DataEndpoint": self.endpoint(parts)? }))
+    }
+
+    /// This broker's URL as the client reached it.
+    fn endpoint(&self, parts: &http::request::Parts) -> ApiResult<String> {
         let host = parts
             .uri
             .authority()
@@ -304,7 +359,13 @@ impl Video {
                     .map(str::to_owned)
             })
             .ok_or_else(|| api::invalid_argument("The request has no Host header."))?;
-        Ok(serde_json::json!({ "DataEndpoint": format!("{}://{host}", self.inner.scheme) }))
+        Ok(format!("{}://{host}", self.inner.scheme))
+    }
+}
+
+impl hls::StreamLookup for Video {
+    fn fragments(&self, stream: &api::StreamRef) -> ApiResult<Arc<fragments::FragmentStore>> {
+        self.readable(stream).map(|s| s.fragments)
     }
 }
 
