@@ -29,45 +29,12 @@ fi
 if ! "$VENV/bin/python" -c 'import boto3' 2>/dev/null; then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check boto3
 fi
-if [ "${KINESIS_COMPAT_NO_BUILD:-0}" != 1 ]; then
-    cargo build --release -p local-broker
-fi
-if [ ! -x "$BROKER" ]; then
-    echo "$BROKER is missing: build it with cargo build --release -p local-broker" >&2
-    exit 1
-fi
 
 # ---- broker ----------------------------------------------------------------------------------
-WORK=$(mktemp -d)
-BROKER_PID=""
-cleanup() {
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill "$BROKER_PID" 2>/dev/null || true
-        wait "$BROKER_PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-RUST_LOG=warn "$BROKER" --host 127.0.0.1 --port 0 >"$WORK/broker.out" 2>"$WORK/broker.err" &
-BROKER_PID=$!
-ENDPOINT=""
-for _ in $(seq 1 100); do
-    ENDPOINT=$(sed -n 's/^local-broker listening on //p' "$WORK/broker.out" | head -n 1)
-    [ -n "$ENDPOINT" ] && break
-    if ! kill -0 "$BROKER_PID" 2>/dev/null; then
-        echo "local-broker exited before listening:" >&2
-        cat "$WORK/broker.out" "$WORK/broker.err" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-case "$ENDPOINT" in
-    http://127.0.0.1:*) ;;
-    *) echo "unexpected endpoint '$ENDPOINT' (only loopback is allowed)" >&2; exit 1 ;;
-esac
+# shellcheck source=lib/compat-broker.sh
+source scripts/lib/compat-broker.sh
+build_broker
+start_broker
 echo "local-broker answering at $ENDPOINT (pid $BROKER_PID)"
 
 export AWS_ACCESS_KEY_ID=AKIDCOMPAT AWS_SECRET_ACCESS_KEY=compat-secret AWS_DEFAULT_REGION=us-east-1

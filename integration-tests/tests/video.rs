@@ -48,17 +48,28 @@ fn mkv_cluster(timecode: u64, frames: u8) -> Vec<u8> {
     out
 }
 
+/// An HTTP/1.1 connection to the broker, and the `host` to send.
+async fn connect<B>(endpoint: &str) -> (hyper::client::conn::http1::SendRequest<B>, String)
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let authority = endpoint.trim_start_matches("http://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let (send, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    (send, authority)
+}
+
 async fn post(
     endpoint: &str,
     path: &str,
     body: serde_json::Value,
 ) -> (u16, hyper::HeaderMap, Bytes) {
-    let authority = endpoint.trim_start_matches("http://").to_owned();
-    let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
-    let (mut send, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let (mut send, authority) = connect(endpoint).await;
     let request = hyper::Request::post(path)
         .header("host", authority)
         .header("content-type", "application/json")
@@ -120,12 +131,7 @@ async fn put_media_acks_stream_while_the_body_is_sent_and_get_media_reads_it_bac
     let data: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(data["DataEndpoint"], endpoint.as_str());
 
-    let authority = endpoint.trim_start_matches("http://").to_owned();
-    let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
-    let (mut send, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let (mut send, authority) = connect(&endpoint).await;
     let (mut pieces, receiver) =
         futures::channel::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(4);
     let request = hyper::Request::post("/putMedia")

@@ -105,14 +105,7 @@ async fn handle(State(services): State<Arc<Services>>, request: http::Request<Bo
             ))
             .with_status(StatusCode::PAYLOAD_TOO_LARGE)),
             Ok(body) => {
-                let signed = sigv4::SignedRequest {
-                    method: parts.method.as_str(),
-                    path: parts.uri.path(),
-                    query: parts.uri.query(),
-                    headers: &parts.headers,
-                    host: parts.uri.authority().map(|a| a.as_str()),
-                    body: &body,
-                };
+                let signed = sigv4::SignedRequest::new(&parts, &body);
                 let verified = match &services.auth {
                     Some(credentials) => credentials.verify(&signed, services.clock.now_millis()),
                     None => Ok(()),

@@ -76,6 +76,17 @@ impl Fragment {
     pub fn number(&self) -> String {
         format_number(self.sequence)
     }
+
+    /// Producer time (epoch ms) of the latest frame.
+    pub fn latest_frame_millis(&self) -> i64 {
+        self.producer_millis
+            + self
+                .frames
+                .iter()
+                .map(|f| f.offset_millis)
+                .max()
+                .unwrap_or(0)
+    }
 }
 
 #[derive(Default)]

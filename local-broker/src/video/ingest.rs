@@ -179,7 +179,8 @@ pub struct Session {
     building: Option<Building>,
     /// Metadata Tags seen since the last Cluster; they belong to the next fragment.
     pending_metadata: Vec<(String, String)>,
-    /// Producer time (ms) of the latest frame of the previous accepted fragment.
+    /// Producer time (ms) of the latest frame of the stream's previous fragment, from this
+    /// session or an earlier one: a new fragment must start after it.
     latest_frame_millis: Option<i64>,
     ended: bool,
 }
@@ -193,6 +194,7 @@ impl Session {
         start_millis: i64,
     ) -> Self {
         Self {
+            latest_frame_millis: stream.fragments.newest().map(|f| f.latest_frame_millis()),
             video,
             stream,
             timecode_type,
@@ -202,7 +204,6 @@ impl Session {
             header: None,
             building: None,
             pending_metadata: Vec::new(),
-            latest_frame_millis: None,
             ended: false,
         }
     }
@@ -363,11 +364,7 @@ impl Session {
                 }
             }
             Ok(fragment) => {
-                self.latest_frame_millis = fragment
-                    .frames
-                    .iter()
-                    .map(|f| fragment.producer_millis + f.offset_millis)
-                    .max();
+                self.latest_frame_millis = Some(fragment.latest_frame_millis());
                 self.stream.fragments.append(fragment);
                 // Bounds memory for streams without retention as well as with it.
                 self.stream
@@ -715,6 +712,19 @@ pub(crate) mod tests {
             ]
         );
         assert_eq!(stream.fragments.all().len(), 2);
+    }
+
+    #[test]
+    fn a_new_session_must_continue_after_the_streams_latest_fragment() {
+        let (video, stream) = video_with_stream(1);
+        let body = MkvBuilder::new(&[1]).cluster(1_000, &[(1, 0)]).bytes;
+        let mut session = Session::new(video.clone(), stream.clone(), TimecodeType::Absolute, 0);
+        run(&mut session, &body);
+        let mut again = Session::new(video, stream, TimecodeType::Absolute, 0);
+        assert_eq!(
+            events(&run(&mut again, &body)),
+            ["BUFFERING@1000", "ERROR:4004@1000"]
+        );
     }
 
     #[test]

@@ -220,15 +220,8 @@ impl Video {
                 ))
             })?;
         if let Some(credentials) = &self.inner.config.auth {
-            let signed = sigv4::SignedRequest {
-                method: parts.method.as_str(),
-                path: parts.uri.path(),
-                query: parts.uri.query(),
-                headers: &parts.headers,
-                host: parts.uri.authority().map(|a| a.as_str()),
-                body: &body,
-            };
-            credentials.verify(&signed, self.inner.config.clock.now_millis())?;
+            let signed = sigv4::SignedRequest::new(&parts, &body);
+            credentials.verify(&signed, self.now_millis())?;
         }
         let streams = &self.inner.streams;
         let json = match parts.uri.path() {

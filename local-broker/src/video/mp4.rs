@@ -225,23 +225,9 @@ fn sample_table(stbl: &mut Vec<u8>, table: Option<Table<'_>>) {
         });
         return;
     };
-    full(stbl, b"stts", 0, 0, |b| {
-        let runs = runs(samples.iter().map(|s| s.duration));
-        u32be(b, runs.len() as u32);
-        for (count, duration) in runs {
-            u32be(b, count);
-            u32be(b, duration);
-        }
-    });
+    run_length_box(stbl, b"stts", samples.iter().map(|s| s.duration));
     if samples.iter().any(|s| s.composition_offset != 0) {
-        full(stbl, b"ctts", 0, 0, |b| {
-            let runs = runs(samples.iter().map(|s| s.composition_offset));
-            u32be(b, runs.len() as u32);
-            for (count, offset) in runs {
-                u32be(b, count);
-                u32be(b, offset);
-            }
-        });
+        run_length_box(stbl, b"ctts", samples.iter().map(|s| s.composition_offset));
     }
     full(stbl, b"stss", 0, 0, |b| {
         let sync: Vec<u32> = (1..)
@@ -269,8 +255,8 @@ fn sample_table(stbl: &mut Vec<u8>, table: Option<Table<'_>>) {
     });
 }
 
-/// Run-length encodes values: `(count, value)`.
-fn runs(values: impl Iterator<Item = u32>) -> Vec<(u32, u32)> {
+/// A box of run-length encoded per-sample values (`stts`, `ctts`): `(count, value)` entries.
+fn run_length_box(out: &mut Vec<u8>, kind: &[u8; 4], values: impl Iterator<Item = u32>) {
     let mut runs: Vec<(u32, u32)> = Vec::new();
     for value in values {
         match runs.last_mut() {
@@ -278,7 +264,13 @@ fn runs(values: impl Iterator<Item = u32>) -> Vec<(u32, u32)> {
             _ => runs.push((1, value)),
         }
     }
-    runs
+    full(out, kind, 0, 0, |b| {
+        u32be(b, runs.len() as u32);
+        for (count, value) in runs {
+            u32be(b, count);
+            u32be(b, value);
+        }
+    });
 }
 
 fn total_duration(samples: &[Sample]) -> u32 {
