@@ -179,8 +179,9 @@ pub struct Session {
     building: Option<Building>,
     /// Metadata Tags seen since the last Cluster; they belong to the next fragment.
     pending_metadata: Vec<(String, String)>,
-    /// Producer time (ms) of the latest frame of the stream's previous fragment, from this
-    /// session or an earlier one: a new fragment must start after it.
+    /// Producer time (ms) of the latest frame of the session's previous fragment: the next must
+    /// start after it. Only within a session: a producer that restarts (or uploads faster than
+    /// real time) may overlap an earlier session's times.
     latest_frame_millis: Option<i64>,
     ended: bool,
 }
@@ -194,7 +195,7 @@ impl Session {
         start_millis: i64,
     ) -> Self {
         Self {
-            latest_frame_millis: stream.fragments.newest().map(|f| f.latest_frame_millis()),
+            latest_frame_millis: None,
             video,
             stream,
             timecode_type,
@@ -715,15 +716,15 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_new_session_must_continue_after_the_streams_latest_fragment() {
+    fn a_new_session_may_restart_its_timecodes() {
         let (video, stream) = video_with_stream(1);
         let body = MkvBuilder::new(&[1]).cluster(1_000, &[(1, 0)]).bytes;
-        let mut session = Session::new(video.clone(), stream.clone(), TimecodeType::Absolute, 0);
+        let mut session = Session::new(video.clone(), stream.clone(), TimecodeType::Relative, 0);
         run(&mut session, &body);
-        let mut again = Session::new(video, stream, TimecodeType::Absolute, 0);
+        let mut again = Session::new(video, stream, TimecodeType::Relative, 500);
         assert_eq!(
             events(&run(&mut again, &body)),
-            ["BUFFERING@1000", "ERROR:4004@1000"]
+            ["BUFFERING@1000", "RECEIVED@1000", "PERSISTED@1000"]
         );
     }
 
