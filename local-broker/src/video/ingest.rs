@@ -729,6 +729,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn deleting_the_stream_mid_session_is_4008_and_ends_it() {
+        let (video, stream) = video_with_stream(1);
+        let mut session = Session::new(video.clone(), stream.clone(), TimecodeType::Absolute, 0);
+        session.push(&MkvBuilder::new(&[1]).cluster(1_000, &[(1, 0)]).bytes);
+        let delete = format!(r#"{{"StreamARN":"{}"}}"#, stream.arn);
+        video
+            .streams()
+            .delete(api::parse(delete.as_bytes()).expect("input"))
+            .expect("deleted");
+        // The Cluster ends with the body; its fragment finds the stream gone.
+        let acks = run(&mut session, &[]);
+        assert_eq!(events(&acks), ["ERROR:4008@1000"]);
+        assert!(session.has_ended());
+    }
+
+    #[test]
     fn corrupt_ebml_ends_the_session_with_4006_after_what_was_good() {
         let (video, stream) = video_with_stream(1);
         let mut session = Session::new(video, stream.clone(), TimecodeType::Absolute, 0);

@@ -178,10 +178,7 @@ impl Video {
         let request_id = uuid::Uuid::new_v4().to_string();
         let path = request.uri().path().to_owned();
         let span = tracing::debug_span!("video", %path, %request_id);
-        let outcome = {
-            let _enter = span.enter();
-            self.answer(request).await
-        };
+        let outcome = tracing::Instrument::instrument(self.answer(request), span).await;
         match outcome {
             Ok(Output::Json(value)) => {
                 let mut response = Response::new(Body::from(value.to_string()));
