@@ -21,7 +21,7 @@ pub fn get_clip(store: &FragmentStore, input: &api::GetClipInput) -> ApiResult<V
         input.clip_fragment_selector.as_ref(),
         "ClipFragmentSelector",
     )?;
-    if selection.end - selection.start > MAX_RANGE_MILLIS {
+    if selection.end.saturating_sub(selection.start) > MAX_RANGE_MILLIS {
         return Err(invalid_argument(
             "EndTimestamp must be within 24 hours of StartTimestamp.",
         ));

@@ -79,13 +79,13 @@ impl Fragment {
 
     /// Producer time (epoch ms) of the latest frame.
     pub fn latest_frame_millis(&self) -> i64 {
-        self.producer_millis
-            + self
-                .frames
-                .iter()
-                .map(|f| f.offset_millis)
-                .max()
-                .unwrap_or(0)
+        let latest = self
+            .frames
+            .iter()
+            .map(|f| f.offset_millis)
+            .max()
+            .unwrap_or(0);
+        self.producer_millis.saturating_add(latest)
     }
 }
 

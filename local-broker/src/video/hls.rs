@@ -97,7 +97,7 @@ impl Sessions {
             (PlaybackMode::Live, _, _) => {}
         }
         if let (Some(start), Some(end)) = (start, end)
-            && (end < start || end - start > 24 * 3_600_000)
+            && (end < start || end.saturating_sub(start) > 24 * 3_600_000)
         {
             return Err(invalid_argument(
                 "EndTimestamp must be after StartTimestamp and within 24 hours of it.",

@@ -402,8 +402,10 @@ impl Session {
             return Err(AckError::FragmentMetadataLimitReached);
         }
         let to_millis = |units: i128| -> Result<i64, AckError> {
-            i64::try_from(units * i128::from(*scale) / 1_000_000)
-                .map_err(|_| AckError::InvalidProducerTimestamp)
+            units
+                .checked_mul(i128::from(*scale))
+                .and_then(|nanos| i64::try_from(nanos / 1_000_000).ok())
+                .ok_or(AckError::InvalidProducerTimestamp)
         };
         let cluster_millis = to_millis(i128::from(timecode))?;
         let producer_millis = match self.timecode_type {
@@ -434,7 +436,7 @@ impl Session {
         let earliest = frames.iter().map(|f| f.offset_millis).min().unwrap_or(0);
         if self
             .latest_frame_millis
-            .is_some_and(|latest| producer_millis + earliest <= latest)
+            .is_some_and(|latest| producer_millis.saturating_add(earliest) <= latest)
         {
             return Err(AckError::FragmentTimecodeLesserThanPrevious);
         }
@@ -770,6 +772,35 @@ pub(crate) mod tests {
             &MkvBuilder::new(&[1, 2]).cluster(9, &[(1, 0)]).bytes,
         );
         assert_eq!(events(&acks), ["BUFFERING@9", "ERROR:4011@9"]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_timecodes_and_start_times_never_panic_through_to_the_outputs(
+            clusters in proptest::collection::vec(
+                (proptest::prelude::any::<u64>(), proptest::collection::vec(proptest::prelude::any::<i16>(), 1..4)),
+                1..5,
+            ),
+            start in proptest::prelude::any::<i64>(),
+            relative in proptest::prelude::any::<bool>(),
+        ) {
+            let (video, stream) = video_with_stream(1);
+            let mode = if relative { TimecodeType::Relative } else { TimecodeType::Absolute };
+            let mut session = Session::new(video, stream.clone(), mode, start);
+            let mut body = MkvBuilder::new(&[1]);
+            for (timecode, offsets) in &clusters {
+                let frames: Vec<(u64, i16)> = offsets.iter().map(|o| (1, *o)).collect();
+                body = body.cluster(*timecode, &frames);
+            }
+            run(&mut session, &body.bytes);
+            let stored = stream.fragments.all();
+            for fragment in &stored {
+                crate::video::media::chunk(fragment, start);
+                crate::video::remux::fragment_samples(fragment, 1);
+            }
+            let _ = crate::video::remux::clip_samples(&stored)
+                .map(|(track, samples)| crate::video::mp4::progressive(&track, &samples));
+        }
     }
 
     #[test]

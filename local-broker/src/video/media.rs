@@ -120,7 +120,9 @@ fn start(selector: &api::StartSelector, store: &FragmentStore) -> ApiResult<Star
             // The fragment containing the time, else the first one after it.
             at_or_newer(
                 all.iter()
-                    .find(|f| time(f) <= at && at < time(f) + f.duration_millis.max(1))
+                    .find(|f| {
+                        time(f) <= at && at < time(f).saturating_add(f.duration_millis.max(1))
+                    })
                     .or_else(|| all.iter().find(|f| time(f) >= at)),
             )
         }

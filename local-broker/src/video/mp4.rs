@@ -65,7 +65,7 @@ pub fn samples(frames: &[(i64, bool, Bytes)], start: i64, last_duration: u32) ->
                 None => last_duration,
             };
             Sample {
-                decode_time: start + decode[i] + delay,
+                decode_time: start.saturating_add(decode[i] + delay),
                 duration,
                 composition_offset: (pts - base - decode[i]).max(0) as u32,
                 keyframe: *keyframe,

@@ -60,7 +60,11 @@ pub fn fragment_samples(fragment: &Fragment, track: u64) -> Vec<Sample> {
     let last_offset = frames.iter().map(|(pts, _, _)| *pts).max().unwrap_or(0);
     let last_duration = (fragment.duration_millis - last_offset).max(1) as u32;
     let first = frames.iter().map(|(pts, _, _)| *pts).min().unwrap_or(0);
-    mp4::samples(&frames, fragment.producer_millis + first, last_duration)
+    mp4::samples(
+        &frames,
+        fragment.producer_millis.saturating_add(first),
+        last_duration,
+    )
 }
 
 /// The samples of consecutive fragments (duplicates by producer timestamp dropped), and the
@@ -79,7 +83,7 @@ pub fn clip_samples(fragments: &[Arc<Fragment>]) -> ApiResult<(VideoTrack, Vec<S
         }
         previous = Some(fragment.producer_millis);
         samples.extend(fragment_samples(fragment, number).into_iter().map(|mut s| {
-            s.decode_time -= origin;
+            s.decode_time = s.decode_time.saturating_sub(origin);
             s
         }));
     }
