@@ -4,7 +4,7 @@
 ffmpeg makes a few seconds of H.264 (testsrc, a keyframe every second, so each Matroska Cluster is
 one fragment); curl streams it to /putMedia with chunked transfer; boto3 reads it back with
 GetMedia, ListFragments, GetMediaForFragmentList and GetClip; ffprobe reads the clip and the HLS
-session URL. Bad input (corrupt EBML, oversized fragments, wrong track numbers, out-of-order
+and DASH session URLs. Bad input (corrupt EBML, oversized fragments, wrong track numbers, out-of-order
 timecodes) must get the documented error acks and leave the stream usable.
 
     python scripts/video_compat.py --endpoint http://127.0.0.1:4567
@@ -299,6 +299,12 @@ def run(endpoint, work, results):
     check("HLS duration matches the source",
           abs(float(hls_probe["format"]["duration"]) - float(probe["format"]["duration"])) < 0.1,
           (hls_probe["format"]["duration"], probe["format"]["duration"]))
+    dash_url = am.get_dash_streaming_session_url(
+        StreamName=name, PlaybackMode="ON_DEMAND", DASHFragmentSelector=selector)["DASHStreamingSessionURL"]
+    dash_probe = ffprobe(dash_url, "-count_frames")
+    stream = dash_probe["streams"][0]
+    check("ffprobe plays the ON_DEMAND DASH session: same frames",
+          stream["codec_name"] == "h264" and int(stream["nb_read_frames"]) == source_count, stream)
     live_url = am.get_hls_streaming_session_url(StreamName=name, PlaybackMode="LIVE")["HLSStreamingSessionURL"]
     live_probe = ffprobe(live_url)
     check("ffprobe opens the LIVE HLS session", live_probe["streams"][0]["codec_name"] == "h264", live_probe)

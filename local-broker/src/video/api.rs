@@ -230,7 +230,8 @@ pub struct GetClipInput {
     pub clip_fragment_selector: Option<FragmentSelector>,
 }
 
-#[derive(Debug, Deserialize)]
+/// GetHLSStreamingSessionURL's input; GetDASHStreamingSessionURL's maps onto it.
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct GetHlsSessionInput {
     #[serde(flatten)]
@@ -243,4 +244,33 @@ pub struct GetHlsSessionInput {
     pub display_fragment_timestamp: Option<String>,
     pub expires: Option<i64>,
     pub max_media_playlist_fragment_results: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetDashSessionInput {
+    #[serde(flatten)]
+    pub stream: StreamRef,
+    pub playback_mode: Option<String>,
+    #[serde(rename = "DASHFragmentSelector")]
+    pub dash_fragment_selector: Option<FragmentSelector>,
+    pub display_fragment_timestamp: Option<String>,
+    pub expires: Option<i64>,
+    pub max_manifest_fragment_results: Option<i64>,
+}
+
+impl From<GetDashSessionInput> for GetHlsSessionInput {
+    /// A DASH session picks fragments like an HLS one; it never marks discontinuities.
+    fn from(dash: GetDashSessionInput) -> Self {
+        Self {
+            stream: dash.stream,
+            playback_mode: dash.playback_mode,
+            hls_fragment_selector: dash.dash_fragment_selector,
+            discontinuity_mode: Some("NEVER".into()),
+            display_fragment_timestamp: dash.display_fragment_timestamp,
+            expires: dash.expires,
+            max_media_playlist_fragment_results: dash.max_manifest_fragment_results,
+            ..Self::default()
+        }
+    }
 }

@@ -1,7 +1,8 @@
-//! HLS playback: GetHLSStreamingSessionURL, and the playlists and fMP4 segments its URL leads
-//! to (`/hls/v1/getHLSMasterPlaylist.m3u8`, `getHLSMediaPlaylist.m3u8`,
-//! `getMP4InitFragment.mp4`, `getMP4MediaFragment.mp4`), in LIVE, LIVE_REPLAY and ON_DEMAND
-//! modes. Each KVS fragment is one media segment, remuxed from the stored H.264 frames.
+//! HLS and DASH playback: GetHLSStreamingSessionURL and GetDASHStreamingSessionURL, and the
+//! playlists, manifests and fMP4 segments their URLs lead to (`/hls/v1/getHLSMasterPlaylist.m3u8`,
+//! `getHLSMediaPlaylist.m3u8`, `/dash/v1/getDASHManifest.mpd`, `getMP4InitFragment.mp4`,
+//! `getMP4MediaFragment.mp4`), in LIVE, LIVE_REPLAY and ON_DEMAND modes. Each KVS fragment is
+//! one media segment, remuxed from the stored H.264 frames.
 
 use super::api::{self, StreamRef, invalid_argument, seconds_to_millis};
 use super::archive::{Selection, TimestampKind};
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 /// Content types of what the HLS endpoints serve.
 pub const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 pub const MP4_TYPE: &str = "video/mp4";
+pub const DASH_TYPE: &str = "application/dash+xml";
 
 /// How a session picks fragments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +175,10 @@ impl<'a> Resource<'a> {
     /// Parses `/hls/v1/<name>?<query>`.
     pub fn parse(path: &'a str, query: Option<&'a str>) -> Self {
         Self {
-            name: path.trim_start_matches("/hls/v1/"),
+            name: path
+                .strip_prefix("/hls/v1/")
+                .or_else(|| path.strip_prefix("/dash/v1/"))
+                .unwrap_or(path),
             query: query
                 .unwrap_or("")
                 .split('&')
@@ -209,6 +214,10 @@ pub fn serve(
         "getHLSMasterPlaylist.m3u8" => Ok((
             PLAYLIST_TYPE,
             master_playlist(token, &fragments)?.into_bytes(),
+        )),
+        "getDASHManifest.mpd" => Ok((
+            DASH_TYPE,
+            dash_manifest(token, &session, &fragments)?.into_bytes(),
         )),
         "getHLSMediaPlaylist.m3u8" => Ok((
             PLAYLIST_TYPE,
@@ -277,6 +286,69 @@ fn master_playlist(token: &str, fragments: &[Arc<Fragment>]) -> ApiResult<String
         track.width,
         track.height,
     ))
+}
+
+/// The DASH manifest: one Representation whose SegmentList names a segment per fragment, with a
+/// SegmentTimeline of their start times and durations (ms).
+fn dash_manifest(token: &str, session: &Session, fragments: &[Arc<Fragment>]) -> ApiResult<String> {
+    let first = fragments
+        .first()
+        .ok_or_else(|| api::not_found("No fragments are available yet."))?;
+    let (number, track) = remux::video_track(first)?;
+    let frames = first.frames.iter().filter(|f| f.track == number).count();
+    let frame_rate = frames as f64 * 1000.0 / first.duration_millis.max(1) as f64;
+    let total: i64 = fragments.iter().map(|f| f.duration_millis).sum();
+    let bits: u64 = fragments.iter().map(|f| f.size_bytes * 8).sum();
+    let bandwidth = bits * 1000 / total.max(1) as u64;
+    let start = |f: &Fragment| {
+        remux::fragment_samples(f, number)
+            .first()
+            .map_or(f.producer_millis, |s| s.decode_time)
+    };
+    let origin = start(first);
+    let kind = if session.mode == PlaybackMode::OnDemand {
+        format!(
+            "type=\"static\" mediaPresentationDuration=\"PT{:.3}S\"",
+            total as f64 / 1000.0
+        )
+    } else {
+        format!(
+            "type=\"dynamic\" availabilityStartTime=\"{}\" minimumUpdatePeriod=\"PT1S\" timeShiftBufferDepth=\"PT{:.3}S\"",
+            rfc3339_millis(origin),
+            total as f64 / 1000.0
+        )
+    };
+    let mut out = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" {kind} minBufferTime=\"PT2S\">\n\
+         <Period id=\"0\" start=\"PT0S\">\n\
+         <AdaptationSet mimeType=\"video/mp4\" contentType=\"video\" segmentAlignment=\"true\" startWithSAP=\"1\">\n\
+         <Representation id=\"1\" codecs=\"{}\" bandwidth=\"{bandwidth}\" width=\"{}\" height=\"{}\" frameRate=\"{frame_rate:.3}\">\n\
+         <SegmentList timescale=\"1000\" presentationTimeOffset=\"{origin}\">\n\
+         <Initialization sourceURL=\"getMP4InitFragment.mp4?SessionToken={token}&amp;TrackNumber=1\"/>\n\
+         <SegmentTimeline>\n",
+        track.codec(),
+        track.width,
+        track.height,
+    );
+    for fragment in fragments {
+        let _ = writeln!(
+            out,
+            "<S t=\"{}\" d=\"{}\"/>",
+            start(fragment),
+            fragment.duration_millis
+        );
+    }
+    out.push_str("</SegmentTimeline>\n");
+    for fragment in fragments {
+        let _ = writeln!(
+            out,
+            "<SegmentURL media=\"getMP4MediaFragment.mp4?FragmentNumber={}&amp;SessionToken={token}&amp;TrackNumber=1\"/>",
+            fragment.number()
+        );
+    }
+    out.push_str("</SegmentList>\n</Representation>\n</AdaptationSet>\n</Period>\n</MPD>\n");
+    Ok(out)
 }
 
 fn media_playlist(token: &str, session: &Session, fragments: &[Arc<Fragment>]) -> String {
@@ -410,6 +482,26 @@ mod tests {
         assert!(media.contains("#EXT-X-PLAYLIST-TYPE:VOD") && media.ends_with("#EXT-X-ENDLIST\n"));
         assert!(media.contains("#EXT-X-MEDIA-SEQUENCE:1\n"));
         assert!(!media.contains("DISCONTINUITY"));
+    }
+
+    #[test]
+    fn dash_manifests_list_a_segment_per_fragment_with_its_time() {
+        let store = stored(3);
+        let sessions = Sessions::default();
+        let dash: api::GetDashSessionInput = api::parse(
+            br#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND","DASHFragmentSelector":{"FragmentSelectorType":"PRODUCER_TIMESTAMP","TimestampRange":{"StartTimestamp":0,"EndTimestamp":9}}}"#,
+        )
+        .expect("input");
+        let token = sessions.open(dash.into(), &store, 0).expect("session");
+        let mpd = get(
+            &sessions,
+            &store,
+            &format!("/dash/v1/getDASHManifest.mpd?SessionToken={token}"),
+        )
+        .expect("manifest");
+        assert!(mpd.contains("type=\"static\" mediaPresentationDuration=\"PT3.000S\""));
+        assert!(mpd.contains("<S t=\"2000\" d=\"1000\"/>"));
+        assert_eq!(mpd.matches("<SegmentURL ").count(), 3);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! | [`media`] | GetMedia and GetMediaForFragmentList output |
 //! | [`archive`] | ListFragments: fragments by time, paged |
 //! | [`clip`] | GetClip: a time range as one MP4 file |
-//! | [`hls`] | HLS sessions, playlists and fMP4 segments |
+//! | [`hls`] | HLS and DASH sessions, playlists, manifests and fMP4 segments |
 //! | [`remux`], [`mp4`] | stored H.264 frames as MP4 samples and boxes |
 
 pub mod api;
@@ -92,7 +92,8 @@ const OPERATIONS: &[&str] = &[
 pub fn serves<B>(request: &Request<B>) -> bool {
     let path = request.uri().path();
     (request.method() == Method::POST && OPERATIONS.contains(&path))
-        || (request.method() == Method::GET && path.starts_with("/hls/v1/"))
+        || (request.method() == Method::GET
+            && (path.starts_with("/hls/v1/") || path.starts_with("/dash/v1/")))
 }
 
 /// The Kinesis Video Streams service of one broker. Cheap to clone.
@@ -196,7 +197,7 @@ impl Video {
     async fn answer(&self, request: Request<Body>) -> ApiResult<Output> {
         let (parts, body) = request.into_parts();
         if parts.method == Method::GET {
-            // HLS resources are authorised by their session token, like KVS's.
+            // HLS and DASH resources are authorised by their session token, like KVS's.
             let resource = hls::Resource::parse(parts.uri.path(), parts.uri.query());
             let (content_type, body) =
                 hls::serve(&self.inner.hls, self, &resource, self.now_millis())?;
@@ -299,6 +300,19 @@ impl Video {
                     self.endpoint(&parts)?
                 );
                 serde_json::json!({ "HLSStreamingSessionURL": url })
+            }
+            "/getDASHStreamingSessionURL" => {
+                let input: api::GetDashSessionInput = api::parse(&body)?;
+                let stream = self.archived(&input.stream)?;
+                let token =
+                    self.inner
+                        .hls
+                        .open(input.into(), &stream.fragments, self.now_millis())?;
+                let url = format!(
+                    "{}/dash/v1/getDASHManifest.mpd?SessionToken={token}",
+                    self.endpoint(&parts)?
+                );
+                serde_json::json!({ "DASHStreamingSessionURL": url })
             }
             other => return Err(ApiError::unknown_operation(other.trim_start_matches('/'))),
         };
