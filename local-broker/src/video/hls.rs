@@ -268,16 +268,41 @@ fn session_fragments(session: &Session, store: &FragmentStore) -> Vec<Arc<Fragme
     }
 }
 
+/// What playlists and manifests say about a session's media: its track and rates.
+struct Summary {
+    number: u64,
+    track: mp4::VideoTrack,
+    frame_rate: f64,
+    bandwidth: u64,
+    total_millis: i64,
+}
+
+impl Summary {
+    fn of(fragments: &[Arc<Fragment>]) -> ApiResult<Self> {
+        let first = fragments
+            .first()
+            .ok_or_else(|| api::not_found("No fragments are available yet."))?;
+        let (number, track) = remux::video_track(first)?;
+        let frames = first.frames.iter().filter(|f| f.track == number).count();
+        let bits: u64 = fragments.iter().map(|f| f.size_bytes * 8).sum();
+        let total_millis: i64 = fragments.iter().map(|f| f.duration_millis).sum();
+        Ok(Self {
+            number,
+            track,
+            frame_rate: frames as f64 * 1000.0 / first.duration_millis.max(1) as f64,
+            bandwidth: bits * 1000 / total_millis.max(1) as u64,
+            total_millis,
+        })
+    }
+}
+
 fn master_playlist(token: &str, fragments: &[Arc<Fragment>]) -> ApiResult<String> {
-    let first = fragments
-        .first()
-        .ok_or_else(|| api::not_found("No fragments are available yet."))?;
-    let (number, track) = remux::video_track(first)?;
-    let frames = first.frames.iter().filter(|f| f.track == number).count();
-    let frame_rate = frames as f64 * 1000.0 / first.duration_millis.max(1) as f64;
-    let bits: u64 = fragments.iter().map(|f| f.size_bytes * 8).sum();
-    let millis: i64 = fragments.iter().map(|f| f.duration_millis).sum();
-    let bandwidth = bits * 1000 / millis.max(1) as u64;
+    let Summary {
+        track,
+        frame_rate,
+        bandwidth,
+        ..
+    } = Summary::of(fragments)?;
     Ok(format!(
         "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n\
          #EXT-X-STREAM-INF:CODECS=\"{}\",RESOLUTION={}x{},FRAME-RATE={frame_rate:.3},BANDWIDTH={bandwidth}\n\
@@ -291,21 +316,19 @@ fn master_playlist(token: &str, fragments: &[Arc<Fragment>]) -> ApiResult<String
 /// The DASH manifest: one Representation whose SegmentList names a segment per fragment, with a
 /// SegmentTimeline of their start times and durations (ms).
 fn dash_manifest(token: &str, session: &Session, fragments: &[Arc<Fragment>]) -> ApiResult<String> {
-    let first = fragments
-        .first()
-        .ok_or_else(|| api::not_found("No fragments are available yet."))?;
-    let (number, track) = remux::video_track(first)?;
-    let frames = first.frames.iter().filter(|f| f.track == number).count();
-    let frame_rate = frames as f64 * 1000.0 / first.duration_millis.max(1) as f64;
-    let total: i64 = fragments.iter().map(|f| f.duration_millis).sum();
-    let bits: u64 = fragments.iter().map(|f| f.size_bytes * 8).sum();
-    let bandwidth = bits * 1000 / total.max(1) as u64;
+    let Summary {
+        number,
+        track,
+        frame_rate,
+        bandwidth,
+        total_millis: total,
+    } = Summary::of(fragments)?;
     let start = |f: &Fragment| {
         remux::fragment_samples(f, number)
             .first()
             .map_or(f.producer_millis, |s| s.decode_time)
     };
-    let origin = start(first);
+    let origin = fragments.first().map_or(0, |f| start(f));
     let kind = if session.mode == PlaybackMode::OnDemand {
         format!(
             "type=\"static\" mediaPresentationDuration=\"PT{:.3}S\"",
