@@ -21,53 +21,12 @@ fi
 if ! "$VENV/bin/python" -c 'import boto3, cbor2' 2>/dev/null || [ ! -x "$VENV/bin/aws" ]; then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check boto3 awscli cbor2
 fi
-# KINESIS_COMPAT_NO_BUILD=1 reuses an existing release binary (e.g. one CI already built).
-if [ "${KINESIS_COMPAT_NO_BUILD:-0}" != 1 ]; then
-    cargo build --release -p local-broker
-fi
-if [ ! -x "$BROKER" ]; then
-    echo "$BROKER is missing: build it with cargo build --release -p local-broker" >&2
-    exit 1
-fi
 
 # ---- broker ----------------------------------------------------------------------------------
-WORK=$(mktemp -d)
-BROKER_PID=""
-cleanup() {
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill "$BROKER_PID" 2>/dev/null || true
-        wait "$BROKER_PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-# Without these, an interrupted run would skip the EXIT trap and leave the broker running.
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Port 0: the broker binds a free port and prints the URL, so there is no pick-then-bind race.
-RUST_LOG=warn "$BROKER" --host 127.0.0.1 --port 0 >"$WORK/broker.out" 2>"$WORK/broker.err" &
-BROKER_PID=$!
-
-ENDPOINT=""
-for _ in $(seq 1 100); do
-    ENDPOINT=$(sed -n 's/^local-broker listening on //p' "$WORK/broker.out" | head -n 1)
-    [ -n "$ENDPOINT" ] && break
-    if ! kill -0 "$BROKER_PID" 2>/dev/null; then
-        echo "local-broker exited before listening:" >&2
-        cat "$WORK/broker.out" "$WORK/broker.err" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-if [ -z "$ENDPOINT" ]; then
-    echo "local-broker printed no endpoint within 10 s" >&2
-    exit 1
-fi
-case "$ENDPOINT" in
-    http://127.0.0.1:*) ;;
-    *) echo "unexpected endpoint '$ENDPOINT' (only loopback is allowed)" >&2; exit 1 ;;
-esac
+# shellcheck source=lib/compat-broker.sh
+source scripts/lib/compat-broker.sh
+build_broker
+start_broker
 
 # Wait until it answers a real request (bounded: 10 s).
 "$VENV/bin/python" - "$ENDPOINT" <<'EOF'

@@ -21,6 +21,7 @@
 //! | [`storage`] | the data directory: record log, hot tail cache, metadata log, sync modes |
 //! | [`observe`] | `/metrics`, `/health`, the status page at `/`, request logs |
 //! | [`firehose`] | delivery streams: buffering, processing, delivery to S3 and HTTP endpoints |
+//! | [`video`] | Kinesis Video Streams: control plane, PutMedia, GetMedia, clips, HLS |
 
 pub mod clock;
 pub mod config;
@@ -31,6 +32,7 @@ pub mod kinesis;
 pub mod observe;
 pub mod storage;
 pub mod tls;
+pub mod video;
 
 pub use clock::{Clock, ShiftableClock, SystemClock};
 pub use config::BrokerConfig;
@@ -349,6 +351,10 @@ impl LocalBrokerBuilder {
             storage,
             faults: self.faults.clone(),
             observer: Arc::default(),
+            video: video::Video::new(
+                self.config.clone(),
+                if self.tls.is_some() { "https" } else { "http" },
+            ),
         })
     }
 }

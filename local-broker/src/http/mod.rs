@@ -42,6 +42,8 @@ pub struct Services {
     pub faults: faults::Faults,
     /// This broker's metrics recorder (see [`crate::observe`]).
     pub observer: Arc<crate::observe::Observer>,
+    /// Kinesis Video Streams, routed by REST path rather than `X-Amz-Target`.
+    pub video: crate::video::Video,
 }
 
 /// What an operation answers: a body, or an event stream that is pushed until it ends.
@@ -96,6 +98,9 @@ pub fn router(services: Arc<Services>) -> axum::Router {
 }
 
 async fn handle(State(services): State<Arc<Services>>, request: http::Request<Body>) -> Response {
+    if crate::video::serves(&request) {
+        return services.video.handle(request).await;
+    }
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = request.into_parts();
     let protocol = Protocol::from_content_type(
@@ -121,14 +126,7 @@ async fn handle(State(services): State<Arc<Services>>, request: http::Request<Bo
             ))
             .with_status(StatusCode::PAYLOAD_TOO_LARGE)),
             Ok(body) => {
-                let signed = sigv4::SignedRequest {
-                    method: parts.method.as_str(),
-                    path: parts.uri.path(),
-                    query: parts.uri.query(),
-                    headers: &parts.headers,
-                    host: parts.uri.authority().map(|a| a.as_str()),
-                    body: &body,
-                };
+                let signed = sigv4::SignedRequest::new(&parts, &body);
                 let verified = match &services.auth {
                     Some(credentials) => credentials.verify(&signed, services.clock.now_millis()),
                     None => Ok(None),

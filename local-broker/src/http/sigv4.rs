@@ -58,6 +58,20 @@ pub struct SignedRequest<'a> {
     pub body: &'a [u8],
 }
 
+impl<'a> SignedRequest<'a> {
+    /// The signed parts of a request whose body has been read.
+    pub fn new(parts: &'a http::request::Parts, body: &'a [u8]) -> Self {
+        Self {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            host: parts.uri.authority().map(|a| a.as_str()),
+            body,
+        }
+    }
+}
+
 /// The fields of a signature, from the header or the query.
 struct Signature {
     access_key: String,

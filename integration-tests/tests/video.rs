@@ -1,0 +1,205 @@
+//! Kinesis Video Streams over HTTP: REST-JSON errors, PutMedia acks streamed while the chunked
+//! body is still being sent, and GetMedia reading the fragments back.
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use local_broker::video::mkv::{Track, Tracks, write};
+
+/// An H.264 track header and `(timecode, frames)` clusters, written like KVS producers do.
+fn mkv_header() -> Vec<u8> {
+    let track = Track {
+        number: 1,
+        track_type: 1,
+        codec_id: "V_MPEG4/ISO/AVC".into(),
+        codec_private: Bytes::from_static(&[1, 0x42, 0xC0, 0x1E, 0xFF, 0xE1, 0, 0]),
+        width: 64,
+        height: 48,
+    };
+    let raw = Bytes::from(write::tracks_data(std::slice::from_ref(&track)));
+    let mut out = Vec::new();
+    write::ebml_header(&mut out);
+    write::segment_start(
+        &mut out,
+        "test",
+        &Tracks {
+            tracks: vec![track],
+            raw,
+        },
+    );
+    out
+}
+
+fn mkv_cluster(timecode: u64, frames: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    write::cluster_start(&mut out, timecode);
+    for i in 0..frames {
+        let flags = if i == 0 { 0x80 } else { 0 };
+        write::simple_block(
+            &mut out,
+            1,
+            i16::from(i) * 40,
+            flags,
+            &[0, 0, 0, 2, 0x65, i],
+        );
+    }
+    out
+}
+
+/// An HTTP/1.1 connection to the broker, and the `host` to send.
+async fn connect<B>(endpoint: &str) -> (hyper::client::conn::http1::SendRequest<B>, String)
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let authority = endpoint.trim_start_matches("http://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let (send, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    (send, authority)
+}
+
+async fn post(
+    endpoint: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, hyper::HeaderMap, Bytes) {
+    let (mut send, authority) = connect(endpoint).await;
+    let request = hyper::Request::post(path)
+        .header("host", authority)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let response = send.send_request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (parts.status.as_u16(), parts.headers, bytes)
+}
+
+#[tokio::test]
+async fn errors_are_rest_json_with_the_code_in_x_amzn_errortype() {
+    let broker = local_broker::LocalBroker::builder().start().await.unwrap();
+    let endpoint = broker.endpoint();
+    let (status, headers, body) = post(
+        &endpoint,
+        "/describeStream",
+        serde_json::json!({"StreamName": "missing"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(headers["x-amzn-errortype"], "ResourceNotFoundException");
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(body["Message"].as_str().unwrap().contains("missing"));
+    let (status, headers, _) =
+        post(&endpoint, "/createSignalingChannel", serde_json::json!({})).await;
+    assert_eq!(
+        (status, &headers["x-amzn-errortype"]),
+        (400, &"UnknownOperationException".parse().unwrap())
+    );
+    let (status, _, body) = post(
+        &endpoint,
+        "/getDataEndpoint",
+        serde_json::json!({"StreamName": "missing", "APIName": "PUT_MEDIA"}),
+    )
+    .await;
+    assert_eq!(status, 404, "{body:?}");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn put_media_acks_stream_while_the_body_is_sent_and_get_media_reads_it_back() {
+    let broker = local_broker::LocalBroker::builder().start().await.unwrap();
+    let endpoint = broker.endpoint();
+    let (status, _, _) = post(
+        &endpoint,
+        "/createStream",
+        serde_json::json!({"StreamName": "cam", "DataRetentionInHours": 1}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, _, body) = post(
+        &endpoint,
+        "/getDataEndpoint",
+        serde_json::json!({"StreamName": "cam", "APIName": "PUT_MEDIA"}),
+    )
+    .await;
+    let data: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(data["DataEndpoint"], endpoint.as_str());
+
+    let (mut send, authority) = connect(&endpoint).await;
+    let (mut pieces, receiver) =
+        futures::channel::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(4);
+    let request = hyper::Request::post("/putMedia")
+        .header("host", &authority)
+        .header("x-amzn-stream-name", "cam")
+        .header("x-amzn-fragment-timecode-type", "RELATIVE")
+        .header("x-amzn-producer-start-timestamp", "1700000000.000")
+        .body(StreamBody::new(receiver))
+        .unwrap();
+    let mut first = mkv_header();
+    first.extend(mkv_cluster(0, 25));
+    // An unknown-size Cluster ends when the next one's header (ID and size, 12 bytes) arrives.
+    let second = mkv_cluster(1000, 25);
+    first.extend_from_slice(&second[..12]);
+    pieces
+        .send(Ok(Frame::data(Bytes::from(first))))
+        .await
+        .unwrap();
+    let response = send.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut acks = response.into_body().into_data_stream();
+    let mut lines = String::new();
+    while !lines.contains("PERSISTED") {
+        let chunk = acks.next().await.unwrap().unwrap();
+        lines.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    // The first fragment is persisted while the body is still open.
+    pieces
+        .send(Ok(Frame::data(Bytes::copy_from_slice(&second[12..]))))
+        .await
+        .unwrap();
+    drop(pieces);
+    while let Some(chunk) = acks.next().await {
+        lines.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    let events: Vec<(String, u64)> = lines
+        .lines()
+        .map(|line| {
+            let ack: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(ack["FragmentNumber"].is_string(), "{lines}");
+            (
+                ack["EventType"].as_str().unwrap().to_owned(),
+                ack["FragmentTimecode"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, u64)> = [0, 1000]
+        .into_iter()
+        .flat_map(|t| ["BUFFERING", "RECEIVED", "PERSISTED"].map(|e| (e.to_owned(), t)))
+        .collect();
+    assert_eq!(events, expected);
+
+    let (status, headers, payload) = post(
+        &endpoint,
+        "/getMedia",
+        serde_json::json!({"StreamName": "cam", "StartSelector": {"StartSelectorType": "EARLIEST"}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "video/webm");
+    let chunks = payload
+        .windows(4)
+        .filter(|w| *w == [0x1A, 0x45, 0xDF, 0xA3])
+        .count();
+    assert_eq!(chunks, 2, "one MKV document per fragment");
+    let producer = b"AWS_KINESISVIDEO_PRODUCER_TIMESTAMP";
+    assert!(payload.windows(producer.len()).any(|w| w == producer));
+    let first_time = b"1700000000.000";
+    assert!(payload.windows(first_time.len()).any(|w| w == first_time));
+    broker.shutdown().await;
+}

@@ -1,0 +1,575 @@
+//! HLS and DASH playback: GetHLSStreamingSessionURL and GetDASHStreamingSessionURL, and the
+//! playlists, manifests and fMP4 segments their URLs lead to (`/hls/v1/getHLSMasterPlaylist.m3u8`,
+//! `getHLSMediaPlaylist.m3u8`, `/dash/v1/getDASHManifest.mpd`, `getMP4InitFragment.mp4`,
+//! `getMP4MediaFragment.mp4`), in LIVE, LIVE_REPLAY and ON_DEMAND modes. Each KVS fragment is
+//! one media segment, remuxed from the stored H.264 frames.
+
+use super::api::{self, StreamRef, invalid_argument, seconds_to_millis};
+use super::archive::{Selection, TimestampKind};
+use super::fragments::{Fragment, FragmentStore, parse_number};
+use super::{mp4, remux};
+use crate::http::error::{ApiError, ApiResult};
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Content types of what the HLS endpoints serve.
+pub const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+pub const MP4_TYPE: &str = "video/mp4";
+pub const DASH_TYPE: &str = "application/dash+xml";
+
+/// How a session picks fragments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaybackMode {
+    /// The newest fragments, refreshed as new ones arrive.
+    Live,
+    /// From a start time onwards, growing as new ones arrive.
+    LiveReplay,
+    /// A fixed range; the playlist ends.
+    OnDemand,
+}
+
+/// One HLS streaming session.
+#[derive(Debug, Clone)]
+struct Session {
+    stream: StreamRef,
+    mode: PlaybackMode,
+    kind: TimestampKind,
+    start: Option<i64>,
+    end: Option<i64>,
+    discontinuities: bool,
+    display_timestamps: bool,
+    max_results: usize,
+    expires_millis: i64,
+}
+
+/// The open HLS sessions of a broker, by token.
+#[derive(Default)]
+pub struct Sessions {
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+impl Sessions {
+    fn locked(&self) -> MutexGuard<'_, HashMap<String, Session>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens a session; answers the token. `store` is the stream's, checked for playable media.
+    pub fn open(
+        &self,
+        input: api::GetHlsSessionInput,
+        store: &FragmentStore,
+        now_millis: i64,
+    ) -> ApiResult<String> {
+        let mode = match input.playback_mode.as_deref() {
+            None | Some("LIVE") => PlaybackMode::Live,
+            Some("LIVE_REPLAY") => PlaybackMode::LiveReplay,
+            Some("ON_DEMAND") => PlaybackMode::OnDemand,
+            Some(other) => {
+                return Err(invalid_argument(format!(
+                    "PlaybackMode {other} is not LIVE, LIVE_REPLAY or ON_DEMAND."
+                )));
+            }
+        };
+        if input
+            .container_format
+            .as_deref()
+            .is_some_and(|f| f != "FRAGMENTED_MP4")
+        {
+            return Err(invalid_argument(
+                "Only ContainerFormat FRAGMENTED_MP4 is supported by this server.",
+            ));
+        }
+        let selector = input.hls_fragment_selector.as_ref();
+        let kind = TimestampKind::parse(
+            selector.and_then(|s| s.fragment_selector_type.as_deref()),
+            Some(TimestampKind::Server),
+        )?;
+        let range = selector.and_then(|s| s.timestamp_range.as_ref());
+        let start = range.and_then(|r| r.start_timestamp).map(seconds_to_millis);
+        let end = range.and_then(|r| r.end_timestamp).map(seconds_to_millis);
+        match (mode, start, end) {
+            (PlaybackMode::OnDemand, Some(_), Some(_)) | (PlaybackMode::LiveReplay, Some(_), _) => {
+            }
+            (PlaybackMode::OnDemand | PlaybackMode::LiveReplay, _, _) => {
+                return Err(invalid_argument(
+                    "ON_DEMAND needs StartTimestamp and EndTimestamp; LIVE_REPLAY needs StartTimestamp.",
+                ));
+            }
+            (PlaybackMode::Live, _, _) => {}
+        }
+        if let (Some(start), Some(end)) = (start, end)
+            && (end < start || end.saturating_sub(start) > 24 * 3_600_000)
+        {
+            return Err(invalid_argument(
+                "EndTimestamp must be after StartTimestamp and within 24 hours of it.",
+            ));
+        }
+        let expires = input.expires.unwrap_or(300);
+        if !(300..=43_200).contains(&expires) {
+            return Err(invalid_argument(
+                "Expires must be between 300 and 43200 seconds.",
+            ));
+        }
+        let default_results = if mode == PlaybackMode::OnDemand {
+            1000
+        } else {
+            5
+        };
+        let max_results = input
+            .max_media_playlist_fragment_results
+            .unwrap_or(default_results);
+        if !(1..=5000).contains(&max_results) {
+            return Err(invalid_argument(
+                "MaxMediaPlaylistFragmentResults must be between 1 and 5000.",
+            ));
+        }
+        let discontinuities = match input.discontinuity_mode.as_deref() {
+            Some("ALWAYS") => true,
+            Some("NEVER" | "ON_DISCONTINUITY") => false,
+            None => kind == TimestampKind::Server,
+            Some(other) => {
+                return Err(invalid_argument(format!(
+                    "DiscontinuityMode {other} is not ALWAYS, NEVER or ON_DISCONTINUITY."
+                )));
+            }
+        };
+        // A session is only handed out for a stream whose media can be played.
+        if let Some(newest) = store.newest() {
+            remux::video_track(&newest)?;
+        }
+        let session = Session {
+            stream: input.stream,
+            mode,
+            kind,
+            start,
+            end,
+            discontinuities,
+            display_timestamps: input.display_fragment_timestamp.as_deref() == Some("ALWAYS"),
+            max_results: max_results as usize,
+            expires_millis: now_millis + expires * 1000,
+        };
+        let token = format!("hls-{}", uuid::Uuid::new_v4().simple());
+        self.locked().insert(token.clone(), session);
+        Ok(token)
+    }
+
+    /// The session behind a token, unless it is unknown or expired.
+    fn session(&self, token: Option<&str>, now_millis: i64) -> ApiResult<Session> {
+        let mut sessions = self.locked();
+        sessions.retain(|_, s| s.expires_millis > now_millis);
+        token
+            .and_then(|t| sessions.get(t))
+            .cloned()
+            .ok_or_else(|| api::not_found("The streaming session is unknown or has expired."))
+    }
+}
+
+/// An HLS endpoint request: the resource and its query parameters.
+pub struct Resource<'a> {
+    pub name: &'a str,
+    pub query: HashMap<&'a str, &'a str>,
+}
+
+impl<'a> Resource<'a> {
+    /// Parses `/hls/v1/<name>?<query>`.
+    pub fn parse(path: &'a str, query: Option<&'a str>) -> Self {
+        Self {
+            name: path
+                .strip_prefix("/hls/v1/")
+                .or_else(|| path.strip_prefix("/dash/v1/"))
+                .unwrap_or(path),
+            query: query
+                .unwrap_or("")
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .collect(),
+        }
+    }
+}
+
+/// Looks up a session's stream: the caller resolves a [`StreamRef`] to its fragment store.
+pub trait StreamLookup {
+    fn fragments(&self, stream: &StreamRef) -> ApiResult<Arc<FragmentStore>>;
+}
+
+/// Serves one HLS resource: `(content type, body)`.
+pub fn serve(
+    sessions: &Sessions,
+    streams: &impl StreamLookup,
+    resource: &Resource<'_>,
+    now_millis: i64,
+) -> ApiResult<(&'static str, Vec<u8>)> {
+    let token = resource.query.get("SessionToken").copied();
+    let session = sessions.session(token, now_millis)?;
+    let token = token.unwrap_or_default();
+    let store = streams.fragments(&session.stream)?;
+    let fragments = session_fragments(&session, &store);
+    if let Some(track) = resource.query.get("TrackNumber")
+        && *track != "1"
+    {
+        return Err(api::not_found(format!("Track {track} is not served.")));
+    }
+    match resource.name {
+        "getHLSMasterPlaylist.m3u8" => Ok((
+            PLAYLIST_TYPE,
+            master_playlist(token, &fragments)?.into_bytes(),
+        )),
+        "getDASHManifest.mpd" => Ok((
+            DASH_TYPE,
+            dash_manifest(token, &session, &fragments)?.into_bytes(),
+        )),
+        "getHLSMediaPlaylist.m3u8" => Ok((
+            PLAYLIST_TYPE,
+            media_playlist(token, &session, &fragments).into_bytes(),
+        )),
+        "getMP4InitFragment.mp4" => {
+            let fragment = fragments
+                .first()
+                .ok_or_else(|| api::not_found("No fragments are available yet."))?;
+            let (_, track) = remux::video_track(fragment)?;
+            Ok((MP4_TYPE, mp4::init_segment(&track)))
+        }
+        "getMP4MediaFragment.mp4" => {
+            let number = resource.query.get("FragmentNumber").copied().unwrap_or("");
+            let fragment = parse_number(number)
+                .and_then(|sequence| store.get(sequence))
+                .ok_or_else(|| api::not_found(format!("Fragment {number} is not found.")))?;
+            let (track, _) = remux::video_track(&fragment)?;
+            let samples = remux::fragment_samples(&fragment, track);
+            let sequence = u32::try_from(fragment.ordinal + 1).unwrap_or(u32::MAX);
+            Ok((MP4_TYPE, mp4::media_segment(sequence, &samples)))
+        }
+        other => Err(ApiError::unknown_operation(other)),
+    }
+}
+
+/// The fragments a session's playlist lists now, oldest first.
+fn session_fragments(session: &Session, store: &FragmentStore) -> Vec<Arc<Fragment>> {
+    let mut fragments: Vec<Arc<Fragment>> = match (session.start, session.end) {
+        (Some(start), end) => Selection {
+            kind: session.kind,
+            start,
+            end: end.unwrap_or(i64::MAX),
+        }
+        .fragments(store),
+        (None, _) => store.all(),
+    };
+    fragments.sort_by_key(|f| (session.kind.of(f), f.sequence));
+    match session.mode {
+        PlaybackMode::Live => {
+            let skip = fragments.len().saturating_sub(session.max_results);
+            fragments.split_off(skip)
+        }
+        PlaybackMode::LiveReplay | PlaybackMode::OnDemand => {
+            fragments.truncate(session.max_results);
+            fragments
+        }
+    }
+}
+
+/// What playlists and manifests say about a session's media: its track and rates.
+struct Summary {
+    number: u64,
+    track: mp4::VideoTrack,
+    frame_rate: f64,
+    bandwidth: u64,
+    total_millis: i64,
+}
+
+impl Summary {
+    fn of(fragments: &[Arc<Fragment>]) -> ApiResult<Self> {
+        let first = fragments
+            .first()
+            .ok_or_else(|| api::not_found("No fragments are available yet."))?;
+        let (number, track) = remux::video_track(first)?;
+        let frames = first.frames.iter().filter(|f| f.track == number).count();
+        let bits: u64 = fragments.iter().map(|f| f.size_bytes * 8).sum();
+        let total_millis: i64 = fragments.iter().map(|f| f.duration_millis).sum();
+        Ok(Self {
+            number,
+            track,
+            frame_rate: frames as f64 * 1000.0 / first.duration_millis.max(1) as f64,
+            bandwidth: bits * 1000 / total_millis.max(1) as u64,
+            total_millis,
+        })
+    }
+}
+
+fn master_playlist(token: &str, fragments: &[Arc<Fragment>]) -> ApiResult<String> {
+    let Summary {
+        track,
+        frame_rate,
+        bandwidth,
+        ..
+    } = Summary::of(fragments)?;
+    Ok(format!(
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+         #EXT-X-STREAM-INF:CODECS=\"{}\",RESOLUTION={}x{},FRAME-RATE={frame_rate:.3},BANDWIDTH={bandwidth}\n\
+         getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber=1\n",
+        track.codec(),
+        track.width,
+        track.height,
+    ))
+}
+
+/// The DASH manifest: one Representation whose SegmentList names a segment per fragment, with a
+/// SegmentTimeline of their start times and durations (ms).
+fn dash_manifest(token: &str, session: &Session, fragments: &[Arc<Fragment>]) -> ApiResult<String> {
+    let Summary {
+        number,
+        track,
+        frame_rate,
+        bandwidth,
+        total_millis: total,
+    } = Summary::of(fragments)?;
+    let start = |f: &Fragment| {
+        remux::fragment_samples(f, number)
+            .first()
+            .map_or(f.producer_millis, |s| s.decode_time)
+    };
+    let origin = fragments.first().map_or(0, |f| start(f));
+    let kind = if session.mode == PlaybackMode::OnDemand {
+        format!(
+            "type=\"static\" mediaPresentationDuration=\"PT{:.3}S\"",
+            total as f64 / 1000.0
+        )
+    } else {
+        format!(
+            "type=\"dynamic\" availabilityStartTime=\"{}\" minimumUpdatePeriod=\"PT1S\" timeShiftBufferDepth=\"PT{:.3}S\"",
+            rfc3339_millis(origin),
+            total as f64 / 1000.0
+        )
+    };
+    let mut out = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" {kind} minBufferTime=\"PT2S\">\n\
+         <Period id=\"0\" start=\"PT0S\">\n\
+         <AdaptationSet mimeType=\"video/mp4\" contentType=\"video\" segmentAlignment=\"true\" startWithSAP=\"1\">\n\
+         <Representation id=\"1\" codecs=\"{}\" bandwidth=\"{bandwidth}\" width=\"{}\" height=\"{}\" frameRate=\"{frame_rate:.3}\">\n\
+         <SegmentList timescale=\"1000\" presentationTimeOffset=\"{origin}\">\n\
+         <Initialization sourceURL=\"getMP4InitFragment.mp4?SessionToken={token}&amp;TrackNumber=1\"/>\n\
+         <SegmentTimeline>\n",
+        track.codec(),
+        track.width,
+        track.height,
+    );
+    for fragment in fragments {
+        let _ = writeln!(
+            out,
+            "<S t=\"{}\" d=\"{}\"/>",
+            start(fragment),
+            fragment.duration_millis
+        );
+    }
+    out.push_str("</SegmentTimeline>\n");
+    for fragment in fragments {
+        let _ = writeln!(
+            out,
+            "<SegmentURL media=\"getMP4MediaFragment.mp4?FragmentNumber={}&amp;SessionToken={token}&amp;TrackNumber=1\"/>",
+            fragment.number()
+        );
+    }
+    out.push_str("</SegmentList>\n</Representation>\n</AdaptationSet>\n</Period>\n</MPD>\n");
+    Ok(out)
+}
+
+fn media_playlist(token: &str, session: &Session, fragments: &[Arc<Fragment>]) -> String {
+    let target = fragments
+        .iter()
+        .map(|f| (f.duration_millis + 999) / 1000)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let sequence = fragments.first().map_or(0, |f| f.ordinal);
+    let mut out = format!(
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{sequence}\n"
+    );
+    if session.mode == PlaybackMode::OnDemand {
+        out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
+    }
+    out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let _ = writeln!(
+        out,
+        "#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken={token}&TrackNumber=1\""
+    );
+    for fragment in fragments {
+        if session.discontinuities {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if session.display_timestamps {
+            let _ = writeln!(
+                out,
+                "#EXT-X-PROGRAM-DATE-TIME:{}",
+                rfc3339_millis(session.kind.of(fragment))
+            );
+        }
+        let _ = writeln!(
+            out,
+            "#EXTINF:{:.3},\ngetMP4MediaFragment.mp4?FragmentNumber={}&SessionToken={token}&TrackNumber=1",
+            fragment.duration_millis as f64 / 1000.0,
+            fragment.number()
+        );
+    }
+    if session.mode == PlaybackMode::OnDemand {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    out
+}
+
+/// Epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn rfc3339_millis(millis: i64) -> String {
+    let days = millis.div_euclid(86_400_000);
+    let rest = millis.rem_euclid(86_400_000);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60,
+        rest % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::video::ingest::tests::video_with_stream;
+    use crate::video::ingest::{Session as Ingest, TimecodeType};
+    use crate::video::mkv::tests::MkvBuilder;
+
+    struct One(Arc<FragmentStore>);
+
+    impl StreamLookup for One {
+        fn fragments(&self, _: &StreamRef) -> ApiResult<Arc<FragmentStore>> {
+            Ok(Arc::clone(&self.0))
+        }
+    }
+
+    fn stored(seconds: u64) -> Arc<FragmentStore> {
+        let (video, stream) = video_with_stream(1);
+        let mut session = Ingest::new(video, stream.clone(), TimecodeType::Absolute, 0);
+        let mut body = MkvBuilder::new(&[1]);
+        for second in 1..=seconds {
+            body = body.cluster(second * 1000, &[(1, 0), (1, 500)]);
+        }
+        session.push(&body.bytes);
+        session.finish();
+        Arc::clone(&stream.fragments)
+    }
+
+    fn open(sessions: &Sessions, store: &FragmentStore, json: &str) -> ApiResult<String> {
+        sessions.open(api::parse(json.as_bytes())?, store, 0)
+    }
+
+    fn get(sessions: &Sessions, store: &Arc<FragmentStore>, url: &str) -> ApiResult<String> {
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let resource = Resource::parse(path, Some(query));
+        serve(sessions, &One(Arc::clone(store)), &resource, 0)
+            .map(|(_, body)| String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[test]
+    fn on_demand_lists_the_range_and_ends() {
+        let store = stored(5);
+        let sessions = Sessions::default();
+        let token = open(
+            &sessions,
+            &store,
+            r#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND","HLSFragmentSelector":{"FragmentSelectorType":"PRODUCER_TIMESTAMP","TimestampRange":{"StartTimestamp":2,"EndTimestamp":4}}}"#,
+        )
+        .expect("session");
+        let master = get(
+            &sessions,
+            &store,
+            &format!("getHLSMasterPlaylist.m3u8?SessionToken={token}"),
+        )
+        .expect("master");
+        assert!(master.contains("CODECS=\"avc1.42C01E\",RESOLUTION=320x240,FRAME-RATE=2.000"));
+        let media = get(
+            &sessions,
+            &store,
+            &format!("getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber=1"),
+        )
+        .expect("media");
+        assert_eq!(media.matches("#EXTINF:1.000,").count(), 3);
+        assert!(media.contains("#EXT-X-PLAYLIST-TYPE:VOD") && media.ends_with("#EXT-X-ENDLIST\n"));
+        assert!(media.contains("#EXT-X-MEDIA-SEQUENCE:1\n"));
+        assert!(!media.contains("DISCONTINUITY"));
+    }
+
+    #[test]
+    fn dash_manifests_list_a_segment_per_fragment_with_its_time() {
+        let store = stored(3);
+        let sessions = Sessions::default();
+        let dash: api::GetDashSessionInput = api::parse(
+            br#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND","DASHFragmentSelector":{"FragmentSelectorType":"PRODUCER_TIMESTAMP","TimestampRange":{"StartTimestamp":0,"EndTimestamp":9}}}"#,
+        )
+        .expect("input");
+        let token = sessions.open(dash.into(), &store, 0).expect("session");
+        let mpd = get(
+            &sessions,
+            &store,
+            &format!("/dash/v1/getDASHManifest.mpd?SessionToken={token}"),
+        )
+        .expect("manifest");
+        assert!(mpd.contains("type=\"static\" mediaPresentationDuration=\"PT3.000S\""));
+        assert!(mpd.contains("<S t=\"2000\" d=\"1000\"/>"));
+        assert_eq!(mpd.matches("<SegmentURL ").count(), 3);
+    }
+
+    #[test]
+    fn live_lists_the_newest_fragments_without_an_end() {
+        let store = stored(8);
+        let sessions = Sessions::default();
+        let token = open(&sessions, &store, r#"{"StreamName":"cam"}"#).expect("session");
+        let media = get(
+            &sessions,
+            &store,
+            &format!("getHLSMediaPlaylist.m3u8?SessionToken={token}"),
+        )
+        .expect("media");
+        assert_eq!(media.matches("#EXTINF").count(), 5);
+        assert!(media.contains("#EXT-X-MEDIA-SEQUENCE:3\n"));
+        assert!(!media.contains("ENDLIST"));
+        assert_eq!(media.matches("#EXT-X-DISCONTINUITY").count(), 5);
+    }
+
+    #[test]
+    fn unknown_tokens_and_bad_modes_are_refused() {
+        let store = stored(1);
+        let sessions = Sessions::default();
+        let missing = get(
+            &sessions,
+            &store,
+            "getHLSMasterPlaylist.m3u8?SessionToken=nope",
+        )
+        .expect_err("unknown");
+        assert_eq!(missing.code, "ResourceNotFoundException");
+        let bad = open(
+            &sessions,
+            &store,
+            r#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND"}"#,
+        )
+        .expect_err("no range");
+        assert_eq!(bad.code, "InvalidArgumentException");
+    }
+
+    #[test]
+    fn timestamps_print_as_rfc3339() {
+        assert_eq!(
+            rfc3339_millis(1_711_124_585_823),
+            "2024-03-22T16:23:05.823Z"
+        );
+        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,457 @@
+//! ISO BMFF (MP4) boxes for H.264 video: a progressive file for GetClip, and fragmented-MP4
+//! init and media segments for HLS.
+//!
+//! Only what these outputs need is written: one AVC video track, timescale 1 ms (KVS fragments
+//! carry millisecond timecodes), samples in decode order with composition offsets for B-frames.
+//! Matroska stores H.264 as length-prefixed NAL units with an AVCDecoderConfigurationRecord,
+//! exactly MP4's `avc1`/`avcC` layout, so samples are copied without rewriting.
+
+use bytes::Bytes;
+
+/// Ticks per second of every track: milliseconds.
+pub const TIMESCALE: u32 = 1000;
+
+/// The video track: its size and AVCDecoderConfigurationRecord (Matroska CodecPrivate).
+#[derive(Debug, Clone)]
+pub struct VideoTrack {
+    pub width: u16,
+    pub height: u16,
+    pub avc_config: Bytes,
+}
+
+impl VideoTrack {
+    /// The RFC 6381 codec string, e.g. `avc1.42C01E`, from the configuration record.
+    pub fn codec(&self) -> String {
+        match self.avc_config.get(1..4) {
+            Some(p) => format!("avc1.{:02X}{:02X}{:02X}", p[0], p[1], p[2]),
+            None => "avc1".to_owned(),
+        }
+    }
+}
+
+/// One sample in decode order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// Decode time in milliseconds on the output's timeline.
+    pub decode_time: i64,
+    pub duration: u32,
+    /// Presentation time minus decode time (never negative).
+    pub composition_offset: u32,
+    pub keyframe: bool,
+    pub data: Bytes,
+}
+
+/// Turns frames in decode order with presentation times into samples with decode times:
+/// the sorted presentation times, shifted so no frame is presented before it is decoded.
+/// `start` is the decode time of the first sample; `last_duration` the duration of the last.
+pub fn samples(frames: &[(i64, bool, Bytes)], start: i64, last_duration: u32) -> Vec<Sample> {
+    let mut sorted: Vec<i64> = frames.iter().map(|(pts, _, _)| *pts).collect();
+    sorted.sort_unstable();
+    let delay = frames
+        .iter()
+        .zip(&sorted)
+        .map(|((pts, _, _), dts)| dts - pts)
+        .max()
+        .unwrap_or(0)
+        .max(0);
+    let base = sorted.first().copied().unwrap_or(0);
+    let decode: Vec<i64> = sorted.iter().map(|dts| dts - base - delay).collect();
+    frames
+        .iter()
+        .enumerate()
+        .map(|(i, (pts, keyframe, data))| {
+            let duration = match decode.get(i + 1) {
+                Some(next) => (next - decode[i]).max(0) as u32,
+                None => last_duration,
+            };
+            Sample {
+                decode_time: start.saturating_add(decode[i] + delay),
+                duration,
+                composition_offset: (pts - base - decode[i]).max(0) as u32,
+                keyframe: *keyframe,
+                data: data.clone(),
+            }
+        })
+        .collect()
+}
+
+/// Appends a box whose content `fill` writes.
+fn boxed(out: &mut Vec<u8>, kind: &[u8; 4], fill: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(kind);
+    fill(out);
+    let size = (out.len() - start) as u32;
+    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
+}
+
+/// Appends a full box (version and flags first).
+fn full(
+    out: &mut Vec<u8>,
+    kind: &[u8; 4],
+    version: u8,
+    flags: u32,
+    fill: impl FnOnce(&mut Vec<u8>),
+) {
+    boxed(out, kind, |b| {
+        b.extend_from_slice(&((u32::from(version) << 24) | flags).to_be_bytes());
+        fill(b);
+    });
+}
+
+fn u16be(out: &mut Vec<u8>, v: u16) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+fn u32be(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+const MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
+
+fn ftyp(out: &mut Vec<u8>, major: &[u8; 4], compatible: &[&[u8; 4]]) {
+    boxed(out, b"ftyp", |b| {
+        b.extend_from_slice(major);
+        u32be(b, 0x200);
+        for brand in compatible {
+            b.extend_from_slice(*brand);
+        }
+    });
+}
+
+fn mvhd(out: &mut Vec<u8>, duration: u32) {
+    full(out, b"mvhd", 0, 0, |b| {
+        u32be(b, 0);
+        u32be(b, 0);
+        u32be(b, TIMESCALE);
+        u32be(b, duration);
+        u32be(b, 0x0001_0000);
+        u16be(b, 0x0100);
+        b.extend_from_slice(&[0; 10]);
+        MATRIX.iter().for_each(|m| u32be(b, *m));
+        b.extend_from_slice(&[0; 24]);
+        u32be(b, 2);
+    });
+}
+
+/// The sample table boxes that follow `stsd`; empty for fragmented output.
+struct Table<'a> {
+    samples: &'a [Sample],
+    chunk_offset: u32,
+}
+
+fn trak(out: &mut Vec<u8>, track: &VideoTrack, duration: u32, table: Option<Table<'_>>) {
+    boxed(out, b"trak", |trak| {
+        full(trak, b"tkhd", 0, 3, |b| {
+            u32be(b, 0);
+            u32be(b, 0);
+            u32be(b, 1);
+            u32be(b, 0);
+            u32be(b, duration);
+            b.extend_from_slice(&[0; 8]);
+            u16be(b, 0);
+            u16be(b, 0);
+            u16be(b, 0);
+            u16be(b, 0);
+            MATRIX.iter().for_each(|m| u32be(b, *m));
+            u32be(b, u32::from(track.width) << 16);
+            u32be(b, u32::from(track.height) << 16);
+        });
+        boxed(trak, b"mdia", |mdia| {
+            full(mdia, b"mdhd", 0, 0, |b| {
+                u32be(b, 0);
+                u32be(b, 0);
+                u32be(b, TIMESCALE);
+                u32be(b, duration);
+                u16be(b, 0x55C4); // "und"
+                u16be(b, 0);
+            });
+            full(mdia, b"hdlr", 0, 0, |b| {
+                u32be(b, 0);
+                b.extend_from_slice(b"vide");
+                b.extend_from_slice(&[0; 12]);
+                b.extend_from_slice(b"VideoHandler\0");
+            });
+            boxed(mdia, b"minf", |minf| {
+                full(minf, b"vmhd", 0, 1, |b| b.extend_from_slice(&[0; 8]));
+                boxed(minf, b"dinf", |dinf| {
+                    full(dinf, b"dref", 0, 0, |b| {
+                        u32be(b, 1);
+                        full(b, b"url ", 0, 1, |_| {});
+                    });
+                });
+                boxed(minf, b"stbl", |stbl| {
+                    stsd(stbl, track);
+                    sample_table(stbl, table);
+                });
+            });
+        });
+    });
+}
+
+fn stsd(out: &mut Vec<u8>, track: &VideoTrack) {
+    full(out, b"stsd", 0, 0, |b| {
+        u32be(b, 1);
+        boxed(b, b"avc1", |e| {
+            e.extend_from_slice(&[0; 6]);
+            u16be(e, 1);
+            e.extend_from_slice(&[0; 16]);
+            u16be(e, track.width);
+            u16be(e, track.height);
+            u32be(e, 0x0048_0000);
+            u32be(e, 0x0048_0000);
+            u32be(e, 0);
+            u16be(e, 1);
+            e.extend_from_slice(&[0; 32]);
+            u16be(e, 0x0018);
+            u16be(e, 0xFFFF);
+            boxed(e, b"avcC", |c| c.extend_from_slice(&track.avc_config));
+        });
+    });
+}
+
+fn sample_table(stbl: &mut Vec<u8>, table: Option<Table<'_>>) {
+    let Some(Table {
+        samples,
+        chunk_offset,
+    }) = table
+    else {
+        for kind in [b"stts", b"stsc", b"stco"] {
+            full(stbl, kind, 0, 0, |b| u32be(b, 0));
+        }
+        full(stbl, b"stsz", 0, 0, |b| {
+            u32be(b, 0);
+            u32be(b, 0);
+        });
+        return;
+    };
+    run_length_box(stbl, b"stts", samples.iter().map(|s| s.duration));
+    if samples.iter().any(|s| s.composition_offset != 0) {
+        run_length_box(stbl, b"ctts", samples.iter().map(|s| s.composition_offset));
+    }
+    full(stbl, b"stss", 0, 0, |b| {
+        let sync: Vec<u32> = (1..)
+            .zip(samples)
+            .filter(|(_, s)| s.keyframe)
+            .map(|(i, _)| i)
+            .collect();
+        u32be(b, sync.len() as u32);
+        sync.iter().for_each(|i| u32be(b, *i));
+    });
+    full(stbl, b"stsc", 0, 0, |b| {
+        u32be(b, 1);
+        u32be(b, 1);
+        u32be(b, samples.len() as u32);
+        u32be(b, 1);
+    });
+    full(stbl, b"stsz", 0, 0, |b| {
+        u32be(b, 0);
+        u32be(b, samples.len() as u32);
+        samples.iter().for_each(|s| u32be(b, s.data.len() as u32));
+    });
+    full(stbl, b"stco", 0, 0, |b| {
+        u32be(b, 1);
+        u32be(b, chunk_offset);
+    });
+}
+
+/// A box of run-length encoded per-sample values (`stts`, `ctts`): `(count, value)` entries.
+fn run_length_box(out: &mut Vec<u8>, kind: &[u8; 4], values: impl Iterator<Item = u32>) {
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for value in values {
+        match runs.last_mut() {
+            Some((count, last)) if *last == value => *count += 1,
+            _ => runs.push((1, value)),
+        }
+    }
+    full(out, kind, 0, 0, |b| {
+        u32be(b, runs.len() as u32);
+        for (count, value) in runs {
+            u32be(b, count);
+            u32be(b, value);
+        }
+    });
+}
+
+fn total_duration(samples: &[Sample]) -> u32 {
+    match (samples.first(), samples.last()) {
+        (Some(first), Some(last)) => {
+            (last.decode_time + i64::from(last.duration) - first.decode_time).max(0) as u32
+        }
+        _ => 0,
+    }
+}
+
+/// A complete, non-fragmented MP4 file (GetClip).
+pub fn progressive(track: &VideoTrack, samples: &[Sample]) -> Vec<u8> {
+    let duration = total_duration(samples);
+    let moov = |chunk_offset: u32| {
+        let mut moov = Vec::new();
+        boxed(&mut moov, b"moov", |m| {
+            mvhd(m, duration);
+            trak(
+                m,
+                track,
+                duration,
+                Some(Table {
+                    samples,
+                    chunk_offset,
+                }),
+            );
+        });
+        moov
+    };
+    let mut out = Vec::new();
+    ftyp(&mut out, b"isom", &[b"isom", b"iso2", b"avc1", b"mp41"]);
+    // The moov's size does not depend on the offset it records, so measure it first.
+    let offset = out.len() + moov(0).len() + 8;
+    out.extend_from_slice(&moov(offset as u32));
+    mdat(&mut out, samples);
+    out
+}
+
+fn mdat(out: &mut Vec<u8>, samples: &[Sample]) {
+    boxed(out, b"mdat", |b| {
+        samples.iter().for_each(|s| b.extend_from_slice(&s.data));
+    });
+}
+
+/// The fMP4 initialization segment: `ftyp` and a `moov` with no samples and `mvex`.
+pub fn init_segment(track: &VideoTrack) -> Vec<u8> {
+    let mut out = Vec::new();
+    ftyp(&mut out, b"iso5", &[b"iso5", b"iso6", b"mp41"]);
+    boxed(&mut out, b"moov", |m| {
+        mvhd(m, 0);
+        trak(m, track, 0, None);
+        boxed(m, b"mvex", |mvex| {
+            full(mvex, b"trex", 0, 0, |b| {
+                u32be(b, 1);
+                u32be(b, 1);
+                u32be(b, 0);
+                u32be(b, 0);
+                u32be(b, 0);
+            });
+        });
+    });
+    out
+}
+
+/// One fMP4 media segment (`moof` + `mdat`) holding `samples`.
+pub fn media_segment(sequence: u32, samples: &[Sample]) -> Vec<u8> {
+    const TRUN_FLAGS: u32 = 0x001 | 0x100 | 0x200 | 0x400 | 0x800;
+    let base = samples.first().map_or(0, |s| s.decode_time.max(0) as u64);
+    let moof = |data_offset: u32| {
+        let mut moof = Vec::new();
+        boxed(&mut moof, b"moof", |m| {
+            full(m, b"mfhd", 0, 0, |b| u32be(b, sequence));
+            boxed(m, b"traf", |traf| {
+                full(traf, b"tfhd", 0, 0x02_0000, |b| u32be(b, 1));
+                full(traf, b"tfdt", 1, 0, |b| {
+                    b.extend_from_slice(&base.to_be_bytes())
+                });
+                full(traf, b"trun", 0, TRUN_FLAGS, |b| {
+                    u32be(b, samples.len() as u32);
+                    u32be(b, data_offset);
+                    for sample in samples {
+                        u32be(b, sample.duration);
+                        u32be(b, sample.data.len() as u32);
+                        u32be(
+                            b,
+                            if sample.keyframe {
+                                0x0200_0000
+                            } else {
+                                0x0101_0000
+                            },
+                        );
+                        u32be(b, sample.composition_offset);
+                    }
+                });
+            });
+        });
+        moof
+    };
+    let offset = moof(0).len() + 8;
+    let mut out = moof(offset as u32);
+    mdat(&mut out, samples);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(pts: i64, keyframe: bool) -> (i64, bool, Bytes) {
+        (pts, keyframe, Bytes::from_static(&[0, 0, 0, 1, 0x65]))
+    }
+
+    #[test]
+    fn b_frames_get_decode_times_before_their_presentation() {
+        // Decode order I P B B with presentation 0, 120, 40, 80.
+        let frames = [
+            frame(0, true),
+            frame(120, false),
+            frame(40, false),
+            frame(80, false),
+        ];
+        let samples = samples(&frames, 1000, 40);
+        let decode: Vec<i64> = samples.iter().map(|s| s.decode_time).collect();
+        assert_eq!(decode, [1000, 1040, 1080, 1120]);
+        for (sample, (pts, _, _)) in samples.iter().zip(&frames) {
+            assert_eq!(
+                sample.decode_time - 1000 + i64::from(sample.composition_offset) - 40,
+                *pts
+            );
+        }
+    }
+
+    /// Reads the top-level boxes: `(type, size)`.
+    fn top_level(file: &[u8]) -> Vec<(String, usize)> {
+        let mut boxes = Vec::new();
+        let mut at = 0;
+        while at + 8 <= file.len() {
+            let size =
+                u32::from_be_bytes([file[at], file[at + 1], file[at + 2], file[at + 3]]) as usize;
+            boxes.push((
+                String::from_utf8_lossy(&file[at + 4..at + 8]).into_owned(),
+                size,
+            ));
+            assert!(size >= 8);
+            at += size;
+        }
+        assert_eq!(at, file.len(), "boxes tile the file");
+        boxes
+    }
+
+    #[test]
+    fn progressive_files_are_ftyp_moov_mdat_with_the_chunk_offset_at_the_samples() {
+        let track = VideoTrack {
+            width: 320,
+            height: 240,
+            avc_config: Bytes::from_static(&[1, 0x42, 0xC0, 0x1E, 0xFF]),
+        };
+        let samples = samples(&[frame(0, true), frame(40, false)], 0, 40);
+        let file = progressive(&track, &samples);
+        let boxes = top_level(&file);
+        let names: Vec<&str> = boxes.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["ftyp", "moov", "mdat"]);
+        let stco = file.windows(4).position(|w| w == b"stco").expect("stco");
+        let offset = u32::from_be_bytes(file[stco + 12..stco + 16].try_into().expect("4 bytes"));
+        assert_eq!(offset as usize, boxes[0].1 + boxes[1].1 + 8);
+        assert_eq!(
+            &file[offset as usize..offset as usize + 5],
+            &[0, 0, 0, 1, 0x65]
+        );
+        assert_eq!(track.codec(), "avc1.42C01E");
+    }
+
+    #[test]
+    fn media_segments_point_trun_at_their_mdat() {
+        let samples = samples(&[frame(0, true), frame(40, false)], 2000, 40);
+        let segment = media_segment(3, &samples);
+        let boxes = top_level(&segment);
+        assert_eq!(boxes[0].0, "moof");
+        let trun = segment.windows(4).position(|w| w == b"trun").expect("trun");
+        let offset = u32::from_be_bytes(segment[trun + 12..trun + 16].try_into().expect("4 bytes"));
+        assert_eq!(offset as usize, boxes[0].1 + 8);
+    }
+}
