@@ -116,7 +116,7 @@ impl Args {
     }
 }
 
-/// Runs the three phases against one target, then stops it.
+/// Runs the four phases against one target, then stops it.
 async fn measure(mut target: Target, params: &Params) -> Result<TargetResult> {
     let facts = target.facts;
     eprintln!(
@@ -151,15 +151,21 @@ async fn measure(mut target: Target, params: &Params) -> Result<TargetResult> {
             params.latency_duration.as_secs_f64()
         );
         let put_record = workload::put_record_phase(&client, &stream, params, pid).await?;
+        eprintln!(
+            "   PutRecord p50 {:.2} ms; put→visible for {:.1} s",
+            put_record.p50_ms,
+            params.latency_duration.as_secs_f64()
+        );
+        let put_visible = workload::put_visible_phase(&client, &stream, &shard_ids, params).await?;
         workload::delete_stream(&client, &stream).await;
-        Ok::<_, anyhow::Error>((put_records, read_back, put_record))
+        Ok::<_, anyhow::Error>((put_records, read_back, put_record, put_visible))
     }
     .await;
     let server_alive = target.alive();
     let peak_rss_mib = pid.and_then(|pid| target::memory_mib(pid, "VmHWM"));
     let (name, mode, endpoint) = (target.name.clone(), target.mode, target.endpoint.clone());
     target.stop().await;
-    let (put_records, read_back, put_record) =
+    let (put_records, read_back, put_record, put_visible) =
         outcome.with_context(|| format!("benchmarking {name} at {endpoint}"))?;
     Ok(TargetResult {
         name,
@@ -168,6 +174,7 @@ async fn measure(mut target: Target, params: &Params) -> Result<TargetResult> {
         put_records,
         read_back,
         put_record,
+        put_visible,
         server_alive,
         process: facts,
         peak_rss_mib,

@@ -1,7 +1,9 @@
 //! The comparison table and the JSON report.
 
 use crate::target::ProcessFacts;
-use crate::workload::{Params, PutRecordResult, PutRecordsResult, ReadBackResult};
+use crate::workload::{
+    Params, PutRecordResult, PutRecordsResult, PutVisibleResult, ReadBackResult,
+};
 use serde::Serialize;
 
 /// Everything measured against one endpoint.
@@ -13,6 +15,7 @@ pub struct TargetResult {
     pub put_records: PutRecordsResult,
     pub read_back: ReadBackResult,
     pub put_record: PutRecordResult,
+    pub put_visible: PutVisibleResult,
     /// Whether the server process was still alive after the run.
     pub server_alive: bool,
     /// Startup time and idle memory (servers in their own process only).
@@ -30,6 +33,7 @@ pub struct Baseline {
     pub put_record_calls_per_sec: (f64, f64),
     pub put_record_p50_ms: (f64, f64),
     pub read_back_per_sec: (f64, f64),
+    pub put_visible_p50_ms: (f64, f64),
 }
 
 pub const KINESALITE_PEERS_MD: Baseline = Baseline {
@@ -38,6 +42,7 @@ pub const KINESALITE_PEERS_MD: Baseline = Baseline {
     put_record_calls_per_sec: (341.0, 573.0),
     put_record_p50_ms: (1.6, 2.7),
     read_back_per_sec: (12_700.0, 17_200.0),
+    put_visible_p50_ms: (3.5, 5.7),
 };
 
 /// One row of the comparison: a metric for every target, ours over each other target, and the
@@ -80,7 +85,7 @@ pub fn rows(targets: &[TargetResult]) -> Vec<Row> {
         fn(&TargetResult) -> Option<f64>,
         Option<(f64, f64)>,
     );
-    let specs: [Spec; 13] = [
+    let specs: [Spec; 15] = [
         (
             "PutRecords records/s",
             true,
@@ -139,6 +144,18 @@ pub fn rows(targets: &[TargetResult]) -> Vec<Row> {
             "server CPU µs/record (read-back)",
             false,
             |t| t.read_back.server_cpu_us_per_record,
+            None,
+        ),
+        (
+            "put→visible p50 ms",
+            false,
+            |t| Some(t.put_visible.p50_ms),
+            Some(b.put_visible_p50_ms),
+        ),
+        (
+            "put→visible p99 ms",
+            false,
+            |t| Some(t.put_visible.p99_ms),
             None,
         ),
         (
@@ -274,9 +291,13 @@ pub fn print_table(report: &Report) {
         for p in rb.problems.iter().take(10) {
             println!("  - {p}");
         }
-        for e in [&t.put_records.first_error, &t.put_record.first_error]
-            .into_iter()
-            .flatten()
+        for e in [
+            &t.put_records.first_error,
+            &t.put_record.first_error,
+            &t.put_visible.first_error,
+        ]
+        .into_iter()
+        .flatten()
         {
             println!("  - first error: {e}");
         }

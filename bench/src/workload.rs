@@ -1,5 +1,6 @@
 //! The measured phases, all through `aws-sdk-kinesis` over real HTTP:
-//! PutRecords throughput, GetRecords read-back with verification, and PutRecord latency.
+//! PutRecords throughput, GetRecords read-back with verification, PutRecord latency, and
+//! put→visible latency (how soon a reader sees an acknowledged record).
 //!
 //! Every record carries its writer and per-writer sequence in its first 12 bytes and a filler
 //! derived from them, so the reader can check every byte, the partition key, the shard PutRecords
@@ -718,6 +719,114 @@ pub async fn put_record_phase(
         mean_ms,
         server_cpu_us_per_call: server_cpu,
         generator_cpu_us_per_call: own_cpu,
+        first_error,
+    })
+}
+
+/// Results of the put→visible phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct PutVisibleResult {
+    pub samples: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// GetRecords calls per sample: how many polls it took to see the record.
+    pub polls_per_sample: f64,
+    pub first_error: Option<String>,
+}
+
+/// Phase (d): one writer puts a record while one reader polls its shard from `LATEST` without
+/// pausing; a sample is the time from sending the PutRecord until a GetRecords returns it.
+pub async fn put_visible_phase(
+    client: &Client,
+    stream: &str,
+    shard_ids: &[String],
+    p: &Params,
+) -> Result<PutVisibleResult> {
+    let mut iterators = std::collections::HashMap::new();
+    for shard in shard_ids {
+        let iterator = client
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard)
+            .shard_iterator_type(ShardIteratorType::Latest)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("GetShardIterator: {}", error_text(&e)))?
+            .shard_iterator
+            .context("GetShardIterator returned no iterator")?;
+        iterators.insert(shard.clone(), iterator);
+    }
+    // Writer ids below the PutRecord phase's never collide with anyone's.
+    let writer = u32::MAX - 2;
+    let deadline = Instant::now() + p.latency_duration;
+    let (mut latencies, mut polls, mut first_error) = (Vec::new(), 0u64, None);
+    let mut seq = 0u64;
+    'samples: while Instant::now() < deadline && seq < p.latency_max_calls {
+        let started = Instant::now();
+        let put = client
+            .put_record()
+            .stream_name(stream)
+            .data(Blob::new(record_data(writer, seq, p.record_size)))
+            .partition_key(partition_key(writer, seq))
+            .send()
+            .await;
+        seq += 1;
+        let put = match put {
+            Ok(put) => put,
+            Err(e) => {
+                first_error.get_or_insert_with(|| error_text(&e));
+                break;
+            }
+        };
+        let Some(iterator) = iterators.get_mut(put.shard_id()) else {
+            bail!(
+                "PutRecord named shard {} the stream does not list",
+                put.shard_id()
+            );
+        };
+        let wait_until = Instant::now() + p.read_timeout;
+        loop {
+            polls += 1;
+            let got = client
+                .get_records()
+                .shard_iterator(iterator.as_str())
+                .send()
+                .await;
+            let got = match got {
+                Ok(got) => got,
+                Err(e) => {
+                    first_error.get_or_insert_with(|| error_text(&e));
+                    break 'samples;
+                }
+            };
+            if let Some(next) = got.next_shard_iterator {
+                *iterator = next;
+            }
+            if got
+                .records
+                .iter()
+                .any(|r| r.sequence_number == put.sequence_number)
+            {
+                latencies.push(started.elapsed());
+                break;
+            }
+            if Instant::now() > wait_until {
+                first_error.get_or_insert_with(|| {
+                    format!("record {} never became visible", put.sequence_number)
+                });
+                break 'samples;
+            }
+        }
+    }
+    let samples = latencies.len() as u64;
+    latencies.sort_unstable();
+    Ok(PutVisibleResult {
+        samples,
+        p50_ms: percentile_ms(&latencies, 0.50),
+        p99_ms: percentile_ms(&latencies, 0.99),
+        max_ms: percentile_ms(&latencies, 1.0),
+        polls_per_sample: polls as f64 / samples.max(1) as f64,
         first_error,
     })
 }
