@@ -21,6 +21,7 @@ use crate::lease::{
 use crate::metrics;
 use crate::processor::ProcessorFactory;
 use crate::shard::consumer::{self, ConsumerOutcome};
+use crate::shard::hierarchy::finished_leases_to_delete;
 use crate::shard::sync::sync_shards;
 use crate::stream::{ConsumedStream, StreamConfig, StreamIdentifier, StreamTracker};
 
@@ -562,10 +563,9 @@ impl Worker {
 
     /// Deletes leases of shards processed to their end whose children have leases.
     async fn clean_up(&self) {
-        let finished: Vec<String> = self
-            .taker
-            .leases()
-            .filter(|l| l.is_finished() && !l.child_shard_ids.is_empty())
+        let leases: Vec<Lease> = self.taker.leases().cloned().collect();
+        let finished: Vec<String> = finished_leases_to_delete(&leases)
+            .into_iter()
             .map(|l| l.key.clone())
             .collect();
         for key in finished {
