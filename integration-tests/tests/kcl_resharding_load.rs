@@ -108,6 +108,40 @@ impl RecordProcessor for KeyedProcessor {
     }
 }
 
+/// A [`KeyedProcessor`] that holds the first batch of one shard until another shard has processed
+/// a record (or a few seconds passed): the held shard keeps its backlog while the other runs.
+struct HeldBackProcessor {
+    inner: KeyedProcessor,
+    held_shard: String,
+    until_shard_processed: String,
+    held: bool,
+}
+
+#[async_trait]
+impl RecordProcessor for HeldBackProcessor {
+    async fn initialize(&mut self, input: InitializationInput) -> Result<(), ProcessorError> {
+        self.inner.initialize(input).await
+    }
+
+    async fn process_records(&mut self, input: &ProcessRecordsInput) -> Result<(), ProcessorError> {
+        if self.inner.shard == self.held_shard && !self.held {
+            self.held = true;
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(5)
+                && !self
+                    .inner
+                    .log
+                    .snapshot()
+                    .iter()
+                    .any(|p| p.shard == self.until_shard_processed)
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        self.inner.process_records(input).await
+    }
+}
+
 /// Test timings plus small batches, so shards have a backlog to keep in order.
 fn load_config() -> Config {
     test_config().max_records(10)
@@ -269,7 +303,8 @@ impl Replay {
 /// - per-key order: each key's records were first processed in write order (a repeat of an
 ///   already processed record is a duplicate, not an order violation);
 /// - lineage: for every shard in `parents` (child → its parents), its first processed record comes
-///   after the last processed record of each parent.
+///   after the last processed record of each ancestor (UpdateShardCount puts empty intermediate
+///   shards between a shard and its merge child: their parents are the ones to wait for).
 fn replay(
     written: &[Written],
     processed: &[Processed],
@@ -314,22 +349,45 @@ fn replay(
         first.entry(&p.shard).or_insert(i);
         last.insert(&p.shard, i);
     }
-    for (child, child_parents) in parents {
+    for child in parents.keys() {
         let Some(&started) = first.get(child.as_str()) else {
             continue;
         };
-        for parent in child_parents {
-            if let Some(&ended) = last.get(parent.as_str())
+        for ancestor in ancestors(child, parents) {
+            if let Some(&ended) = last.get(ancestor)
                 && ended > started
             {
                 report.early_children.push(format!(
-                    "{child} processed its first record (#{started}) before {parent} its last \
-                     (#{ended})"
+                    "{child} processed its first record (#{started}) before its ancestor \
+                     {ancestor} its last (#{ended})"
                 ));
             }
         }
     }
     report
+}
+
+/// Every ancestor of `shard` in `parents` (child → its parents).
+fn ancestors<'a>(shard: &str, parents: &'a BTreeMap<String, Vec<String>>) -> HashSet<&'a str> {
+    let mut found = HashSet::new();
+    let mut stack: Vec<&str> = parents
+        .get(shard)
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    while let Some(ancestor) = stack.pop() {
+        if found.insert(ancestor) {
+            stack.extend(
+                parents
+                    .get(ancestor)
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            );
+        }
+    }
+    found
 }
 
 /// Asserts the replay found nothing wrong, with a readable report if it did.
@@ -608,6 +666,57 @@ async fn repeated_scaling_under_load_replays_complete_and_in_order_without_dupli
 
     let processed = log.snapshot();
     // No worker failed and leases move only by graceful handoff: nothing may be repeated.
+    let report = replay(&written, &processed, &lineage(&all_shards(&fleet).await));
+    assert_clean(&report, written.len(), processed.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_child_of_an_empty_intermediate_shard_waits_for_that_shards_parent() {
+    let fleet = fleet(LocalBroker::builder(), 2).await;
+    let log = Arc::new(ProcessedLog::default());
+    let shards = open_shards(&fleet).await;
+    let (slow, fast) = (
+        shards[0].shard_id().to_owned(),
+        shards[1].shard_id().to_owned(),
+    );
+    // 2 → 3 splits both shards at 1/3 and 2/3 and merges the two empty middle pieces into one
+    // child: its parents are the intermediate children of `slow` and `fast`. Shard ids are
+    // numbered in creation order: 2..=5 are the pieces, 6 the merge child.
+    let merged = "shardId-000000000006";
+    // Only the first sync creates leases: after that, only shards ending create their children's.
+    let config = load_config().shard_sync_interval(Duration::from_secs(3600));
+    let worker = {
+        let (log, slow) = (log.clone(), slow.clone());
+        fleet.start_worker_from("worker", config, InitialPosition::TrimHorizon, move || {
+            HeldBackProcessor {
+                inner: KeyedProcessor {
+                    worker: "worker".to_owned(),
+                    shard: String::new(),
+                    log: log.clone(),
+                },
+                held_shard: slow.clone(),
+                until_shard_processed: merged.to_owned(),
+                held: false,
+            }
+        })
+    };
+    let mut writer = KeyedWriter::default();
+    let mut written = writer.put(&fleet, 256).await;
+    // `fast` is read; `slow` keeps its backlog: held until the merge child processed a record,
+    // which it must not before `slow` ended.
+    let on_fast: Vec<Written> = written
+        .iter()
+        .filter(|w| w.shard == fast)
+        .cloned()
+        .collect();
+    wait_processed(&log, &on_fast, Duration::from_secs(5)).await;
+    scale_to(&fleet, 3).await;
+    assert_eq!(open_shards(&fleet).await[1].shard_id(), merged);
+    written.extend(writer.put(&fleet, 256).await);
+    wait_processed(&log, &written, Duration::from_secs(20)).await;
+    worker.stop().await;
+
+    let processed = log.snapshot();
     let report = replay(&written, &processed, &lineage(&all_shards(&fleet).await));
     assert_clean(&report, written.len(), processed.len());
 }

@@ -24,6 +24,7 @@ use crate::metrics;
 use crate::processor::ProcessorFactory;
 use crate::scaling::{WorkerHandle, WorkerState, WorkerStatus};
 use crate::shard::consumer::{self, ConsumerOutcome};
+use crate::shard::hierarchy::finished_leases_to_delete;
 use crate::shard::sync::sync_shards;
 use crate::stream::{ConsumedStream, StreamConfig, StreamIdentifier, StreamTracker};
 
@@ -720,8 +721,9 @@ impl Worker {
             Some(coordinator) => Box::new(coordinator.leases()),
             None => Box::new(self.taker.leases()),
         };
-        let finished: Vec<String> = scanned
-            .filter(|l| l.is_finished() && !l.child_shard_ids.is_empty())
+        let leases: Vec<Lease> = scanned.cloned().collect();
+        let finished: Vec<String> = finished_leases_to_delete(&leases)
+            .into_iter()
             .map(|l| l.key.clone())
             .collect();
         for key in finished {

@@ -5,6 +5,7 @@
 //! Processor calls are never cancelled midway: a lost lease or a stop request takes effect
 //! between calls. Failed calls are reported and retried with backoff on the same processor.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::retrieval::{
     ChildShard, Fetched, RecordBatch, RecordsPublisher, ShardSource, StartingPosition,
 };
 use crate::scheduler::WorkerContext;
+use crate::shard::hierarchy::parents_still_unleased;
 use crate::stream::ConsumedStream;
 
 /// How a shard consumer ended.
@@ -279,8 +281,17 @@ impl ShardConsumer {
         processor: &mut dyn RecordProcessor,
         checkpointer: &Checkpointer,
     ) -> ConsumerOutcome {
-        // Children first, so that a parent at SHARD_END always has leases below it.
+        // Children first, so that a parent at SHARD_END always has leases below it, except a
+        // merge child whose other parent has no lease yet: that parent creates it when it ends.
         for child in &child_shards {
+            match self.unleased_other_parents(child).await {
+                Step::Done(unleased) if unleased.is_empty() => {}
+                Step::Done(unleased) => {
+                    tracing::info!(child = %child.shard_id, parents = ?unleased, "not creating the merge child's lease: its other parent has none yet and creates it when it ends");
+                    continue;
+                }
+                Step::Stop(stop) => return self.stop(stop, processor, checkpointer).await,
+            }
             let mut lease = self
                 .stream
                 .new_lease(&child.shard_id, ExtendedSequenceNumber::TrimHorizon);
@@ -335,6 +346,45 @@ impl ShardConsumer {
             }
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// The parents of `child`, other than this shard, that have no lease yet (see
+    /// [`parents_still_unleased`]); retries reads of the lease table until they succeed.
+    async fn unleased_other_parents(&self, child: &ChildShard) -> Step<Vec<String>> {
+        let mut leased = HashSet::new();
+        for parent in child
+            .parent_shard_ids
+            .iter()
+            .filter(|p| *p != self.shard_id())
+        {
+            let key = self.stream.lease_key(parent);
+            let mut backoff = retry_backoff();
+            loop {
+                match self.ctx.store.get_lease(&key).await {
+                    Ok(lease) => {
+                        if lease.is_some() {
+                            leased.insert(parent.clone());
+                        }
+                        break;
+                    }
+                    Err(err) => {
+                        let delay = backoff.next().unwrap_or_default();
+                        tracing::warn!(%parent, %err, ?delay, "could not read parent lease; retrying");
+                        if let Step::Stop(stop) =
+                            self.interruptible(tokio::time::sleep(delay)).await
+                        {
+                            return Step::Stop(stop);
+                        }
+                    }
+                }
+            }
+        }
+        Step::Done(
+            parents_still_unleased(&child.parent_shard_ids, self.shard_id(), &leased)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        )
     }
 
     async fn stop(
