@@ -36,8 +36,11 @@ struct Args {
     /// Enforce AWS's per-shard throughput limits (ProvisionedThroughputExceededException).
     #[arg(long)]
     enforce_limits: bool,
-    /// Require SigV4 signatures from these credentials, `ACCESS_KEY_ID:SECRET` (repeatable).
-    /// Without it any signature is accepted.
+    /// `sigv4`: verify every request's SigV4 signature against --credentials; `none`: accept any
+    /// signature. Giving --credentials alone also means `sigv4`.
+    #[arg(long, value_enum)]
+    auth: Option<AuthMode>,
+    /// Credentials whose SigV4 signatures are accepted, `ACCESS_KEY_ID:SECRET` (repeatable).
     #[arg(long = "credentials", value_name = "ACCESS_KEY_ID:SECRET")]
     credentials: Vec<String>,
     /// Keep streams, records, consumers, tags, policies and DynamoDB tables in this directory
@@ -77,6 +80,15 @@ struct Args {
     tls_cert_out: Option<std::path::PathBuf>,
 }
 
+/// How requests are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AuthMode {
+    /// Accept any signature (the default without --credentials).
+    None,
+    /// Verify SigV4 signatures against the configured credentials.
+    Sigv4,
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -91,7 +103,19 @@ async fn main() -> std::process::ExitCode {
         _ => None,
     };
     let mut builder = local_broker::LocalBroker::builder();
-    if !args.credentials.is_empty() {
+    let verify = match args.auth {
+        Some(AuthMode::Sigv4) if args.credentials.is_empty() => {
+            eprintln!("local-broker: --auth sigv4 needs at least one --credentials KEY:SECRET");
+            return std::process::ExitCode::FAILURE;
+        }
+        Some(AuthMode::None) if !args.credentials.is_empty() => {
+            eprintln!("local-broker: --auth none contradicts --credentials; drop one of them");
+            return std::process::ExitCode::FAILURE;
+        }
+        Some(mode) => mode == AuthMode::Sigv4,
+        None => !args.credentials.is_empty(),
+    };
+    if verify {
         let mut credentials = local_broker::Credentials::new();
         for pair in &args.credentials {
             let Some((id, secret)) = local_broker::Credentials::parse_pair(pair) else {
