@@ -449,12 +449,24 @@ fn lock_dir(dir: &Path) -> Result<File, StorageError> {
         .write(true)
         .open(&path)
         .map_err(io)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked),
-        Err(std::fs::TryLockError::Error(source)) => Err(io(source)),
+    // A lock can outlive its broker by a moment: a process forked in that window (a test
+    // spawning a binary, say) shares the open file until its exec closes it. So a held lock is
+    // retried briefly before the directory counts as in use.
+    let give_up = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < give_up => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StorageError::Locked),
+            Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
+        }
     }
 }
+
+/// How long a held `LOCK` is retried before [`StorageError::Locked`].
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The iterator secret: read from `iterator.key`, or generated and written atomically.
 fn load_or_create_key(dir: &Path) -> Result<[u8; 32], StorageError> {
