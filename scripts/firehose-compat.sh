@@ -23,29 +23,9 @@ fi
 if ! "$VENV/bin/python" -c 'import boto3, moto.server, flask' 2>/dev/null; then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check boto3 'moto[server]'
 fi
-if [ "${KINESIS_COMPAT_NO_BUILD:-0}" != 1 ]; then
-    cargo build --release -p local-broker
-fi
-if [ ! -x "$BROKER" ]; then
-    echo "$BROKER is missing: build it with cargo build --release -p local-broker" >&2
-    exit 1
-fi
-
-# ---- servers ---------------------------------------------------------------------------------
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=lib/compat-broker.sh
+source scripts/lib/compat-broker.sh
+build_broker
 
 # Dummy credentials, and no user config that could change region or endpoints.
 export AWS_ACCESS_KEY_ID=AKIDCOMPAT AWS_SECRET_ACCESS_KEY=compat-secret AWS_DEFAULT_REGION=us-east-1
@@ -54,23 +34,11 @@ unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL
 
 # moto_server takes a port; ask the kernel for a free one (it is re-bound at once).
 MOTO_PORT=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.out" 2>&1 &
-PIDS+=($!)
 S3_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
-
-RUST_LOG=warn "$BROKER" --host 127.0.0.1 --port 0 --s3-endpoint "$S3_ENDPOINT" \
-    >"$WORK/broker.out" 2>"$WORK/broker.err" &
-PIDS+=($!)
-ENDPOINT=""
-for _ in $(seq 1 100); do
-    ENDPOINT=$(sed -n 's/^local-broker listening on //p' "$WORK/broker.out" | head -n 1)
-    [ -n "$ENDPOINT" ] && break
-    sleep 0.1
-done
-case "$ENDPOINT" in
-    http://127.0.0.1:*) ;;
-    *) echo "local-broker printed no loopback endpoint:" >&2; cat "$WORK/broker.out" "$WORK/broker.err" >&2; exit 1 ;;
-esac
+# The broker only dials S3 when it delivers, so it may start first (and own the exit traps).
+start_broker --s3-endpoint "$S3_ENDPOINT"
+"$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.out" 2>&1 &
+EXTRA_PIDS+=($!)
 
 # Both must answer before the suite starts (bounded: 20 s).
 "$VENV/bin/python" - "$S3_ENDPOINT" <<'PY'

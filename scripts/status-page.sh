@@ -27,36 +27,11 @@ if ! command -v chromium >/dev/null; then
     exit 0
 fi
 
-if [ "${STATUS_PAGE_NO_BUILD:-0}" != 1 ]; then
-    cargo build --release -p local-broker
-fi
-
 # ---- broker ------------------------------------------------------------------------------------
-WORK=$(mktemp -d)
-BROKER_PID=""
-cleanup() {
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill "$BROKER_PID" 2>/dev/null || true
-        wait "$BROKER_PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-RUST_LOG=warn "$BROKER" --host 127.0.0.1 --port 0 >"$WORK/broker.out" 2>"$WORK/broker.err" &
-BROKER_PID=$!
-ENDPOINT=""
-for _ in $(seq 1 100); do
-    ENDPOINT=$(sed -n 's/^local-broker listening on //p' "$WORK/broker.out" | head -n 1)
-    [ -n "$ENDPOINT" ] && break
-    sleep 0.1
-done
-case "$ENDPOINT" in
-    http://127.0.0.1:*) ;;
-    *) echo "local-broker did not start on loopback ('$ENDPOINT')" >&2; cat "$WORK/broker.err" >&2; exit 1 ;;
-esac
+# shellcheck source=lib/compat-broker.sh
+source scripts/lib/compat-broker.sh
+KINESIS_COMPAT_NO_BUILD="${STATUS_PAGE_NO_BUILD:-${KINESIS_COMPAT_NO_BUILD:-0}}" build_broker
+start_broker
 
 call() { # call SERVICE_TARGET JSON
     local content_type=application/x-amz-json-1.1

@@ -1,9 +1,10 @@
 # Sourced by the compatibility scripts: builds the release broker and runs it for one script.
 #
-#   BROKER=...; source scripts/lib/compat-broker.sh; build_broker; start_broker
+#   BROKER=...; source scripts/lib/compat-broker.sh; build_broker; start_broker [BROKER FLAGS...]
 #
 # start_broker sets WORK (a scratch directory), BROKER_PID and ENDPOINT (a loopback URL), and
-# installs traps that stop the broker and remove WORK on any exit.
+# installs traps that stop the broker, every process in EXTRA_PIDS (other servers a script
+# starts afterwards) and remove WORK on any exit.
 # KINESIS_COMPAT_NO_BUILD=1 reuses an existing release binary (e.g. one CI already built).
 
 build_broker() {
@@ -16,11 +17,15 @@ build_broker() {
     fi
 }
 
+EXTRA_PIDS=()
+
 cleanup() {
-    if [ -n "${BROKER_PID:-}" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill "$BROKER_PID" 2>/dev/null || true
-        wait "$BROKER_PID" 2>/dev/null || true
-    fi
+    for pid in "${BROKER_PID:-}" "${EXTRA_PIDS[@]}"; do
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
     rm -rf "$WORK"
 }
 
@@ -32,7 +37,7 @@ start_broker() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
     # Port 0: the broker binds a free port and prints the URL, so there is no pick-then-bind race.
-    RUST_LOG=warn "$BROKER" --host 127.0.0.1 --port 0 >"$WORK/broker.out" 2>"$WORK/broker.err" &
+    RUST_LOG=warn "$BROKER" --host 127.0.0.1 --port 0 "$@" >"$WORK/broker.out" 2>"$WORK/broker.err" &
     BROKER_PID=$!
     ENDPOINT=""
     for _ in $(seq 1 100); do
