@@ -8,6 +8,7 @@ use super::api::{self, StreamRef, invalid_argument, seconds_to_millis};
 use super::archive::{Selection, TimestampKind};
 use super::fragments::{Fragment, FragmentStore, parse_number};
 use super::{mp4, remux};
+use crate::clock::civil_from_days;
 use crate::http::error::{ApiError, ApiResult};
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -421,16 +422,7 @@ fn media_playlist(token: &str, session: &Session, fragments: &[Arc<Fragment>]) -
 fn rfc3339_millis(millis: i64) -> String {
     let days = millis.div_euclid(86_400_000);
     let rest = millis.rem_euclid(86_400_000);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         rest / 3_600_000,
