@@ -103,7 +103,9 @@ impl Records {
         }
     }
 
-    /// Bytes of record data held.
+    /// Bytes of record data held, by walking every record ([`ShardLog::data_bytes`] keeps the
+    /// running total; tests check the two agree).
+    #[cfg(test)]
     fn data_bytes(&self) -> u64 {
         match self {
             Records::Memory(records) => records.iter().map(|r| r.data.len() as u64).sum(),
@@ -126,18 +128,17 @@ impl Records {
         }
     }
 
-    fn pop_front(&mut self) {
+    /// Drops the oldest record; returns its data bytes (`None` if none is held).
+    fn pop_front(&mut self) -> Option<u64> {
         match self {
-            Records::Memory(records) => {
-                records.pop_front();
-            }
+            Records::Memory(records) => records.pop_front().map(|r| r.data.len() as u64),
             Records::Disk {
                 first_counter,
                 index,
             } => {
-                if index.pop_front().is_some() {
-                    *first_counter += 1;
-                }
+                let popped = index.pop_front()?;
+                *first_counter += 1;
+                Some(u64::from(popped.data_len))
             }
         }
     }
@@ -279,6 +280,9 @@ impl Picked {
 #[derive(Debug)]
 pub struct ShardLog {
     records: Records,
+    /// Bytes of record data in `records`, kept as they are pushed and dropped so stats need not
+    /// walk them.
+    data_bytes: u64,
     /// Counter the next appended record gets.
     next_counter: u64,
     last_arrival_ms: i64,
@@ -347,6 +351,7 @@ impl Shard {
             stream_epoch,
             log: Mutex::new(ShardLog {
                 records: Records::Memory(VecDeque::new()),
+                data_bytes: 0,
                 next_counter: 1,
                 last_arrival_ms: created_ms,
                 closed: None,
@@ -407,7 +412,7 @@ impl Shard {
                 .zip(&entries)
                 .zip(&counters)
             {
-                log.records.push_indexed(
+                log.push_indexed(
                     *counter,
                     IndexedRecord {
                         position: position + offset,
@@ -420,10 +425,12 @@ impl Shard {
             }
         } else {
             log.trim(now_ms - retention_ms);
+            let log = &mut *log;
             let Records::Memory(records) = &mut log.records else {
                 unreachable!("a shard without a data directory keeps its records in memory");
             };
             for ((partition_key, data), counter) in entries.into_iter().zip(&counters) {
+                log.data_bytes += data.len() as u64;
                 records.push_back(StoredRecord {
                     counter: *counter,
                     arrival_ms: arrival,
@@ -457,7 +464,7 @@ impl Shard {
         for (i, record) in records.enumerate() {
             let counter = first_counter + i as u64;
             let arrival_ms = record.arrival_ms;
-            if log.records.push_indexed(counter, record) {
+            if log.push_indexed(counter, record) {
                 log.next_counter = log.next_counter.max(counter + 1);
                 log.last_arrival_ms = log.last_arrival_ms.max(arrival_ms);
             }
@@ -493,7 +500,7 @@ impl Shard {
         let log = self.log();
         ShardStats {
             records: log.records.len() as u64,
-            bytes: log.records.data_bytes(),
+            bytes: log.data_bytes,
             last_arrival_ms: log
                 .records
                 .len()
@@ -593,10 +600,26 @@ impl ShardLog {
         self.counter_arrived_at(horizon_ms)
     }
 
+    /// [`Records::push_indexed`], keeping `data_bytes`: a push that restarts the index after a
+    /// gap leaves only the new record held.
+    fn push_indexed(&mut self, counter: u64, record: IndexedRecord) -> bool {
+        let held = self.records.len();
+        if !self.records.push_indexed(counter, record) {
+            return false;
+        }
+        if self.records.len() != held + 1 {
+            self.data_bytes = 0;
+        }
+        self.data_bytes += u64::from(record.data_len);
+        true
+    }
+
     /// Drops records that arrived before `horizon_ms`; they can never be read again.
     fn trim(&mut self, horizon_ms: i64) {
         while self.records.arrival_ms(0).is_some_and(|a| a < horizon_ms) {
-            self.records.pop_front();
+            if let Some(bytes) = self.records.pop_front() {
+                self.data_bytes -= bytes;
+            }
         }
     }
 }
@@ -725,6 +748,41 @@ mod tests {
                 "expired records are forgotten"
             );
         }
+    }
+
+    #[test]
+    fn stats_bytes_follow_appends_and_expiry() {
+        let walked = |shard: &Shard| shard.log().records.data_bytes();
+        for s in shards() {
+            s.put(10, 2);
+            s.put(100, 3);
+            assert_eq!(s.shard.stats().bytes, 50);
+            assert_eq!(s.shard.stats().bytes, walked(&s.shard));
+            s.shard.expire(50);
+            assert_eq!(s.shard.stats().bytes, 30);
+            assert_eq!(s.shard.stats().bytes, walked(&s.shard));
+            s.shard.expire(1_000);
+            assert_eq!(s.shard.stats().bytes, 0);
+        }
+        // A gap in a restored record log leaves only the records after it.
+        let shard = Shard::new(0, HashRange::ALL, (None, None), 0, 1);
+        let record = |data_len| IndexedRecord {
+            position: 0,
+            arrival_ms: 10,
+            data_len,
+            key_len: 1,
+            encrypted: false,
+        };
+        shard.restore_batch(1, [record(3), record(4)].into_iter());
+        shard.restore_batch(1, [record(3)].into_iter());
+        assert_eq!(
+            shard.stats().bytes,
+            7,
+            "a record already held is not counted twice"
+        );
+        shard.restore_batch(5, [record(6)].into_iter());
+        assert_eq!(shard.stats().bytes, 6);
+        assert_eq!(shard.stats().bytes, walked(&shard));
     }
 
     #[test]
