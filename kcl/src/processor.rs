@@ -59,10 +59,7 @@ impl InitializationInput {
     /// The shard's lease key, which names it uniquely across an application's streams: the
     /// shard id, or `account:stream:creationEpoch:shardId` in a multi-stream application.
     pub fn lease_key(&self) -> String {
-        match &self.stream {
-            Some(stream) => stream.lease_key(&self.shard_id),
-            None => self.shard_id.clone(),
-        }
+        crate::stream::lease_key(self.stream.as_ref(), &self.shard_id)
     }
 }
 

@@ -200,6 +200,15 @@ impl StreamIdentifier {
     }
 }
 
+/// The lease key of a shard of `stream`, or of a single-stream application's shard (`None`: the
+/// bare shard id). The one place that chooses between the two forms.
+pub(crate) fn lease_key(stream: Option<&StreamIdentifier>, shard_id: &str) -> String {
+    match stream {
+        Some(stream) => stream.lease_key(shard_id),
+        None => shard_id.to_owned(),
+    }
+}
+
 impl fmt::Display for StreamIdentifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -350,10 +359,7 @@ impl ConsumedStream {
 
     /// The lease key of one of this stream's shards.
     pub(crate) fn lease_key(&self, shard_id: &str) -> String {
-        match &self.id {
-            Some(id) => id.lease_key(shard_id),
-            None => shard_id.to_owned(),
-        }
+        lease_key(self.id.as_ref(), shard_id)
     }
 
     /// Whether `lease` is one of this stream's.

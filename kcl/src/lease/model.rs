@@ -67,7 +67,7 @@ impl Lease {
     ) -> Self {
         let shard_id = shard_id.into();
         Self {
-            key: stream.map_or_else(|| shard_id.clone(), |s| s.lease_key(&shard_id)),
+            key: crate::stream::lease_key(stream, &shard_id),
             stream: stream.cloned(),
             shard_id,
             owner: None,
