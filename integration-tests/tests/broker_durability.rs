@@ -2,15 +2,14 @@
 //! lineage, records with their sequence numbers, consumers, tags, policies, iterators, DynamoDB
 //! tables and items; and in `--sync always` mode a `kill -9` loses nothing it acknowledged.
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{
     PutRecordsRequestEntry, ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
 };
-use integration_tests::{TempDir, create_stream, dynamodb_client, kinesis_client, shard_iterator};
+use integration_tests::{
+    TempDir, create_stream, create_table, dynamodb_client, kinesis_client, shard_iterator,
+};
 use local_broker::{LocalBroker, SyncMode};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -166,27 +165,7 @@ async fn restart_keeps_streams_records_consumers_tags_and_tables() {
         .shard_iterator
         .unwrap();
 
-    dynamodb
-        .create_table()
-        .table_name("leases")
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("leaseKey")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("leaseKey")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    create_table(&dynamodb, "leases", "leaseKey").await;
     for (key, checkpoint) in [("shard-0", "10"), ("shard-1", "20"), ("shard-2", "30")] {
         dynamodb
             .put_item()
@@ -215,11 +194,7 @@ async fn restart_keeps_streams_records_consumers_tags_and_tables() {
         .unwrap();
     broker.shutdown().await;
 
-    let broker = LocalBroker::builder()
-        .data_dir(&dir.0)
-        .start()
-        .await
-        .unwrap();
+    let broker = start_on(&dir).await;
     let kinesis = kinesis_client(&broker.endpoint());
     let dynamodb = dynamodb_client(&broker.endpoint());
     let shards = kinesis
@@ -515,6 +490,15 @@ async fn records_far_beyond_the_cache_are_served_from_disk_in_order() {
     broker.shutdown().await;
 }
 
+/// A broker with default settings on `dir`, as a restarted broker comes up.
+async fn start_on(dir: &TempDir) -> local_broker::RunningBroker {
+    LocalBroker::builder()
+        .data_dir(&dir.0)
+        .start()
+        .await
+        .unwrap()
+}
+
 /// The `local-broker` binary next to this test's executable (`target/<profile>/`), if built.
 fn broker_binary() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
@@ -725,11 +709,7 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
 #[tokio::test]
 async fn a_second_broker_on_a_data_dir_in_use_fails_to_start_until_the_first_stops() {
     let dir = TempDir::new("locked");
-    let first = LocalBroker::builder()
-        .data_dir(&dir.0)
-        .start()
-        .await
-        .unwrap();
+    let first = start_on(&dir).await;
     let second = LocalBroker::builder().data_dir(&dir.0).start().await;
     match second {
         Err(local_broker::BrokerError::Storage {
@@ -740,11 +720,7 @@ async fn a_second_broker_on_a_data_dir_in_use_fails_to_start_until_the_first_sto
         Ok(_) => panic!("two brokers opened one data directory"),
     }
     first.shutdown().await;
-    let second = LocalBroker::builder()
-        .data_dir(&dir.0)
-        .start()
-        .await
-        .unwrap();
+    let second = start_on(&dir).await;
     second.shutdown().await;
 }
 
@@ -755,11 +731,7 @@ async fn account_settings_survive_a_restart() {
         MinimumThroughputBillingCommitmentOutputStatus,
     };
     let dir = TempDir::new("account");
-    let broker = LocalBroker::builder()
-        .data_dir(&dir.0)
-        .start()
-        .await
-        .unwrap();
+    let broker = start_on(&dir).await;
     let kinesis = kinesis_client(&broker.endpoint());
     let enabled = kinesis
         .update_account_settings()
@@ -776,11 +748,7 @@ async fn account_settings_survive_a_restart() {
         .unwrap();
     broker.shutdown().await;
 
-    let broker = LocalBroker::builder()
-        .data_dir(&dir.0)
-        .start()
-        .await
-        .unwrap();
+    let broker = start_on(&dir).await;
     let kinesis = kinesis_client(&broker.endpoint());
     let restored = kinesis
         .describe_account_settings()
