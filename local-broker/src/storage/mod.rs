@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `records/*.seg` | every shard's records, one shared append-only log ([`log`]) |
 //! | `meta.log`, `meta.snapshot` | stream and DynamoDB state as a key → value map ([`kv`]) |
+//! | `<service>/*.seg` | a service's own append-only log ([`ServiceLog`]: Firehose buffers, video fragments) |
 //! | `iterator.key` | the secret that signs shard iterators, so iterators survive restarts |
 //! | `LOCK` | locked (an OS file lock) while a broker has the directory open |
 //!
@@ -156,6 +157,8 @@ struct Disk {
     /// Recently appended frames. Filled under `records`, so it holds frames in log order.
     tail: Mutex<cache::TailCache>,
     meta: Mutex<kv::MetaLog>,
+    /// The logs services opened with [`Storage::service_log`], synced with the rest.
+    service_logs: Mutex<Vec<Arc<Mutex<log::RecordLog>>>>,
     progress: Mutex<Progress>,
     wake: Condvar,
     synced: watch::Sender<Synced>,
@@ -230,6 +233,7 @@ impl Storage {
             records: Mutex::new(records),
             tail: Mutex::new(cache::TailCache::new(cache_bytes)),
             meta: Mutex::new(meta),
+            service_logs: Mutex::new(Vec::new()),
             progress: Mutex::new(Progress { written: 0 }),
             wake: Condvar::new(),
             synced: watch::Sender::new(Synced::default()),
@@ -307,6 +311,39 @@ impl Storage {
         Ok(())
     }
 
+    /// Opens (or creates) the log of one service in `<data dir>/<name>/`, calling `batch` with the
+    /// arrival time, log position and body of every batch it holds, oldest first. Without a data
+    /// directory the log keeps nothing and `batch` is never called.
+    ///
+    /// The log shares the sync mode and write marks of the record log: an append made while a
+    /// request runs is durable (in `always` mode) before that request is acknowledged. Open each
+    /// name once per broker; the names `records` and `meta` are the storage's own.
+    pub fn service_log(
+        &self,
+        name: &str,
+        batch: impl FnMut(i64, u64, &[u8]) -> Result<(), StorageError>,
+    ) -> Result<ServiceLog, StorageError> {
+        let Some(disk) = &self.disk else {
+            return Ok(ServiceLog::default());
+        };
+        if matches!(name, "records" | "meta") || !name.chars().all(|c| c.is_ascii_lowercase()) {
+            return Err(StorageError::Corrupt(format!(
+                "{name:?} cannot name a service log"
+            )));
+        }
+        let records = log::RecordLog::open(&disk.dir.join(name), batch)?;
+        let segments = records.files();
+        let records = Arc::new(Mutex::new(records));
+        lock(&disk.service_logs).push(Arc::clone(&records));
+        Ok(ServiceLog {
+            disk: Some(ServiceDisk {
+                disk: Arc::clone(disk),
+                records,
+                segments,
+            }),
+        })
+    }
+
     /// Deletes record segments whose records all arrived before `horizon_ms`.
     pub fn expire_records(&self, horizon_ms: i64) -> Result<usize, StorageError> {
         match &self.disk {
@@ -354,6 +391,55 @@ impl Storage {
     }
 }
 
+/// One service's append-only log of opaque batches (see [`Storage::service_log`]): memory-only
+/// (keeps nothing) without a data directory; cheap to clone.
+#[derive(Clone, Default)]
+pub struct ServiceLog {
+    disk: Option<ServiceDisk>,
+}
+
+#[derive(Clone)]
+struct ServiceDisk {
+    disk: Arc<Disk>,
+    records: Arc<Mutex<log::RecordLog>>,
+    segments: Arc<log::SegmentFiles>,
+}
+
+impl ServiceLog {
+    /// Whether appends are kept on disk.
+    pub fn is_durable(&self) -> bool {
+        self.disk.is_some()
+    }
+
+    /// Appends a batch and returns the log position of its body (0 when nothing is kept).
+    pub fn append(&self, arrival_ms: i64, body: &[u8]) -> Result<u64, StorageError> {
+        let Some(log) = &self.disk else {
+            return Ok(0);
+        };
+        let (position, _) = lock(&log.records).append(arrival_ms, body)?;
+        log.disk.wrote();
+        Ok(position + log::BODY_OFFSET)
+    }
+
+    /// The `len` bytes at log position `position` of an appended body.
+    pub fn read(&self, position: u64, len: usize) -> Result<Bytes, StorageError> {
+        match &self.disk {
+            Some(log) => log.segments.read(position, len).map(Bytes::from),
+            None => Err(StorageError::Corrupt(
+                "a service log was read without a data directory".into(),
+            )),
+        }
+    }
+
+    /// Deletes closed segments whose batches all arrived before `horizon_ms`; returns how many.
+    pub fn expire(&self, horizon_ms: i64) -> Result<usize, StorageError> {
+        match &self.disk {
+            Some(log) => lock(&log.records).expire(horizon_ms),
+            None => Ok(0),
+        }
+    }
+}
+
 impl Disk {
     /// Records that a write reached the OS and lets the syncer and the request know.
     fn wrote(&self) {
@@ -371,9 +457,9 @@ impl Disk {
     fn sync_files(&self) -> Result<(), StorageError> {
         // Clone the handles and release the locks: appends continue while the fsync runs, and
         // become the next commit group.
-        let records = lock(&self.records).file();
-        let meta = lock(&self.meta).file();
-        for file in [records, meta] {
+        let mut files = vec![lock(&self.records).file(), lock(&self.meta).file()];
+        files.extend(lock(&self.service_logs).iter().map(|log| lock(log).file()));
+        for file in files {
             file.sync_data().map_err(|source| StorageError::Io {
                 context: "fsync".into(),
                 source,
@@ -589,5 +675,47 @@ mod tests {
             );
             assert_eq!(&storage.read(*position, body.len()).unwrap()[..], &body[..]);
         }
+    }
+
+    #[test]
+    fn service_logs_keep_their_batches_apart_and_across_a_restart() {
+        let dir = TempDir::new();
+        let open = || Storage::open(&dir.0, SyncMode::Always, 0, &mut Batches::default()).unwrap();
+        let (storage, _) = open();
+        let video = storage.service_log("video", |_, _, _| Ok(())).unwrap();
+        let firehose = storage.service_log("firehose", |_, _, _| Ok(())).unwrap();
+        write_mark::take();
+        let fragment = video.append(5, b"fragment").unwrap();
+        assert!(
+            write_mark::take() > 0,
+            "an append leaves a write mark to wait on"
+        );
+        let buffered = firehose.append(6, b"buffered").unwrap();
+        assert_eq!(&video.read(fragment, 8).unwrap()[..], b"fragment");
+        assert_eq!(&firehose.read(buffered, 8).unwrap()[..], b"buffered");
+        storage.close();
+        drop((storage, video, firehose));
+
+        let (storage, _) = open();
+        let mut seen = Vec::new();
+        let video = storage
+            .service_log("video", |arrival, position, body| {
+                seen.push((arrival, position, body.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, vec![(5, fragment, b"fragment".to_vec())]);
+        assert_eq!(&video.read(fragment, 8).unwrap()[..], b"fragment");
+        assert!(storage.service_log("records", |_, _, _| Ok(())).is_err());
+    }
+
+    #[test]
+    fn without_a_data_directory_a_service_log_keeps_nothing() {
+        let log = Storage::memory()
+            .service_log("video", |_, _, _| unreachable!("nothing to replay"))
+            .unwrap();
+        assert!(!log.is_durable());
+        assert_eq!(log.append(1, b"x").unwrap(), 0);
+        assert!(log.read(0, 1).is_err());
     }
 }
