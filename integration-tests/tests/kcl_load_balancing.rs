@@ -406,3 +406,51 @@ async fn a_drained_worker_hands_every_lease_over_and_stops() {
 
     finish_without_duplicates(&fleet, stop, producer, [leaving, staying], "draining").await;
 }
+
+#[tokio::test]
+async fn the_leader_lock_carries_its_announcement_and_a_java_lock_announces_nothing() {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    use kcl::lease::{Assignments, CoordinatorStore, DynamoDbCoordinatorStore, LockRecord};
+    let broker = local_broker::LocalBroker::builder()
+        .start()
+        .await
+        .expect("broker starts");
+    let client = integration_tests::dynamodb_client(&broker.endpoint());
+    let store = DynamoDbCoordinatorStore::new(client.clone(), "announce-app");
+    store.initialize().await.expect("tables created");
+    let lock = LockRecord {
+        owner: "rust-1".into(),
+        version: "v1".into(),
+        lease_duration: Duration::from_secs(10),
+        assignments: Some(Assignments {
+            epoch: 7,
+            workers: vec!["rust-2".into(), "rust-3".into()],
+        }),
+    };
+    store
+        .write_lock("Leader", &lock, None)
+        .await
+        .expect("lock written");
+    assert_eq!(
+        store.read_lock("Leader").await.expect("read"),
+        Some(lock.clone())
+    );
+
+    // A Java KCL 3.x leader (the DynamoDB Lock Client) replaces the item with its own attributes.
+    client
+        .put_item()
+        .table_name("announce-app-CoordinatorState")
+        .item("key", S("Leader".into()))
+        .item("ownerName", S("java-1".into()))
+        .item("recordVersionNumber", S("v2".into()))
+        .item("leaseDuration", N("10000".into()))
+        .send()
+        .await
+        .expect("Java-shaped lock written");
+    let java = store
+        .read_lock("Leader")
+        .await
+        .expect("read")
+        .expect("held");
+    assert_eq!((java.owner.as_str(), java.assignments), ("java-1", None));
+}

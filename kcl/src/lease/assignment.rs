@@ -15,7 +15,14 @@
 //!      `average × (1 − threshold)`, each move taking from the most to the least loaded worker
 //!      the lease that best evens out the two, among those that leave the receiver at least
 //!      `threshold × average` below where the donor was;
-//! 3. lists the leases named for it (`LeaseOwnerToLeaseKeyIndex`, no scan) and starts them.
+//!    - announces, with its next lock write, which workers it named leases for (an epoch and
+//!      the workers: [`Assignments`](super::Assignments));
+//! 3. a follower lists the leases named for it (`LeaseOwnerToLeaseKeyIndex`, no scan) and starts
+//!    them — but only when the announcement names it, when it cannot tell (a missed epoch, or a
+//!    leader that announces nothing, like the Java KCL's), and every
+//!    `DISCOVERY_SAFETY_ROUNDS` otherwise. Followers read the lock every round while
+//!    assignments are moving and every third round when they are not, so a settled follower
+//!    costs a lock read and a report every third round instead of an index query every round.
 //!
 //! Damping, so the fleet settles instead of oscillating: a lease moves only if the receiver ends
 //! below where the donor was, so every move strictly lowers the sum of squared worker loads (a
@@ -31,7 +38,7 @@
 //! from that checkpoint. If the current owner keeps renewing without releasing for
 //! [`Config::handoff_timeout`](crate::Config::handoff_timeout), the new owner takes the lease.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -340,6 +347,11 @@ pub(crate) fn plan(
 /// out at once.
 const REPORT_EVERY_ROUNDS: u64 = 3;
 
+/// A follower whose leader announced nothing for it still queries for its leases every this many
+/// rounds (≈ 33 s): a lease named without an announcement (a leader that died between its writes
+/// and its next lock write) is found even before it expires and is assigned again.
+const DISCOVERY_SAFETY_ROUNDS: u64 = 10;
+
 /// A worker whose report did not change for this many failover times is gone.
 const REPORT_EXPIRY_FAILOVERS: u32 = 2;
 
@@ -378,6 +390,12 @@ pub(crate) struct Coordinator {
     last_move_round: u64,
     /// When a handoff to this worker was first seen waiting for the previous owner.
     waiting: HashMap<String, Instant>,
+    /// Follower memory: the leader's announcement epoch as of the last look for leases.
+    seen_epoch: Option<u64>,
+    /// Follower memory: the round of the last index query for this worker's leases.
+    last_query_round: u64,
+    /// Follower memory: the lock is read every round up to this round (assignments moving).
+    active_until: u64,
 }
 
 /// What the worker tells its coordinator each round.
@@ -409,6 +427,9 @@ impl Coordinator {
             moved_in: HashMap::new(),
             last_move_round: 0,
             waiting: HashMap::new(),
+            seen_epoch: None,
+            last_query_round: 0,
+            active_until: 0,
             config,
             failover_time,
             handoff_timeout,
@@ -435,33 +456,43 @@ impl Coordinator {
             self.publish(coordinator, state, now).await;
             self.published = Some(summary);
         }
-        // Followers look at the lock every few rounds, and every round once the leader looked
-        // silent: a leader that dies is replaced a few seconds later, for a third of the reads.
-        let candidate = self.election.is_leader(now)
-            || self.election.suspects_leader()
-            || self.round % REPORT_EVERY_ROUNDS == 1;
-        let leading = candidate && self.election.round(coordinator, now).await;
-        let named = if leading {
-            match self.lead(leases, coordinator, now).await {
-                Ok(scan) => scan
-                    .into_iter()
-                    .filter(|l| l.owner.as_deref() == Some(&self.worker_id))
-                    .collect(),
-                Err(err) => {
-                    tracing::warn!(%err, "assignment round failed; will retry");
-                    return RoundOutcome::default();
-                }
-            }
-        } else {
-            match self.named_for_me(leases, &state.held).await {
-                Ok(named) => named,
+        let was_leader = self.election.is_leader(now);
+        // Followers look at the lock every few rounds, every round while assignments are moving
+        // and once the leader looked silent: a leader that dies is replaced a few seconds later.
+        if !was_leader
+            && (self.election.suspects_leader()
+                || self.round <= self.active_until
+                || self.round % REPORT_EVERY_ROUNDS == 1)
+        {
+            self.election.round(coordinator, now).await;
+        }
+        if !self.election.is_leader(now) {
+            return match self.discover(leases, &state.held).await {
+                Ok(named) => self.pick_up(named, &state.held, now),
                 Err(err) => {
                     tracing::warn!(%err, "could not list this worker's leases; will retry");
-                    return RoundOutcome::default();
+                    RoundOutcome::default()
                 }
+            };
+        }
+        let scan = self.lead(leases, coordinator, now).await;
+        if was_leader {
+            // Renewed after leading, so the lock announces this round's assignments at once.
+            self.election.round(coordinator, now).await;
+        }
+        match scan {
+            Ok(scan) => {
+                let named = scan
+                    .into_iter()
+                    .filter(|l| l.owner.as_deref() == Some(&self.worker_id))
+                    .collect();
+                self.pick_up(named, &state.held, now)
             }
-        };
-        self.pick_up(named, &state.held, now)
+            Err(err) => {
+                tracing::warn!(%err, "assignment round failed; will retry");
+                RoundOutcome::default()
+            }
+        }
     }
 
     /// Publishes this worker's load report.
@@ -493,14 +524,37 @@ impl Coordinator {
         }
     }
 
-    /// Leases named for this worker that it does not process yet, read consistently.
-    async fn named_for_me(
-        &self,
+    /// Leases that may be named for this worker, read consistently: every lease it owns (an
+    /// index query) when the leader's announcement names it, cannot tell (no announcement, missed
+    /// ones) or has been silent for [`DISCOVERY_SAFETY_ROUNDS`]; otherwise only the leases whose
+    /// previous owner it waits for.
+    async fn discover(
+        &mut self,
         store: &dyn LeaseStore,
         held: &HashSet<String>,
     ) -> Result<Vec<Lease>, LeaseStoreError> {
+        let announced = self.election.announced();
+        let epoch = announced.map(|a| a.epoch);
+        let named_for_me = match (announced, self.seen_epoch) {
+            (Some(a), Some(seen)) if a.epoch == seen => false,
+            (Some(a), Some(seen)) if a.epoch == seen + 1 => a.workers.contains(&self.worker_id),
+            _ => true,
+        };
+        let query = named_for_me
+            || self.round.saturating_sub(self.last_query_round) >= DISCOVERY_SAFETY_ROUNDS;
+        let keys = if query {
+            let keys = store.list_lease_keys_owned_by(&self.worker_id).await?;
+            self.last_query_round = self.round;
+            keys
+        } else {
+            self.waiting.keys().cloned().collect()
+        };
+        if epoch != self.seen_epoch {
+            self.active_until = self.round + REPORT_EVERY_ROUNDS;
+        }
+        self.seen_epoch = epoch;
         let mut named = Vec::new();
-        for key in store.list_lease_keys_owned_by(&self.worker_id).await? {
+        for key in keys {
             if held.contains(&key) {
                 continue;
             }
@@ -570,6 +624,7 @@ impl Coordinator {
         let placements = plan(&leases, &workers, &limits);
         let mut scan = scan;
         let mut moved = 0;
+        let mut named = BTreeSet::new();
         for placement in &placements {
             let Some(lease) = scan.iter_mut().find(|l| l.key == placement.key) else {
                 continue;
@@ -586,6 +641,7 @@ impl Coordinator {
                     // What this worker picks up below must reflect this round's writes.
                     *lease = stored;
                     moved += 1;
+                    named.insert(placement.to.clone());
                     self.moved_in.insert(placement.key.clone(), self.round);
                     crate::metrics::lease_assigned(&self.worker_id, live_owner);
                 }
@@ -597,6 +653,7 @@ impl Coordinator {
                 }
             }
         }
+        self.election.announce(named.into_iter().collect());
         if moved > 0 {
             self.last_move_round = self.round;
             tracing::info!(

@@ -6,7 +6,8 @@
 //! beside the lease table, with the same names and keys: `<application>-WorkerMetricStats`
 //! (hash key `wid`) and `<application>-CoordinatorState` (hash key `key`; the leader lock is the
 //! item `key = "Leader"`, with the attributes of the Amazon DynamoDB Lock Client: `ownerName`,
-//! `recordVersionNumber`, `leaseDuration`). Worker items hold `wid`, `seq` (bumped by every
+//! `recordVersionNumber`, `leaseDuration`; ours add `assignmentEpoch` and `assignedWorkers`, the
+//! leader's [`Assignments`] announcement, which a Java leader's writes simply leave out). Worker items hold `wid`, `seq` (bumped by every
 //! report), `cpu` (percent of the worker's CPU limit), `tput` (KB/s of its leases), `leases`,
 //! `draining`, and `lut` (last update, epoch seconds, informational only: liveness is observed
 //! through `seq`, never through another host's clock). The Java 3.x worker items carry richer
@@ -36,6 +37,20 @@ pub struct LockRecord {
     /// How long others wait after the version last changed before taking the lock
     /// (`leaseDuration`).
     pub lease_duration: Duration,
+    /// What the leader announces with the lock; `None` from leaders that announce nothing (the
+    /// Java KCL's), whose followers must look for new leases every round.
+    pub assignments: Option<Assignments>,
+}
+
+/// The leader's announcement of its latest assignments, carried on every lock write so followers
+/// look for new leases (a `LeaseOwnerToLeaseKeyIndex` query) only when some were named for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assignments {
+    /// Bumped by every leader round that named leases for workers (`assignmentEpoch`); a new
+    /// leader continues from its predecessor's.
+    pub epoch: u64,
+    /// The workers named in the round that set `epoch` (`assignedWorkers`).
+    pub workers: Vec<String>,
 }
 
 /// Storage for worker load reports and the leader lock, with atomic conditional lock writes.
@@ -135,6 +150,8 @@ const LOCK_KEY: &str = "key";
 const LOCK_OWNER: &str = "ownerName";
 const LOCK_VERSION: &str = "recordVersionNumber";
 const LOCK_DURATION: &str = "leaseDuration";
+const ASSIGNMENT_EPOCH: &str = "assignmentEpoch";
+const ASSIGNED_WORKERS: &str = "assignedWorkers";
 
 /// Worker reports and the leader lock in the Java KCL 3.x side tables (see the module docs).
 #[derive(Debug, Clone)]
@@ -280,6 +297,14 @@ impl CoordinatorStore for DynamoDbCoordinatorStore {
                 owner: get_s(item, LOCK_OWNER)?,
                 version: get_s(item, LOCK_VERSION)?,
                 lease_duration: Duration::from_millis(get_n(item, LOCK_DURATION)?),
+                assignments: get_n(item, ASSIGNMENT_EPOCH).map(|epoch| Assignments {
+                    epoch,
+                    workers: item
+                        .get(ASSIGNED_WORKERS)
+                        .and_then(|v| v.as_l().ok())
+                        .map(|l| l.iter().filter_map(|w| w.as_s().ok().cloned()).collect())
+                        .unwrap_or_default(),
+                }),
             })
         }))
     }
@@ -299,6 +324,13 @@ impl CoordinatorStore for DynamoDbCoordinatorStore {
             .item(LOCK_OWNER, AttributeValue::S(record.owner.clone()))
             .item(LOCK_VERSION, AttributeValue::S(record.version.clone()))
             .item(LOCK_DURATION, n(millis));
+        let request = match &record.assignments {
+            None => request,
+            Some(a) => request.item(ASSIGNMENT_EPOCH, n(a.epoch)).item(
+                ASSIGNED_WORKERS,
+                AttributeValue::L(a.workers.iter().cloned().map(AttributeValue::S).collect()),
+            ),
+        };
         let request = match expected_version {
             None => request
                 .condition_expression("attribute_not_exists(#k)")
@@ -327,6 +359,7 @@ mod tests {
             owner: owner.into(),
             version: version.into(),
             lease_duration: Duration::from_secs(20),
+            assignments: None,
         };
         store
             .write_lock("Leader", &record("a", "1"), None)

@@ -7,12 +7,17 @@
 //! round and stops calling itself leader once it could not do so for the lease duration, before
 //! any candidate can have seen the version standing still that long. A holder that stops resigns
 //! by writing a zero lease duration, so a successor takes over at its next round.
+//!
+//! The holder renews without reading first (its write is conditional on its own last version, so
+//! a lost lock shows as a failed condition), and every write carries its latest [`Assignments`]
+//! announcement. Followers read the announcement with the lock and query for new leases only when
+//! it names them: the lock read they do anyway replaces a per-round index query.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::coordination::{CoordinatorStore, LockRecord};
+use super::coordination::{Assignments, CoordinatorStore, LockRecord};
 use super::store::LeaseStoreError;
 
 /// The lock's name (the Java KCL's `CoordinatorState` key).
@@ -30,6 +35,11 @@ pub(crate) struct LeaderElection {
     /// The last read found the other holder's version unchanged since the read before: the
     /// holder may be gone, so watch closely.
     suspect: bool,
+    /// What this worker announces with its writes as holder.
+    assignments: Assignments,
+    /// The announcement on the lock at this worker's last read (`None`: no lock, or a holder that
+    /// announces nothing).
+    announced: Option<Assignments>,
 }
 
 impl LeaderElection {
@@ -40,6 +50,23 @@ impl LeaderElection {
             held: None,
             observed: None,
             suspect: false,
+            assignments: Assignments::default(),
+            announced: None,
+        }
+    }
+
+    /// The announcement on the lock when this worker last read it as a follower.
+    pub(crate) fn announced(&self) -> Option<&Assignments> {
+        self.announced.as_ref()
+    }
+
+    /// As holder: announce with the next write that leases were just named for `workers`.
+    pub(crate) fn announce(&mut self, workers: Vec<String>) {
+        if !workers.is_empty() {
+            self.assignments = Assignments {
+                epoch: self.assignments.epoch + 1,
+                workers,
+            };
         }
     }
 
@@ -68,7 +95,14 @@ impl LeaderElection {
         store: &dyn CoordinatorStore,
         now: Instant,
     ) -> Result<(), LeaseStoreError> {
+        if let Some((version, _)) = &self.held
+            && self.is_leader(now)
+        {
+            let version = version.clone();
+            return self.write(store, now, Some(&version)).await;
+        }
         let current = store.read_lock(LEADER_LOCK).await?;
+        self.announced = current.as_ref().and_then(|l| l.assignments.clone());
         let expected = match &current {
             None => None,
             Some(lock) => {
@@ -93,10 +127,27 @@ impl LeaderElection {
                 Some(lock.version.as_str())
             }
         };
+        // A new holder continues its predecessor's epoch, so followers see it move forward.
+        let epoch = self.announced.as_ref().map_or(0, |a| a.epoch);
+        self.assignments = Assignments {
+            epoch: self.assignments.epoch.max(epoch),
+            workers: Vec::new(),
+        };
+        self.write(store, now, expected).await
+    }
+
+    /// Writes the lock as holder over `expected` (the current version, or none).
+    async fn write(
+        &mut self,
+        store: &dyn CoordinatorStore,
+        now: Instant,
+        expected: Option<&str>,
+    ) -> Result<(), LeaseStoreError> {
         let record = LockRecord {
             owner: self.worker_id.clone(),
             version: uuid::Uuid::new_v4().to_string(),
             lease_duration: self.lock_duration,
+            assignments: Some(self.assignments.clone()),
         };
         match store.write_lock(LEADER_LOCK, &record, expected).await {
             Ok(()) => {
@@ -125,6 +176,7 @@ impl LeaderElection {
             owner: self.worker_id.clone(),
             version: uuid::Uuid::new_v4().to_string(),
             lease_duration: Duration::ZERO,
+            assignments: Some(self.assignments.clone()),
         };
         match store.write_lock(LEADER_LOCK, &record, Some(&version)).await {
             Ok(()) => tracing::info!(worker_id = %self.worker_id, "resigned as leader"),
@@ -173,5 +225,34 @@ mod tests {
         assert!(!a.is_leader(Instant::now()));
         tokio::time::advance(Duration::from_millis(10)).await;
         assert!(b.round(&store, Instant::now()).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_holder_announces_its_assignments_and_a_successor_continues_the_epoch() {
+        let store = InMemoryCoordinatorStore::new();
+        let mut a = LeaderElection::new("a", LOCK);
+        let mut b = LeaderElection::new("b", LOCK);
+        assert!(a.round(&store, Instant::now()).await);
+        a.announce(vec!["b".into()]);
+        a.announce(Vec::new()); // a round that named nobody keeps the last announcement
+        assert!(a.round(&store, Instant::now()).await);
+        assert!(!b.round(&store, Instant::now()).await);
+        let first = Assignments {
+            epoch: 1,
+            workers: vec!["b".into()],
+        };
+        assert_eq!(b.announced(), Some(&first));
+
+        a.resign(&store).await;
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert!(b.round(&store, Instant::now()).await);
+        b.announce(vec!["a".into()]);
+        assert!(b.round(&store, Instant::now()).await);
+        assert!(!a.round(&store, Instant::now()).await);
+        assert_eq!(
+            a.announced().map(|x| (x.epoch, x.workers.clone())),
+            Some((2, vec!["a".to_owned()])),
+            "the epoch moves forward across leaders"
+        );
     }
 }

@@ -16,7 +16,7 @@ pub(crate) mod taker;
 
 pub use assignment::{LeaseAssignment, LoadAwareConfig, LoadMetric};
 pub use coordination::{
-    CoordinatorStore, DynamoDbCoordinatorStore, InMemoryCoordinatorStore, LockRecord,
+    Assignments, CoordinatorStore, DynamoDbCoordinatorStore, InMemoryCoordinatorStore, LockRecord,
 };
 pub use dynamodb::DynamoDbLeaseStore;
 pub use load::{ThroughputKbps, WorkerLoad};

@@ -45,6 +45,8 @@ struct Traffic {
     renewals: AtomicU64,
     /// Capacity units × 2 (index queries cost half a unit per 4 KB).
     half_units: AtomicU64,
+    /// `LeaseOwnerToLeaseKeyIndex` queries among the requests.
+    index_queries: AtomicU64,
 }
 
 impl Traffic {
@@ -116,6 +118,7 @@ impl LeaseStore for Counted<InMemoryLeaseStore> {
     async fn list_lease_keys_owned_by(&self, owner: &str) -> Result<Vec<String>, LeaseStoreError> {
         let keys = self.inner.list_lease_keys_owned_by(owner).await?;
         self.traffic.read(keys.len() as u64 * INDEX_KEYS, false);
+        self.traffic.index_queries.fetch_add(1, Ordering::Relaxed);
         Ok(keys)
     }
     async fn delete_finished_lease(&self, key: &str) -> Result<bool, LeaseStoreError> {
@@ -484,11 +487,13 @@ fn table(shards: usize, count: &[PhaseReport], load: &[PhaseReport]) -> String {
     let units = |r: &PhaseReport| r.units_per_minute;
     let other = |r: &PhaseReport| r.other_units_per_minute;
     let requests = |r: &PhaseReport| r.requests_per_minute;
+    let other_requests = |r: &PhaseReport| r.other_per_minute;
     out.push_str(&format!(
-        "load-aware / lease count over all phases: moves {:.2}, requests {:.2}, capacity units \
-         {:.2} (non-renewal {:.2})\n",
+        "load-aware / lease count over all phases: moves {:.2}, requests {:.3} (non-renewal \
+         {:.2}), capacity units {:.2} (non-renewal {:.2})\n",
         sum(load, moves) / sum(count, moves).max(1.0),
         sum(load, requests) / sum(count, requests),
+        sum(load, other_requests) / sum(count, other_requests),
         sum(load, units) / sum(count, units),
         sum(load, other) / sum(count, other),
     ));
@@ -497,7 +502,7 @@ fn table(shards: usize, count: &[PhaseReport], load: &[PhaseReport]) -> String {
 
 /// The qualitative outcome: load-aware balances load (within 1.3 max/min after every phase; lease
 /// counting balances counts, so its load ratio is luck), with no more moves over the scaling
-/// phases and fewer capacity units in every phase.
+/// phases, fewer capacity units in every phase and fewer requests over all phases.
 fn assert_load_aware_wins(count: &[PhaseReport], load: &[PhaseReport]) {
     for (i, (c, l)) in count.iter().zip(load).enumerate() {
         assert!(
@@ -512,6 +517,17 @@ fn assert_load_aware_wins(count: &[PhaseReport], load: &[PhaseReport]) {
             c.units_per_minute
         );
     }
+    let requests = |r: &[PhaseReport]| r.iter().map(|p| p.requests_per_minute).sum::<f64>();
+    let other = |r: &[PhaseReport]| r.iter().map(|p| p.other_per_minute).sum::<f64>();
+    assert!(
+        requests(load) < requests(count) && other(load) < other(count),
+        "requests/min summed over the phases: {:.0} ({:.0} non-renewal) load-aware vs {:.0} \
+         ({:.0}) by count",
+        requests(load),
+        other(load),
+        requests(count),
+        other(count)
+    );
     let moves = |r: &[PhaseReport]| r[1..].iter().map(|p| p.moves).sum::<u64>();
     assert!(
         moves(load) <= moves(count),
@@ -528,6 +544,46 @@ async fn load_aware_assignment_balances_load_with_fewer_moves_and_less_traffic()
     let load = run(Strategy::LoadAware, shards, ticks).await;
     println!("{}", table(shards, &count, &load));
     assert_load_aware_wins(&count, &load);
+}
+
+#[tokio::test(start_paused = true)]
+async fn followers_look_for_new_leases_only_when_the_leader_names_them() {
+    let mut fleet = Fleet::new(Strategy::LoadAware, 30).await;
+    for id in ["w00", "w01", "w02"] {
+        fleet.add_worker(id);
+    }
+    fleet.phase(20).await;
+    let traffic = fleet.traffic.clone();
+    let queries = || traffic.index_queries.load(Ordering::Relaxed);
+
+    // Settled: the two followers query only on the safety cadence.
+    let before = queries();
+    let quiet = 30;
+    fleet.phase(quiet).await;
+    let safety_only = 2 * (u64::from(quiet) / super::DISCOVERY_SAFETY_ROUNDS + 1);
+    assert!(
+        queries() - before <= safety_only,
+        "{} index queries in {quiet} quiet rounds",
+        queries() - before
+    );
+
+    // A follower leaves: the leader names its leases for the others, who find them at once.
+    fleet.stop_worker("w02").await;
+    let (before, left) = (queries(), Instant::now());
+    while fleet.workers.iter().map(|w| w.held.len()).sum::<usize>() < 30 {
+        fleet.tick().await;
+        assert!(
+            left.elapsed() < fleet.config.failover_time * 3,
+            "never picked up"
+        );
+    }
+    assert!(queries() > before, "the named follower looked");
+    let held: usize = fleet.workers.iter().map(|w| w.held.len()).sum();
+    assert_eq!(held, 30, "every lease is processed again");
+    assert!(
+        left.elapsed() < fleet.config.failover_time,
+        "picked up within a failover time, not at the safety cadence"
+    );
 }
 
 #[tokio::test(start_paused = true)]
