@@ -253,6 +253,7 @@ impl LocalBrokerBuilder {
             .local_addr()
             .map_err(|source| BrokerError::Bind { addr, source })?;
         let services = Arc::new(self.services()?);
+        services.firehose.start(Arc::clone(&services.observer));
         let tls = self.tls.as_ref().map(TlsSettings::load).transpose()?;
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
@@ -297,11 +298,12 @@ impl LocalBrokerBuilder {
 
     /// The services, fresh in memory or recovered from the data directory.
     fn services(&self) -> Result<http::Services, BrokerError> {
-        let (kinesis, dynamodb, storage) = match &self.config.data_dir {
+        let (kinesis, dynamodb, storage, meta) = match &self.config.data_dir {
             None => (
                 kinesis::Kinesis::new(self.config.clone()),
                 dynamodb::DynamoDb::new(self.config.clone()),
                 storage::Storage::memory(),
+                Default::default(),
             ),
             Some(dir) => {
                 let failed = |source| BrokerError::Storage {
@@ -333,7 +335,7 @@ impl LocalBrokerBuilder {
                     elapsed = ?started.elapsed(),
                     "recovered the data directory"
                 );
-                (kinesis, dynamodb, storage)
+                (kinesis, dynamodb, storage, recovered.meta)
             }
         };
         let objects = match (&self.config.s3_endpoint, &self.config.s3_root) {
@@ -342,8 +344,24 @@ impl LocalBrokerBuilder {
             (None, None) => firehose::objects::ObjectStore::None,
         };
         let kinesis = Arc::new(kinesis);
+        let firehose = firehose::Firehose::new(
+            self.config.clone(),
+            objects,
+            Arc::clone(&kinesis),
+            &storage,
+            &meta,
+        )
+        .map_err(|source| BrokerError::Storage {
+            dir: self
+                .config
+                .data_dir
+                .as_ref()
+                .map(|dir| dir.display().to_string())
+                .unwrap_or_default(),
+            source,
+        })?;
         Ok(http::Services {
-            firehose: firehose::Firehose::new(self.config.clone(), objects, Arc::clone(&kinesis)),
+            firehose,
             kinesis,
             dynamodb,
             auth: self.config.auth.clone(),
