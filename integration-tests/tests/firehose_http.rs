@@ -11,7 +11,7 @@ use aws_sdk_firehose::types::{
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use integration_tests::{
-    FIREHOSE_ROLE_ARN, TempDir, firehose_client, put_record_batch, wait_for_files,
+    FIREHOSE_ROLE_ARN, TempDir, firehose_client, http_get, put_record_batch, wait_for_files,
 };
 use local_broker::LocalBroker;
 use std::io::Read as _;
@@ -282,5 +282,35 @@ async fn a_failing_endpoint_is_retried_then_backed_up_to_s3() {
         .map(|d| aws_smithy_types::base64::decode(d["rawData"].as_str().unwrap()).unwrap())
         .collect();
     assert_eq!(raw, [b"lost?".to_vec(), b"never".to_vec()]);
+
+    // The failure shows in DescribeDeliveryStream and on /metrics.
+    let mut failure = None;
+    for _ in 0..100 {
+        failure = client
+            .describe_delivery_stream()
+            .delivery_stream_name("flaky")
+            .send()
+            .await
+            .unwrap()
+            .delivery_stream_description
+            .unwrap()
+            .failure_description;
+        if failure.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failure = failure.expect("a FailureDescription while the endpoint fails");
+    assert_eq!(failure.r#type().as_str(), "UNKNOWN_ERROR");
+    assert!(failure.details().contains(&url), "{}", failure.details());
+    let (_, page) = http_get(broker.local_addr(), "/metrics").await;
+    for (name, value) in [
+        ("DeliveryToHttpEndpoint_Success", "0"),
+        ("BackupToS3_Records", "2"),
+        ("BackupToS3_Success", "1"),
+    ] {
+        let line = format!("{name}{{delivery_stream=\"flaky\"}} {value}");
+        assert!(page.lines().any(|l| l == line), "{line} in\n{page}");
+    }
     broker.shutdown().await;
 }
