@@ -78,6 +78,13 @@ impl Deliverer {
     fn now(&self) -> i64 {
         self.clock.now_millis()
     }
+
+    /// Whether a stopping stream in `status` leaves its undelivered records in the data
+    /// directory for the next start: the broker is shutting down (the stream is not being
+    /// deleted) and has one.
+    fn keeps_on_shutdown(&self, stream: &DeliveryStream, status: Status) -> bool {
+        stream.stop.is_cancelled() && self.store.is_durable() && status != Status::Deleting
+    }
 }
 
 /// Delivers a stream's batches as they come due, until the stream is stopped; then delivers
@@ -90,8 +97,7 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
             let taken = {
                 let mut state = stream.state();
                 let hints = state.target.hints();
-                let flush =
-                    stopping && (state.status == Status::Deleting || !deliverer.store.is_durable());
+                let flush = stopping && !deliverer.keeps_on_shutdown(&stream, state.status);
                 let taken = state
                     .buffer
                     .take_due(hints, deliverer.now(), flush)
@@ -114,8 +120,12 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
                 break;
             };
             let last = batch.last().map(|r| r.log);
-            let failure = deliver(&stream, &deliverer, snapshot, batch).await;
+            let outcome = deliver(&stream, &deliverer, snapshot, batch).await;
             let mut state = stream.state();
+            state.delivering_since = None;
+            let Outcome::Done(failure) = outcome else {
+                return;
+            };
             state.failure = failure;
             // A deleted stream is forgotten; its mark must not come back.
             if let Some(last) = last
@@ -124,7 +134,6 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
             {
                 tracing::error!(stream = %stream.name, %err, "cannot save the delivered mark; records may be delivered twice after a restart");
             }
-            state.delivering_since = None;
         }
         if stopping {
             return;
@@ -145,14 +154,23 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
     }
 }
 
+/// How delivering one batch ended.
+enum Outcome {
+    /// Delivered or backed up; with why the destination failed, if it did.
+    Done(Option<DeliveryFailure>),
+    /// The broker is shutting down and the batch is safe in the data directory: it is delivered
+    /// after the restart instead of being backed up as failed now.
+    Abandoned,
+}
+
+/// Delivers one batch.
 #[tracing::instrument(level = "debug", skip_all, fields(stream = %stream.name, records = batch.len()))]
-/// Delivers one batch; returns why the destination failed, if it did.
 async fn deliver(
     stream: &DeliveryStream,
     deliverer: &Deliverer,
     snapshot: Snapshot,
     batch: Vec<BufferedRecord>,
-) -> Option<DeliveryFailure> {
+) -> Outcome {
     let writer = ObjectWriter {
         stream,
         deliverer,
@@ -177,7 +195,7 @@ async fn deliver(
             writer
                 .write_failed(s3, "processing-failed", processed.failed)
                 .await;
-            None
+            Outcome::Done(None)
         }
         Target::Http(http) => {
             let processed = http.pipeline.run(&batch, &context).await;
@@ -197,6 +215,10 @@ async fn deliver(
                     &stream.stop,
                 )
                 .await;
+                if delivered.is_err() && deliverer.keeps_on_shutdown(stream, stream.state().status)
+                {
+                    return Outcome::Abandoned;
+                }
                 let bytes = chunk.iter().map(|r| r.data.len()).sum();
                 metrics::delivery(
                     &stream.name,
@@ -231,7 +253,7 @@ async fn deliver(
                     .write_failed(&http.s3, "http-endpoint-failed", failed)
                     .await;
             }
-            failure
+            Outcome::Done(failure)
         }
     }
 }

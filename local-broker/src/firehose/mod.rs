@@ -81,7 +81,8 @@ pub struct Firehose {
     observer: OnceLock<Arc<Observer>>,
     /// Restored streams whose tasks [`Self::start`] starts.
     pending: Mutex<Vec<Pending>>,
-    /// Stops every delivery task (each delivers what it buffered first).
+    /// Stops every delivery task (without a data directory, each delivers what it buffered
+    /// first).
     stop: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
