@@ -338,3 +338,37 @@ async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
     );
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_restart_without_what_a_stored_stream_needs_fails_and_says_why() {
+    let (data, root) = (
+        TempDir::new("fh-dur-needs"),
+        TempDir::new("fh-dur-needs-s3"),
+    );
+    let broker = start(&data, &root, ShiftableClock::new()).await;
+    create(
+        &firehose_client(&broker.endpoint()),
+        "needs-s3",
+        "bucket",
+        1,
+    )
+    .await;
+    broker.shutdown().await;
+
+    let err = LocalBroker::builder()
+        .data_dir(&data.0)
+        .start()
+        .await
+        .err()
+        .expect("no S3 destination configured");
+    let message = err.to_string();
+    assert!(
+        matches!(err, local_broker::BrokerError::Firehose(_)) && message.contains("needs-s3"),
+        "{message}"
+    );
+    // With what it needs, the same directory starts.
+    start(&data, &root, ShiftableClock::new())
+        .await
+        .shutdown()
+        .await;
+}

@@ -67,6 +67,9 @@ pub enum BrokerError {
         #[source]
         source: storage::StorageError,
     },
+    /// The data directory holds a Firehose delivery stream this broker cannot deliver for.
+    #[error(transparent)]
+    Firehose(#[from] firehose::UnservableStream),
 }
 
 /// Entry point: `LocalBroker::builder()`.
@@ -351,14 +354,21 @@ impl LocalBrokerBuilder {
             &storage,
             &meta,
         )
-        .map_err(|source| BrokerError::Storage {
-            dir: self
-                .config
-                .data_dir
-                .as_ref()
-                .map(|dir| dir.display().to_string())
-                .unwrap_or_default(),
-            source,
+        .map_err(|err| {
+            // Release the data directory (its LOCK) for the next attempt.
+            storage.close();
+            match err {
+                firehose::RestoreError::Storage(source) => BrokerError::Storage {
+                    dir: self
+                        .config
+                        .data_dir
+                        .as_ref()
+                        .map(|dir| dir.display().to_string())
+                        .unwrap_or_default(),
+                    source,
+                },
+                firehose::RestoreError::Unservable(unservable) => BrokerError::Firehose(unservable),
+            }
         })?;
         Ok(http::Services {
             firehose,
@@ -498,7 +508,8 @@ impl RunningBroker {
     }
 
     /// Stops accepting connections, lets in-flight requests finish, waits for the server,
-    /// delivers what Firehose streams still buffer, and flushes the data directory.
+    /// delivers what Firehose streams still buffer (with a data directory they stay there for the
+    /// next start instead), and flushes the data directory.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         if let Err(err) = self.server.await {

@@ -68,6 +68,27 @@ type Pending = (
     Option<(source::KinesisReader, source::Cursors)>,
 );
 
+/// Why the delivery streams of a data directory could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The data directory could not be read.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A stored stream needs something this broker was not started with.
+    #[error(transparent)]
+    Unservable(#[from] UnservableStream),
+}
+
+/// A stored delivery stream this broker cannot deliver for, and why.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "Firehose delivery stream {stream} in the data directory cannot be served: {why} (start the broker with what it needs, or with another data directory)"
+)]
+pub struct UnservableStream {
+    pub stream: String,
+    pub why: String,
+}
+
 /// The Firehose service: all delivery streams of the broker's account and region.
 pub struct Firehose {
     config: BrokerConfig,
@@ -101,7 +122,7 @@ impl Firehose {
         kinesis: Arc<Kinesis>,
         storage: &Storage,
         meta: &BTreeMap<String, Vec<u8>>,
-    ) -> Result<Self, StorageError> {
+    ) -> Result<Self, RestoreError> {
         let (store, restored) = Store::restore(storage, meta)?;
         let deliverer = Arc::new(delivery::Deliverer::new(
             Arc::clone(&config.clock),
@@ -128,13 +149,12 @@ impl Firehose {
     }
 
     /// Rebuilds one stored delivery stream.
-    fn restore(&self, restored: store::RestoredStream) -> Result<(), StorageError> {
+    fn restore(&self, restored: store::RestoredStream) -> Result<(), UnservableStream> {
         let name = restored.name;
         let state = restored.state;
-        let cannot = |why: String| {
-            StorageError::Corrupt(format!(
-                "Firehose delivery stream {name} cannot be restored: {why}"
-            ))
+        let cannot = |why: String| UnservableStream {
+            stream: name.clone(),
+            why,
         };
         let member = match state.destination {
             DestinationConfig::S3(_) => "extendedS3DestinationConfiguration",
