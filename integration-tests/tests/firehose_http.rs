@@ -1,6 +1,7 @@
 //! Firehose to an HTTP endpoint: the endpoint receives the documented request (headers, base64
 //! records, access key, common attributes, gzip), and a failing endpoint is retried with the same
-//! request id, then the batch is backed up to S3 under `http-endpoint-failed`.
+//! request id, then the batch is backed up to S3 under `http-endpoint-failed` — unless the broker
+//! shuts down meanwhile with a data directory, which keeps the batch for after the restart.
 
 use aws_sdk_firehose::types::{
     BufferingHints, ContentEncoding, HttpEndpointBufferingHints, HttpEndpointCommonAttribute,
@@ -11,7 +12,8 @@ use aws_sdk_firehose::types::{
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use integration_tests::{
-    FIREHOSE_ROLE_ARN, TempDir, firehose_client, put_record_batch, wait_for_files,
+    FIREHOSE_ROLE_ARN, TempDir, files_under, firehose_client, http_get, put_record_batch,
+    wait_for_files,
 };
 use local_broker::LocalBroker;
 use std::io::Read as _;
@@ -28,7 +30,7 @@ struct Received {
 #[derive(Clone)]
 struct Endpoint {
     received: Arc<Mutex<Vec<Received>>>,
-    status: StatusCode,
+    status: Arc<Mutex<StatusCode>>,
 }
 
 async fn receive(
@@ -47,6 +49,7 @@ async fn receive(
     };
     let body: serde_json::Value = serde_json::from_slice(&plain).unwrap();
     let request_id = body["requestId"].as_str().unwrap_or_default().to_owned();
+    let status = *endpoint.status.lock().unwrap();
     endpoint
         .received
         .lock()
@@ -55,25 +58,34 @@ async fn receive(
     let answer = serde_json::json!({
         "requestId": request_id,
         "timestamp": 0,
-        "errorMessage": if endpoint.status.is_success() { "" } else { "not today" },
+        "errorMessage": if status.is_success() { "" } else { "not today" },
     });
-    (endpoint.status, answer.to_string())
+    (status, answer.to_string())
 }
 
 /// Serves the Firehose HTTP endpoint contract on 127.0.0.1, answering every request with
 /// `status`; returns its URL and what it received.
 async fn spawn_endpoint(status: StatusCode) -> (String, Arc<Mutex<Vec<Received>>>) {
+    let (url, received, _) = spawn_switchable_endpoint(status).await;
+    (url, received)
+}
+
+/// Like [`spawn_endpoint`], with the status it answers in a cell the test may change.
+async fn spawn_switchable_endpoint(
+    status: StatusCode,
+) -> (String, Arc<Mutex<Vec<Received>>>, Arc<Mutex<StatusCode>>) {
     let received = Arc::new(Mutex::new(Vec::new()));
+    let status = Arc::new(Mutex::new(status));
     let app = axum::Router::new()
         .route("/ingest", axum::routing::post(receive))
         .with_state(Endpoint {
             received: Arc::clone(&received),
-            status,
+            status: Arc::clone(&status),
         });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/ingest", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, received)
+    (url, received, status)
 }
 
 fn destination(
@@ -282,5 +294,81 @@ async fn a_failing_endpoint_is_retried_then_backed_up_to_s3() {
         .map(|d| aws_smithy_types::base64::decode(d["rawData"].as_str().unwrap()).unwrap())
         .collect();
     assert_eq!(raw, [b"lost?".to_vec(), b"never".to_vec()]);
+
+    // The failure shows in DescribeDeliveryStream and on /metrics.
+    let mut failure = None;
+    for _ in 0..100 {
+        failure = client
+            .describe_delivery_stream()
+            .delivery_stream_name("flaky")
+            .send()
+            .await
+            .unwrap()
+            .delivery_stream_description
+            .unwrap()
+            .failure_description;
+        if failure.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failure = failure.expect("a FailureDescription while the endpoint fails");
+    assert_eq!(failure.r#type().as_str(), "UNKNOWN_ERROR");
+    assert!(failure.details().contains(&url), "{}", failure.details());
+    let (_, page) = http_get(broker.local_addr(), "/metrics").await;
+    for (name, value) in [
+        ("DeliveryToHttpEndpoint_Success", "0"),
+        ("BackupToS3_Records", "2"),
+        ("BackupToS3_Success", "1"),
+    ] {
+        let line = format!("{name}{{delivery_stream=\"flaky\"}} {value}");
+        assert!(page.lines().any(|l| l == line), "{line} in\n{page}");
+    }
     broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_data_dir_a_batch_failing_at_shutdown_is_delivered_after_the_restart() {
+    let (data, root) = (TempDir::new("fh-http-dur"), TempDir::new("fh-http-dur-s3"));
+    let start = || {
+        LocalBroker::builder()
+            .data_dir(&data.0)
+            .s3_root(&root.0)
+            .start()
+    };
+    let broker = start().await.unwrap();
+    let client = firehose_client(&broker.endpoint());
+    let (url, received, status) = spawn_switchable_endpoint(StatusCode::SERVICE_UNAVAILABLE).await;
+    client
+        .create_delivery_stream()
+        .delivery_stream_name("patient")
+        .http_endpoint_destination_configuration(destination(&url, 600).build())
+        .send()
+        .await
+        .unwrap();
+    put_record_batch(&client, "patient", &[b"kept", b"for later"]).await;
+    wait_for_requests(&received, 1).await;
+    broker.shutdown().await;
+    assert!(
+        files_under(&root.0).is_empty(),
+        "nothing backed up as failed at shutdown"
+    );
+
+    *status.lock().unwrap() = StatusCode::OK;
+    received.lock().unwrap().clear();
+    let broker = start().await.unwrap();
+    let requests = wait_for_requests(&received, 1).await;
+    assert_eq!(
+        records(&requests[0].body),
+        [b"kept".to_vec(), b"for later".to_vec()]
+    );
+    assert_eq!(
+        requests[0].headers["x-amz-firehose-access-key"], "s3cr3t",
+        "the access key survived the restart"
+    );
+    broker.shutdown().await;
+    assert!(
+        files_under(&root.0).is_empty(),
+        "delivered, so nothing backed up"
+    );
 }

@@ -6,7 +6,7 @@ use aws_sdk_firehose::types::{
     ProcessingConfiguration, Processor, ProcessorParameter, ProcessorParameterName, ProcessorType,
 };
 use integration_tests::{
-    FIREHOSE_ROLE_ARN, TempDir, firehose_client, put_record_batch, wait_for_files,
+    FIREHOSE_ROLE_ARN, TempDir, firehose_client, http_get, put_record_batch, wait_for_files,
 };
 use local_broker::LocalBroker;
 
@@ -233,6 +233,12 @@ async fn a_transform_changes_drops_and_fails_records_as_it_answers() {
         .find(|(k, _)| k.starts_with("lake/errors/processing-failed/"))
         .unwrap();
     assert_eq!(raw_data(&errors.1), ["fail"]);
+    let (_, page) = http_get(broker.local_addr(), "/metrics").await;
+    assert!(
+        page.lines()
+            .any(|l| l == "ExecuteProcessing_Success{delivery_stream=\"shouting\"} 1"),
+        "{page}"
+    );
 
     let err = client
         .create_delivery_stream()

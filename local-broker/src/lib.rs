@@ -67,6 +67,9 @@ pub enum BrokerError {
         #[source]
         source: storage::StorageError,
     },
+    /// The data directory holds a Firehose delivery stream this broker cannot deliver for.
+    #[error(transparent)]
+    Firehose(#[from] firehose::UnservableStream),
 }
 
 /// Entry point: `LocalBroker::builder()`.
@@ -253,6 +256,7 @@ impl LocalBrokerBuilder {
             .local_addr()
             .map_err(|source| BrokerError::Bind { addr, source })?;
         let services = Arc::new(self.services()?);
+        services.firehose.start(Arc::clone(&services.observer));
         let tls = self.tls.as_ref().map(TlsSettings::load).transpose()?;
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
@@ -297,11 +301,12 @@ impl LocalBrokerBuilder {
 
     /// The services, fresh in memory or recovered from the data directory.
     fn services(&self) -> Result<http::Services, BrokerError> {
-        let (kinesis, dynamodb, storage) = match &self.config.data_dir {
+        let (kinesis, dynamodb, storage, meta) = match &self.config.data_dir {
             None => (
                 kinesis::Kinesis::new(self.config.clone()),
                 dynamodb::DynamoDb::new(self.config.clone()),
                 storage::Storage::memory(),
+                Default::default(),
             ),
             Some(dir) => {
                 let failed = |source| BrokerError::Storage {
@@ -333,7 +338,7 @@ impl LocalBrokerBuilder {
                     elapsed = ?started.elapsed(),
                     "recovered the data directory"
                 );
-                (kinesis, dynamodb, storage)
+                (kinesis, dynamodb, storage, recovered.meta)
             }
         };
         let objects = match (&self.config.s3_endpoint, &self.config.s3_root) {
@@ -342,8 +347,31 @@ impl LocalBrokerBuilder {
             (None, None) => firehose::objects::ObjectStore::None,
         };
         let kinesis = Arc::new(kinesis);
+        let firehose = firehose::Firehose::new(
+            self.config.clone(),
+            objects,
+            Arc::clone(&kinesis),
+            &storage,
+            &meta,
+        )
+        .map_err(|err| {
+            // Release the data directory (its LOCK) for the next attempt.
+            storage.close();
+            match err {
+                firehose::RestoreError::Storage(source) => BrokerError::Storage {
+                    dir: self
+                        .config
+                        .data_dir
+                        .as_ref()
+                        .map(|dir| dir.display().to_string())
+                        .unwrap_or_default(),
+                    source,
+                },
+                firehose::RestoreError::Unservable(unservable) => BrokerError::Firehose(unservable),
+            }
+        })?;
         Ok(http::Services {
-            firehose: firehose::Firehose::new(self.config.clone(), objects, Arc::clone(&kinesis)),
+            firehose,
             kinesis,
             dynamodb,
             auth: self.config.auth.clone(),
@@ -480,7 +508,8 @@ impl RunningBroker {
     }
 
     /// Stops accepting connections, lets in-flight requests finish, waits for the server,
-    /// delivers what Firehose streams still buffer, and flushes the data directory.
+    /// delivers what Firehose streams still buffer (with a data directory they stay there for the
+    /// next start instead), and flushes the data directory.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         if let Err(err) = self.server.await {

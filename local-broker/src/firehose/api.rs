@@ -5,7 +5,8 @@
 //! stored as they arrived and serialize as their *description*: the member names that differ
 //! between configuration, update and description (`S3BackupConfiguration` / `S3BackupUpdate` /
 //! `S3BackupDescription`, ...) are spelled per direction, and secrets (`AccessKey`) are never
-//! written back.
+//! written back. Descriptions also read back as configurations, which is how the data directory
+//! stores them (`store`).
 
 use crate::http::protocol::{Blob, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -99,6 +100,7 @@ pub struct S3Destination {
             deserialize = "S3BackupConfiguration"
         ),
         alias = "S3BackupUpdate",
+        alias = "S3BackupDescription",
         skip_serializing_if = "Option::is_none"
     )]
     pub s3_backup: Option<Box<S3Destination>>,
@@ -166,6 +168,7 @@ pub struct HttpEndpointDestination {
             deserialize = "S3Configuration"
         ),
         alias = "S3Update",
+        alias = "S3DestinationDescription",
         skip_serializing_if = "Option::is_none"
     )]
     pub s3: Option<S3Destination>,
@@ -314,6 +317,17 @@ pub struct DeliveryStreamDescription {
     pub source: SourceDescription,
     pub destinations: Vec<DestinationDescription>,
     pub has_more_destinations: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_description: Option<FailureDescription>,
+}
+
+/// `FailureDescription`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FailureDescription {
+    #[serde(rename = "Type")]
+    pub kind: &'static str,
+    pub details: String,
 }
 
 #[derive(Serialize)]

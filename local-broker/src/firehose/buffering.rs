@@ -1,6 +1,7 @@
 //! Buffering: records wait until `SizeInMBs` of them have arrived or the oldest has waited
 //! `IntervalInSeconds`, whichever comes first; then they leave as one batch.
 
+use super::store::LogMark;
 use bytes::Bytes;
 use std::collections::VecDeque;
 
@@ -33,8 +34,8 @@ pub struct BufferedRecord {
     pub data: Bytes,
     /// Epoch milliseconds when the broker accepted it.
     pub arrival_ms: i64,
-    /// The RecordId the producer was given.
-    pub record_id: String,
+    /// Where the record is in the data directory's log.
+    pub log: LogMark,
 }
 
 /// Records of one delivery stream waiting for delivery, oldest first.
@@ -61,11 +62,19 @@ impl Buffer {
         self.records.is_empty()
     }
 
+    /// Records buffered.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// When the oldest buffered record arrived.
+    pub fn oldest_arrival(&self) -> Option<i64> {
+        self.records.front().map(|r| r.arrival_ms)
+    }
+
     /// When the buffer must be delivered by the interval hint, if it holds anything.
     pub fn due_at(&self, hints: Hints) -> Option<i64> {
-        self.records
-            .front()
-            .map(|r| r.arrival_ms + hints.interval_ms)
+        self.oldest_arrival().map(|at| at + hints.interval_ms)
     }
 
     /// Takes the next batch if one is due at `now_ms` (or `force`d, at shutdown): at most
@@ -102,7 +111,7 @@ mod tests {
         BufferedRecord {
             data: Bytes::from(vec![b'x'; len]),
             arrival_ms,
-            record_id: String::new(),
+            log: LogMark::default(),
         }
     }
 

@@ -8,6 +8,7 @@ use super::model::{
 };
 use super::settings::{self, Target};
 use super::source::KinesisReader;
+use super::store::store_failed;
 use super::{DELIVERY_STREAM_LIMIT, Firehose, validate_name};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::protocol::Timestamp;
@@ -194,7 +195,11 @@ fn legacy_s3(described: &S3Destination) -> S3Destination {
 
 impl Firehose {
     /// Resolves a destination configuration and checks the broker can deliver to it.
-    fn target(&self, destination: &DestinationConfig, member: &str) -> ApiResult<Target> {
+    pub(super) fn target(
+        &self,
+        destination: &DestinationConfig,
+        member: &str,
+    ) -> ApiResult<Target> {
         let target = match destination {
             DestinationConfig::S3(config) => {
                 Target::S3(settings::s3_settings(config, member, &self.functions)?)
@@ -339,7 +344,8 @@ impl Firehose {
                         ))
                     })?;
                 let reader = KinesisReader::new(Arc::clone(&self.kinesis), stream_name.clone());
-                let cursors = reader.start_at_latest().map_err(|err| {
+                let start_ms = self.now();
+                let cursors = reader.start_at_latest(start_ms).map_err(|err| {
                     ApiError::invalid_argument(format!(
                         "Cannot read Kinesis stream {stream_arn}: {}",
                         err.message
@@ -349,7 +355,7 @@ impl Firehose {
                     stream_arn,
                     stream_name,
                     role_arn: config.role_arn.clone().unwrap_or_default(),
-                    start_ms: self.now(),
+                    start_ms,
                 };
                 (source, Some((reader, cursors)))
             }
@@ -420,6 +426,8 @@ impl Firehose {
                 tags,
                 encryption,
                 buffer: Buffer::default(),
+                delivering_since: None,
+                failure: None,
             };
             let stream = Arc::new(DeliveryStream::new(
                 name.clone(),
@@ -429,14 +437,26 @@ impl Firehose {
                 state,
                 self.stop.child_token(),
             ));
+            self.store
+                .persist(&stream, &stream.state())
+                .map_err(|err| store_failed(&err))?;
+            if let Some((_, cursors)) = &reader {
+                self.store
+                    .persist_source(&name, &cursors.saved())
+                    .map_err(|err| store_failed(&err))?;
+            }
             streams.insert(name, Arc::clone(&stream));
             stream
         };
         self.start_delivery(&stream, reader);
+        let store = self.store.clone();
         self.after_delay(move || {
             let mut state = stream.state();
             if state.status == Status::Creating {
                 state.status = Status::Active;
+                if let Err(err) = store.persist(&stream, &state) {
+                    tracing::error!(stream = %stream.name, %err, "cannot store a Firehose stream's status");
+                }
             }
         });
         Ok(CreateDeliveryStreamOutput {
@@ -459,6 +479,9 @@ impl Firehose {
                 )));
             }
             state.status = Status::Deleting;
+            self.store
+                .remove(&stream.name)
+                .map_err(|err| store_failed(&err))?;
         }
         // What is buffered is still delivered; the stream goes once its delay has passed.
         stream.stop.cancel();
@@ -569,6 +592,12 @@ impl Firehose {
                 source,
                 destinations,
                 has_more_destinations: false,
+                // The model's place for why a stream is failing; its types are about KMS and
+                // VPCs, so a failing destination is an UNKNOWN_ERROR with the reason spelled out.
+                failure_description: state.failure.as_ref().map(|f| FailureDescription {
+                    kind: "UNKNOWN_ERROR",
+                    details: f.details.clone(),
+                }),
             },
         })
     }
@@ -747,6 +776,9 @@ impl Firehose {
         state.destination = destination;
         state.version += 1;
         state.last_update_ms = Some(self.now());
+        self.store
+            .persist(&stream, &state)
+            .map_err(|err| store_failed(&err))?;
         drop(state);
         // New hints may make the buffer due sooner.
         stream.wake.notify_one();
@@ -777,6 +809,9 @@ impl Firehose {
                 state.tags.insert(key, tag.value.unwrap_or_default());
             }
         }
+        self.store
+            .persist(&stream, &state)
+            .map_err(|err| store_failed(&err))?;
         Ok(Empty {})
     }
 
@@ -796,6 +831,9 @@ impl Firehose {
         for key in input.tag_keys.unwrap_or_default() {
             state.tags.remove(&key);
         }
+        self.store
+            .persist(&stream, &state)
+            .map_err(|err| store_failed(&err))?;
         Ok(Empty {})
     }
 
@@ -863,6 +901,9 @@ impl Firehose {
             )));
         }
         state.encryption = encryption;
+        self.store
+            .persist(&stream, &state)
+            .map_err(|err| store_failed(&err))?;
         Ok(Empty {})
     }
 
@@ -879,6 +920,9 @@ impl Firehose {
             )));
         }
         state.encryption.enabled = false;
+        self.store
+            .persist(&stream, &state)
+            .map_err(|err| store_failed(&err))?;
         Ok(Empty {})
     }
 }

@@ -1,14 +1,20 @@
 //! The delivery task of each stream: wait for the buffer to be due, process the batch, and
 //! write it to the destination — S3 objects named as Firehose names them, or an HTTP endpoint.
 //! Failed records go to the error prefix as Firehose's JSON error documents.
+//!
+//! Once a batch is delivered (or backed up), the stream's delivered mark moves past it in the
+//! data directory (`store`). With a data directory, broker shutdown leaves buffered records there
+//! for the next start instead of delivering them early; a deleted stream still delivers all.
 
 use super::buffering::BufferedRecord;
 use super::http_endpoint::{self, HttpClient};
-use super::model::DeliveryStream;
+use super::metrics::{self, Channel};
+use super::model::{DeliveryFailure, DeliveryStream, Status};
 use super::objects::ObjectStore;
 use super::prefix::{PrefixValues, object_name};
 use super::processing::{InvocationContext, OutRecord};
 use super::settings::{S3Settings, Target};
+use super::store::Store;
 use crate::clock::Clock;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -35,13 +41,15 @@ pub struct FailedRecord {
     pub attempts: u32,
 }
 
-/// What every delivery task shares: the clock, the object store and an HTTP client.
+/// What every delivery task shares: the clock, the object store, an HTTP client and the data
+/// directory.
 pub struct Deliverer {
     clock: Arc<dyn Clock>,
     objects: ObjectStore,
     http: HttpClient,
     /// The broker's region, for transform events.
     region: String,
+    store: Store,
 }
 
 /// The configuration a batch is delivered with (a later UpdateDestination does not affect a
@@ -52,12 +60,13 @@ struct Snapshot {
 }
 
 impl Deliverer {
-    pub fn new(clock: Arc<dyn Clock>, objects: ObjectStore, region: String) -> Self {
+    pub fn new(clock: Arc<dyn Clock>, objects: ObjectStore, region: String, store: Store) -> Self {
         Self {
             clock,
             objects,
             http: http_endpoint::client(),
             region,
+            store,
         }
     }
 
@@ -69,10 +78,18 @@ impl Deliverer {
     fn now(&self) -> i64 {
         self.clock.now_millis()
     }
+
+    /// Whether a stopping stream in `status` leaves its undelivered records in the data
+    /// directory for the next start: the broker is shutting down (the stream is not being
+    /// deleted) and has one.
+    fn keeps_on_shutdown(&self, stream: &DeliveryStream, status: Status) -> bool {
+        stream.stop.is_cancelled() && self.store.is_durable() && status != Status::Deleting
+    }
 }
 
 /// Delivers a stream's batches as they come due, until the stream is stopped; then delivers
-/// what is left.
+/// what is left (unless the broker is shutting down and the records are safe in the data
+/// directory).
 pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
     loop {
         let stopping = stream.stop.is_cancelled();
@@ -80,9 +97,10 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
             let taken = {
                 let mut state = stream.state();
                 let hints = state.target.hints();
-                state
+                let flush = stopping && !deliverer.keeps_on_shutdown(&stream, state.status);
+                let taken = state
                     .buffer
-                    .take_due(hints, deliverer.now(), stopping)
+                    .take_due(hints, deliverer.now(), flush)
                     .map(|batch| {
                         (
                             batch,
@@ -91,12 +109,31 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
                                 target: state.target.clone(),
                             },
                         )
-                    })
+                    });
+                state.delivering_since = taken
+                    .as_ref()
+                    .and_then(|(batch, _)| batch.first())
+                    .map(|r| r.arrival_ms);
+                taken
             };
             let Some((batch, snapshot)) = taken else {
                 break;
             };
-            deliver(&stream, &deliverer, snapshot, batch).await;
+            let last = batch.last().map(|r| r.log);
+            let outcome = deliver(&stream, &deliverer, snapshot, batch).await;
+            let mut state = stream.state();
+            state.delivering_since = None;
+            let Outcome::Done(failure) = outcome else {
+                return;
+            };
+            state.failure = failure;
+            // A deleted stream is forgotten; its mark must not come back.
+            if let Some(last) = last
+                && state.status != Status::Deleting
+                && let Err(err) = deliverer.store.delivered(&stream, last)
+            {
+                tracing::error!(stream = %stream.name, %err, "cannot save the delivered mark; records may be delivered twice after a restart");
+            }
         }
         if stopping {
             return;
@@ -117,13 +154,23 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
     }
 }
 
+/// How delivering one batch ended.
+enum Outcome {
+    /// Delivered or backed up; with why the destination failed, if it did.
+    Done(Option<DeliveryFailure>),
+    /// The broker is shutting down and the batch is safe in the data directory: it is delivered
+    /// after the restart instead of being backed up as failed now.
+    Abandoned,
+}
+
+/// Delivers one batch.
 #[tracing::instrument(level = "debug", skip_all, fields(stream = %stream.name, records = batch.len()))]
 async fn deliver(
     stream: &DeliveryStream,
     deliverer: &Deliverer,
     snapshot: Snapshot,
     batch: Vec<BufferedRecord>,
-) {
+) -> Outcome {
     let writer = ObjectWriter {
         stream,
         deliverer,
@@ -131,6 +178,7 @@ async fn deliver(
     };
     let context = InvocationContext {
         client: &deliverer.http,
+        stream_name: &stream.name,
         stream_arn: &stream.arn,
         region: &deliverer.region,
     };
@@ -138,13 +186,16 @@ async fn deliver(
         Target::S3(s3) => {
             if let Some(backup) = &s3.source_backup {
                 let raw: Vec<OutRecord> = batch.iter().map(OutRecord::unprocessed).collect();
-                writer.write_records(backup, raw).await;
+                writer.write_records(backup, raw, Channel::BackupToS3).await;
             }
             let processed = s3.pipeline.run(&batch, &context).await;
-            writer.write_records(s3, processed.records).await;
+            writer
+                .write_records(s3, processed.records, Channel::DeliveryToS3)
+                .await;
             writer
                 .write_failed(s3, "processing-failed", processed.failed)
                 .await;
+            Outcome::Done(None)
         }
         Target::Http(http) => {
             let processed = http.pipeline.run(&batch, &context).await;
@@ -153,6 +204,7 @@ async fn deliver(
                 .await;
             let records = processed.records;
             let mut failed = Vec::new();
+            let mut failure = None;
             for chunk in records.chunks(MAX_HTTP_RECORDS) {
                 let delivered = http_endpoint::deliver(
                     &deliverer.http,
@@ -163,24 +215,45 @@ async fn deliver(
                     &stream.stop,
                 )
                 .await;
-                if let Err(failure) = delivered {
+                if delivered.is_err() && deliverer.keeps_on_shutdown(stream, stream.state().status)
+                {
+                    return Outcome::Abandoned;
+                }
+                let bytes = chunk.iter().map(|r| r.data.len()).sum();
+                metrics::delivery(
+                    &stream.name,
+                    Channel::DeliveryToHttpEndpoint,
+                    chunk.len(),
+                    bytes,
+                    delivered.is_ok(),
+                );
+                if let Err(why) = delivered {
                     failed.extend(chunk.iter().map(|r| FailedRecord {
                         raw: r.data.clone(),
                         arrival_ms: r.arrival_ms,
-                        error_code: failure.code.to_owned(),
-                        error_message: failure.message.clone(),
-                        attempts: failure.attempts,
+                        error_code: why.code.to_owned(),
+                        error_message: why.message.clone(),
+                        attempts: why.attempts,
                     }));
+                    failure = Some(DeliveryFailure {
+                        details: format!(
+                            "Delivery to the HTTP endpoint {} failed after {} attempts ({}): {}",
+                            http.url, why.attempts, why.code, why.message
+                        ),
+                    });
                 }
             }
             if http.backup_all {
-                writer.write_records(&http.s3, records).await;
+                writer
+                    .write_records(&http.s3, records, Channel::BackupToS3)
+                    .await;
             }
             if !failed.is_empty() {
                 writer
                     .write_failed(&http.s3, "http-endpoint-failed", failed)
                     .await;
             }
+            Outcome::Done(failure)
         }
     }
 }
@@ -196,7 +269,7 @@ impl ObjectWriter<'_> {
     /// Writes records as objects: one per distinct evaluated prefix (dynamic partitioning), each
     /// named after its oldest record. Records whose partition keys are missing go to the error
     /// prefix.
-    async fn write_records(&self, s3: &S3Settings, records: Vec<OutRecord>) {
+    async fn write_records(&self, s3: &S3Settings, records: Vec<OutRecord>, channel: Channel) {
         type PartitionKey = (BTreeMap<String, String>, BTreeMap<String, String>);
         let mut partitions: BTreeMap<PartitionKey, Vec<OutRecord>> = BTreeMap::new();
         for record in records {
@@ -222,7 +295,8 @@ impl ObjectWriter<'_> {
                         .iter()
                         .flat_map(|r| r.data.iter().copied())
                         .collect();
-                    self.write_object(s3, &prefix, oldest, &body).await;
+                    self.write_object(s3, &prefix, oldest, &body, (channel, records.len()))
+                        .await;
                 }
                 Err(why) => failed.extend(records.into_iter().map(|r| FailedRecord {
                     raw: r.data,
@@ -273,12 +347,26 @@ impl ObjectWriter<'_> {
             body.push(b'\n');
         }
         tracing::warn!(stream = %self.stream.name, records = records.len(), error_output_type, "records delivered to the error prefix");
-        self.write_object(s3, &prefix, oldest, &body).await;
+        self.write_object(
+            s3,
+            &prefix,
+            oldest,
+            &body,
+            (Channel::BackupToS3, records.len()),
+        )
+        .await;
     }
 
-    /// Compresses and stores one object, retrying until it is stored (a few attempts only once
-    /// the broker is shutting down).
-    async fn write_object(&self, s3: &S3Settings, prefix: &str, oldest_ms: i64, body: &[u8]) {
+    /// Compresses and stores one object of `records` records, retrying until it is stored (a few
+    /// attempts only once the broker is shutting down).
+    async fn write_object(
+        &self,
+        s3: &S3Settings,
+        prefix: &str,
+        oldest_ms: i64,
+        body: &[u8],
+        (channel, records): (Channel, usize),
+    ) {
         let name = object_name(&self.stream.name, self.version, oldest_ms, &s3.extension);
         let key = format!("{prefix}{name}");
         let entry = name.strip_suffix(s3.extension.as_str()).unwrap_or(&name);
@@ -301,13 +389,19 @@ impl ObjectWriter<'_> {
             {
                 Ok(()) => {
                     tracing::debug!(bucket = %s3.bucket, %key, bytes = compressed.len(), "object delivered");
+                    metrics::delivery(&self.stream.name, channel, records, body.len(), true);
                     return;
                 }
                 Err(err) if self.stream.stop.is_cancelled() && attempts >= SHUTDOWN_ATTEMPTS => {
                     tracing::error!(%err, bucket = %s3.bucket, %key, "giving up on an object at shutdown; its records are lost");
+                    metrics::delivery(&self.stream.name, channel, records, body.len(), false);
                     return;
                 }
                 Err(err) => {
+                    metrics::delivery(&self.stream.name, channel, records, body.len(), false);
+                    self.stream.state().failure = Some(DeliveryFailure {
+                        details: format!("Cannot store s3://{}/{key}: {err}", s3.bucket),
+                    });
                     tracing::warn!(%err, bucket = %s3.bucket, %key, attempts, "cannot store an object; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);

@@ -7,6 +7,8 @@
 //! | `control` | Create/Delete/Describe/List, UpdateDestination, tags, encryption |
 //! | `records` | PutRecord, PutRecordBatch |
 //! | `source` | KinesisStreamAsSource: reading a broker stream from LATEST |
+//! | `store` | delivery streams and buffered records in the data directory |
+//! | `metrics` | delivery metrics named as in CloudWatch |
 //! | [`model`] | the domain: a delivery stream, its status, version and buffer |
 //! | [`settings`] | destination configurations checked and resolved |
 //! | [`buffering`] | size and interval hints |
@@ -16,8 +18,10 @@
 //! | [`prefix`], [`compression`], [`objects`] | S3 keys, object compression, the object store |
 //!
 //! Every delivery stream has one task that waits for its buffer to fill or its interval to pass
-//! and then delivers; [`Firehose::shutdown`] delivers whatever is still buffered. Buffered
-//! records live in memory only: a broker restart loses what was not delivered yet.
+//! and then delivers. Without a data directory, buffered records live in memory only and
+//! [`Firehose::shutdown`] delivers whatever is still buffered. With one, delivery streams and
+//! every accepted record are stored (`store`) before the put is answered; shutdown leaves what is
+//! buffered there, and the next start delivers it (at least once, never lost).
 
 pub mod api;
 pub mod buffering;
@@ -25,6 +29,7 @@ pub mod compression;
 mod control;
 mod delivery;
 pub mod http_endpoint;
+mod metrics;
 pub mod model;
 pub mod objects;
 pub mod prefix;
@@ -32,21 +37,57 @@ pub mod processing;
 mod records;
 pub mod settings;
 mod source;
+mod store;
 
 use crate::config::BrokerConfig;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::protocol::Wire;
 use crate::http::validation::Validator;
 use crate::kinesis::Kinesis;
+use crate::observe::Observer;
+use crate::storage::{Storage, StorageError};
 use bytes::Bytes;
-use model::{DeliveryStream, Status};
+use model::{DeliveryStream, DestinationConfig, Status, StreamState};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Delivery streams allowed per account and region (the current default quota).
 pub const DELIVERY_STREAM_LIMIT: usize = 5000;
+
+/// How often log segments holding only delivered records are deleted.
+const EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A delivery stream's task, and its source reader if it has one, waiting for
+/// [`Firehose::start`].
+type Pending = (
+    Arc<DeliveryStream>,
+    Option<(source::KinesisReader, source::Cursors)>,
+);
+
+/// Why the delivery streams of a data directory could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The data directory could not be read.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A stored stream needs something this broker was not started with.
+    #[error(transparent)]
+    Unservable(#[from] UnservableStream),
+}
+
+/// A stored delivery stream this broker cannot deliver for, and why.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "Firehose delivery stream {stream} in the data directory cannot be served: {why} (start the broker with what it needs, or with another data directory)"
+)]
+pub struct UnservableStream {
+    pub stream: String,
+    pub why: String,
+}
 
 /// The Firehose service: all delivery streams of the broker's account and region.
 pub struct Firehose {
@@ -56,29 +97,163 @@ pub struct Firehose {
     functions: processing::Functions,
     streams: Arc<Mutex<BTreeMap<String, Arc<DeliveryStream>>>>,
     deliverer: Arc<delivery::Deliverer>,
-    /// Stops every delivery task (each delivers what it buffered first).
+    store: Store,
+    /// The broker's recorder, which background tasks record into; set by [`Self::start`].
+    observer: OnceLock<Arc<Observer>>,
+    /// Restored streams whose tasks [`Self::start`] starts.
+    pending: Mutex<Vec<Pending>>,
+    /// Stops every delivery task (without a data directory, each delivers what it buffered
+    /// first).
     stop: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Firehose {
-    /// A service with no delivery streams; S3 destinations write to `objects`, and
-    /// Kinesis-sourced streams read from `kinesis`.
-    pub fn new(config: BrokerConfig, objects: objects::ObjectStore, kinesis: Arc<Kinesis>) -> Self {
+    /// The service with the delivery streams `meta` holds (none without a data directory) and
+    /// their undelivered records from `storage`; S3 destinations write to `objects`, and
+    /// Kinesis-sourced streams read from `kinesis`. Nothing is delivered before [`Self::start`].
+    ///
+    /// Fails if the data directory cannot be read, or holds a delivery stream this broker cannot
+    /// deliver for (an S3 destination without `--s3-root`/`--s3-endpoint`, a transform whose
+    /// function is not configured).
+    pub fn new(
+        config: BrokerConfig,
+        objects: objects::ObjectStore,
+        kinesis: Arc<Kinesis>,
+        storage: &Storage,
+        meta: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<Self, RestoreError> {
+        let (store, restored) = Store::restore(storage, meta)?;
         let deliverer = Arc::new(delivery::Deliverer::new(
             Arc::clone(&config.clock),
             objects,
             config.region.clone(),
+            store.clone(),
         ));
-        Self {
+        let firehose = Self {
             functions: Arc::new(config.lambda_functions.clone()),
             config,
             kinesis,
             streams: Arc::default(),
             deliverer,
+            store,
+            observer: OnceLock::new(),
+            pending: Mutex::default(),
             stop: CancellationToken::new(),
             tasks: Mutex::default(),
+        };
+        for stream in restored {
+            firehose.restore(stream)?;
         }
+        Ok(firehose)
+    }
+
+    /// Rebuilds one stored delivery stream.
+    fn restore(&self, restored: store::RestoredStream) -> Result<(), UnservableStream> {
+        let name = restored.name;
+        let state = restored.state;
+        let cannot = |why: String| UnservableStream {
+            stream: name.clone(),
+            why,
+        };
+        let member = match state.destination {
+            DestinationConfig::S3(_) => "extendedS3DestinationConfiguration",
+            DestinationConfig::HttpEndpoint(_) => "httpEndpointDestinationConfiguration",
+        };
+        let target = self
+            .target(&state.destination, member)
+            .map_err(|err| cannot(err.message))?;
+        let mut buffer = buffering::Buffer::default();
+        for record in state.buffered {
+            buffer.push(record);
+        }
+        let reader = match &restored.source {
+            model::Source::KinesisStream {
+                stream_name,
+                start_ms,
+                ..
+            } => {
+                let reader =
+                    source::KinesisReader::new(Arc::clone(&self.kinesis), stream_name.clone());
+                let cursors = reader
+                    .resume(restored.source_position.as_deref(), *start_ms)
+                    .map_err(|err| cannot(format!("its source: {}", err.message)))?;
+                Some((reader, cursors))
+            }
+            model::Source::DirectPut { .. } => None,
+        };
+        let stream = Arc::new(DeliveryStream::new(
+            name.clone(),
+            restored.arn,
+            restored.created_ms,
+            restored.source,
+            StreamState {
+                status: state.status,
+                version: state.version,
+                last_update_ms: state.last_update_ms,
+                destination: state.destination,
+                target,
+                tags: state.tags,
+                encryption: state.encryption,
+                buffer,
+                delivering_since: None,
+                failure: None,
+            },
+            self.stop.child_token(),
+        ));
+        self.streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, Arc::clone(&stream));
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((stream, reader));
+        Ok(())
+    }
+
+    /// Starts delivering: the tasks of restored streams, and (with a data directory) the expiry
+    /// of delivered log segments. Background work records its metrics into `observer`.
+    pub fn start(&self, observer: Arc<Observer>) {
+        let _ = self.observer.set(observer);
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        for (stream, reader) in pending {
+            self.start_delivery(&stream, reader);
+        }
+        if self.store.is_durable() {
+            self.spawn(expire_delivered(
+                Arc::clone(&self.streams),
+                self.store.clone(),
+                Arc::clone(&self.config.clock),
+                self.stop.clone(),
+            ));
+        }
+    }
+
+    /// Every delivery stream's buffer, for `/metrics`.
+    pub fn buffers(&self) -> Vec<BufferView> {
+        let streams: Vec<Arc<DeliveryStream>> = self
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        streams
+            .iter()
+            .map(|stream| {
+                let state = stream.state();
+                BufferView {
+                    name: stream.name.clone(),
+                    destination: match state.destination {
+                        DestinationConfig::S3(_) => "DeliveryToS3",
+                        DestinationConfig::HttpEndpoint(_) => "DeliveryToHttpEndpoint",
+                    },
+                    records: state.buffer.len(),
+                    oldest_ms: oldest(&state),
+                }
+            })
+            .collect()
     }
 
     /// Runs one operation.
@@ -107,7 +282,8 @@ impl Firehose {
         }
     }
 
-    /// Stops every delivery task after it has delivered what it buffered, and waits for them.
+    /// Stops every delivery task, and waits for them: without a data directory each first
+    /// delivers what it buffered; with one, what is buffered stays there for the next start.
     pub async fn shutdown(&self) {
         self.stop.cancel();
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
@@ -191,17 +367,81 @@ impl Firehose {
         stream: &Arc<DeliveryStream>,
         reader: Option<(source::KinesisReader, source::Cursors)>,
     ) {
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-            tasks.retain(|t| !t.is_finished());
-            if let Some((reader, cursors)) = reader {
-                let clock = Arc::clone(&self.config.clock);
-                tasks.push(runtime.spawn(source::run(Arc::clone(stream), reader, cursors, clock)));
-            }
-            tasks.push(runtime.spawn(delivery::run(
+        if let Some((reader, cursors)) = reader {
+            let clock = Arc::clone(&self.config.clock);
+            self.spawn(source::run(
                 Arc::clone(stream),
-                Arc::clone(&self.deliverer),
-            )));
+                reader,
+                cursors,
+                clock,
+                self.store.clone(),
+            ));
+        }
+        self.spawn(delivery::run(
+            Arc::clone(stream),
+            Arc::clone(&self.deliverer),
+        ));
+    }
+
+    /// Runs a background task in the broker's recorder (when there is a runtime to run it on).
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(match self.observer.get() {
+            Some(observer) => runtime.spawn(observer.scope(task)),
+            None => runtime.spawn(task),
+        });
+    }
+}
+
+/// One delivery stream's buffer, for `/metrics`.
+#[derive(Debug)]
+pub struct BufferView {
+    pub name: String,
+    /// The CloudWatch metric prefix of the destination: `DeliveryToS3`, `DeliveryToHttpEndpoint`.
+    pub destination: &'static str,
+    pub records: usize,
+    /// When the oldest record not yet delivered arrived.
+    pub oldest_ms: Option<i64>,
+}
+
+/// When the oldest record of a stream not yet delivered arrived: in the batch being delivered,
+/// or else in the buffer.
+fn oldest(state: &StreamState) -> Option<i64> {
+    state.delivering_since.or(state.buffer.oldest_arrival())
+}
+
+/// Deletes log segments whose records are all delivered, every [`EXPIRY_INTERVAL`].
+async fn expire_delivered(
+    streams: Arc<Mutex<BTreeMap<String, Arc<DeliveryStream>>>>,
+    store: Store,
+    clock: Arc<dyn crate::clock::Clock>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EXPIRY_INTERVAL) => {}
+            _ = stop.cancelled() => return,
+        }
+        let streams: Vec<Arc<DeliveryStream>> = streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        // Read the clock first: a record put after this is newer than the horizon.
+        let now = clock.now_millis();
+        let horizon = streams
+            .iter()
+            .filter_map(|s| oldest(&s.state()))
+            .fold(now, i64::min);
+        match store.expire(horizon) {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!(deleted, "deleted delivered Firehose log segments"),
+            Err(err) => tracing::warn!(%err, "cannot delete delivered Firehose log segments"),
         }
     }
 }

@@ -70,6 +70,12 @@ pub struct Encryption {
     pub key_arn: Option<String>,
 }
 
+/// Why the latest delivery failed (`FailureDescription`, type `UNKNOWN_ERROR`).
+#[derive(Debug, Clone)]
+pub struct DeliveryFailure {
+    pub details: String,
+}
+
 /// What changes under the stream's lock.
 #[derive(Debug)]
 pub struct StreamState {
@@ -83,6 +89,10 @@ pub struct StreamState {
     pub tags: BTreeMap<String, String>,
     pub encryption: Encryption,
     pub buffer: Buffer,
+    /// When the oldest record of the batch being delivered now arrived.
+    pub delivering_since: Option<i64>,
+    /// Set while the destination fails; cleared by the next delivery that succeeds.
+    pub failure: Option<DeliveryFailure>,
 }
 
 /// One delivery stream.

@@ -109,6 +109,7 @@ pub struct Processed {
 /// What a transform invocation needs from the delivery stream.
 pub struct InvocationContext<'a> {
     pub client: &'a HttpClient,
+    pub stream_name: &'a str,
     pub stream_arn: &'a str,
     pub region: &'a str,
 }
@@ -421,7 +422,11 @@ impl Transform {
         let mut attempts = 0;
         let answer = loop {
             attempts += 1;
-            match self.invoke(context.client, &event).await {
+            let started = std::time::Instant::now();
+            let invoked = self.invoke(context.client, &event).await;
+            let duration_ms = started.elapsed().as_secs_f64() * 1e3;
+            super::metrics::processing(context.stream_name, invoked.is_ok(), duration_ms);
+            match invoked {
                 Ok(answer) => break Ok(answer),
                 Err(why) if attempts > self.retries => break Err(why),
                 Err(why) => {

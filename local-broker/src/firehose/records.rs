@@ -4,8 +4,10 @@ use super::Firehose;
 use super::api::*;
 use super::buffering::BufferedRecord;
 use super::model::{DeliveryStream, Source};
+use super::store::store_failed;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::validation::Validator;
+use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -56,14 +58,25 @@ impl Firehose {
         let stream = self.writable(&input.delivery_stream_name, v)?;
         let data = input.record.and_then(|r| r.data).unwrap_or_default();
         let record_id = record_id();
+        let now = self.now();
         let mut state = stream.state();
         if state.buffer.bytes() + data.0.len() > MAX_BUFFERED_BYTES {
             return Err(ApiError::new("ServiceUnavailableException", "Slow down."));
         }
+        let records = [data.0];
+        let log = self
+            .store
+            .append(&stream, now, &records)
+            .map_err(|err| store_failed(&err))?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let [data] = records;
+        super::metrics::incoming_put(&stream.name, 1, data.len());
         state.buffer.push(BufferedRecord {
-            data: data.0,
-            arrival_ms: self.now(),
-            record_id: record_id.clone(),
+            data,
+            arrival_ms: now,
+            log,
         });
         let encrypted = state.encryption.enabled;
         drop(state);
@@ -112,29 +125,54 @@ impl Firehose {
         }
         let now = self.now();
         let mut state = stream.state();
-        let mut failed = 0;
-        let responses = records
+        // Records beyond the buffer's room fail one by one; the rest are logged as one batch.
+        let mut room = MAX_BUFFERED_BYTES.saturating_sub(state.buffer.bytes());
+        let mut accepted: Vec<Bytes> = Vec::with_capacity(records.len());
+        let fits: Vec<bool> = records
             .into_iter()
             .map(|record| {
                 let data = record.data.unwrap_or_default().0;
-                if state.buffer.bytes() + data.len() > MAX_BUFFERED_BYTES {
+                let fits = data.len() <= room;
+                if fits {
+                    room -= data.len();
+                    accepted.push(data);
+                }
+                fits
+            })
+            .collect();
+        let marks = self
+            .store
+            .append(&stream, now, &accepted)
+            .map_err(|err| store_failed(&err))?;
+        super::metrics::incoming_put(
+            &stream.name,
+            accepted.len(),
+            accepted.iter().map(Bytes::len).sum(),
+        );
+        for (data, log) in accepted.into_iter().zip(marks) {
+            state.buffer.push(BufferedRecord {
+                data,
+                arrival_ms: now,
+                log,
+            });
+        }
+        let mut failed = 0;
+        let responses = fits
+            .into_iter()
+            .map(|fits| {
+                if fits {
+                    PutRecordBatchEntry {
+                        record_id: Some(record_id()),
+                        error_code: None,
+                        error_message: None,
+                    }
+                } else {
                     failed += 1;
-                    return PutRecordBatchEntry {
+                    PutRecordBatchEntry {
                         record_id: None,
                         error_code: Some("ServiceUnavailableException"),
                         error_message: Some("Slow down.".to_owned()),
-                    };
-                }
-                let id = record_id();
-                state.buffer.push(BufferedRecord {
-                    data,
-                    arrival_ms: now,
-                    record_id: id.clone(),
-                });
-                PutRecordBatchEntry {
-                    record_id: Some(id),
-                    error_code: None,
-                    error_message: None,
+                    }
                 }
             })
             .collect();

@@ -6,10 +6,15 @@
 //! end) and, with `--enforce-limits`, the shards' read limits, which Firehose shares with other
 //! consumers. It does not go through the `kcl` crate: that would put an SDK client, a lease
 //! table and an HTTP round trip inside the server for a single reader that owns every shard.
+//!
+//! With a data directory, where every shard is read up to (its last sequence number read) is
+//! saved after the records read are logged, so a restarted broker resumes there and delivers
+//! what was put to the Kinesis stream while it was down.
 
 use super::buffering::BufferedRecord;
 use super::model::DeliveryStream;
 use super::records::MAX_BUFFERED_BYTES;
+use super::store::Store;
 use crate::clock::Clock;
 use crate::http::Reply;
 use crate::http::error::{ApiError, ApiResult};
@@ -18,6 +23,7 @@ use crate::kinesis::Kinesis;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -40,9 +46,34 @@ pub struct KinesisReader {
 #[derive(Debug, Default)]
 pub struct Cursors {
     iterators: BTreeMap<String, String>,
+    position: Position,
+}
+
+/// What survives a restart of where reading stands.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Position {
+    /// Where to resume each shard being read.
+    shards: BTreeMap<String, ShardPosition>,
     finished: BTreeSet<String>,
     /// Child shards waiting for their parents: shard → parents.
     waiting: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum ShardPosition {
+    /// Nothing read yet from a shard read from when the delivery stream was created.
+    AtTimestamp(i64),
+    /// Nothing read yet from a child shard.
+    TrimHorizon,
+    /// After this sequence number.
+    After(String),
+}
+
+impl Cursors {
+    /// The position to save.
+    pub fn saved(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.position).unwrap_or_default()
+    }
 }
 
 impl KinesisReader {
@@ -78,9 +109,29 @@ impl KinesisReader {
             .ok_or_else(|| ApiError::internal("GetShardIterator answered without an iterator"))
     }
 
-    /// LATEST iterators for every open shard: taken when the delivery stream is created, so
-    /// every record put after CreateDeliveryStream returns is delivered.
-    pub fn start_at_latest(&self) -> ApiResult<Cursors> {
+    fn iterator_at(&self, shard_id: &str, position: &ShardPosition) -> ApiResult<String> {
+        let mut input = json!({"StreamName": self.stream_name, "ShardId": shard_id});
+        match position {
+            ShardPosition::AtTimestamp(ms) => {
+                input["ShardIteratorType"] = json!("AT_TIMESTAMP");
+                input["Timestamp"] = json!(*ms as f64 / 1000.0);
+            }
+            ShardPosition::TrimHorizon => input["ShardIteratorType"] = json!("TRIM_HORIZON"),
+            ShardPosition::After(sequence) => {
+                input["ShardIteratorType"] = json!("AFTER_SEQUENCE_NUMBER");
+                input["StartingSequenceNumber"] = json!(sequence);
+            }
+        }
+        let answer = self.call("GetShardIterator", input)?;
+        answer["ShardIterator"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| ApiError::internal("GetShardIterator answered without an iterator"))
+    }
+
+    /// LATEST iterators for every open shard: taken when the delivery stream is created at
+    /// `start_ms`, so every record put after CreateDeliveryStream returns is delivered.
+    pub fn start_at_latest(&self, start_ms: i64) -> ApiResult<Cursors> {
         let listed = self.call(
             "ListShards",
             json!({"StreamName": self.stream_name, "ShardFilter": {"Type": "AT_LATEST"}}),
@@ -91,9 +142,46 @@ impl KinesisReader {
                 cursors
                     .iterators
                     .insert(id.to_owned(), self.iterator(id, "LATEST")?);
+                cursors
+                    .position
+                    .shards
+                    .insert(id.to_owned(), ShardPosition::AtTimestamp(start_ms));
             }
         }
         Ok(cursors)
+    }
+
+    /// Iterators where a restarted broker resumes: from the `saved` position, or (nothing
+    /// saved) from when the delivery stream was created, `start_ms`, in every shard.
+    pub fn resume(&self, saved: Option<&[u8]>, start_ms: i64) -> ApiResult<Cursors> {
+        let position = match saved.map(serde_json::from_slice::<Position>) {
+            Some(Ok(position)) => position,
+            unreadable => {
+                if let Some(Err(err)) = unreadable {
+                    tracing::warn!(stream = %self.stream_name, %err, "unreadable saved source position; resuming from the delivery stream's creation");
+                }
+                let listed = self.call("ListShards", json!({"StreamName": self.stream_name}))?;
+                let shards = listed["Shards"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s["ShardId"].as_str())
+                    .map(|id| (id.to_owned(), ShardPosition::AtTimestamp(start_ms)))
+                    .collect();
+                Position {
+                    shards,
+                    ..Position::default()
+                }
+            }
+        };
+        let mut iterators = BTreeMap::new();
+        for (shard, at) in &position.shards {
+            iterators.insert(shard.clone(), self.iterator_at(shard, at)?);
+        }
+        Ok(Cursors {
+            iterators,
+            position,
+        })
     }
 
     /// Reads every shard once; returns the records read, oldest first per shard.
@@ -113,11 +201,12 @@ impl KinesisReader {
                 Ok(answer) => answer,
                 Err(err) => {
                     tracing::warn!(stream = %self.stream_name, %shard, code = err.code, message = %err.message, "cannot read the source shard");
-                    if err.code == "ExpiredIteratorException" {
-                        // Start over from the oldest record kept; duplicates beat loss.
-                        if let Ok(fresh) = self.iterator(&shard, "TRIM_HORIZON") {
-                            cursors.iterators.insert(shard, fresh);
-                        }
+                    if err.code == "ExpiredIteratorException"
+                        && let Some(at) = cursors.position.shards.get(&shard)
+                        && let Ok(fresh) = self.iterator_at(&shard, at)
+                    {
+                        // Resume after the last record read: nothing lost, nothing twice.
+                        cursors.iterators.insert(shard, fresh);
                     }
                     continue;
                 }
@@ -126,6 +215,12 @@ impl KinesisReader {
                 if let Some(data) = record["Data"].as_str().and_then(|d| BASE64.decode(d).ok()) {
                     records.push(Bytes::from(data));
                 }
+                if let Some(sequence) = record["SequenceNumber"].as_str() {
+                    cursors
+                        .position
+                        .shards
+                        .insert(shard.clone(), ShardPosition::After(sequence.to_owned()));
+                }
             }
             match answer["NextShardIterator"].as_str() {
                 Some(next) => {
@@ -133,7 +228,8 @@ impl KinesisReader {
                 }
                 None => {
                     cursors.iterators.remove(&shard);
-                    cursors.finished.insert(shard);
+                    cursors.position.shards.remove(&shard);
+                    cursors.position.finished.insert(shard);
                     for child in answer["ChildShards"].as_array().into_iter().flatten() {
                         let Some(id) = child["ShardId"].as_str() else {
                             continue;
@@ -144,26 +240,34 @@ impl KinesisReader {
                             .flatten()
                             .filter_map(|p| p.as_str().map(str::to_owned))
                             .collect();
-                        cursors.waiting.entry(id.to_owned()).or_insert(parents);
+                        cursors
+                            .position
+                            .waiting
+                            .entry(id.to_owned())
+                            .or_insert(parents);
                     }
                 }
             }
         }
         // Children start once every parent is read to its end.
-        let ready: Vec<String> = cursors
+        let position = &mut cursors.position;
+        let ready: Vec<String> = position
             .waiting
             .iter()
-            .filter(|(_, parents)| parents.iter().all(|p| cursors.finished.contains(p)))
+            .filter(|(_, parents)| parents.iter().all(|p| position.finished.contains(p)))
             .map(|(child, _)| child.clone())
             .collect();
         for child in ready {
-            if cursors.iterators.contains_key(&child) || cursors.finished.contains(&child) {
-                cursors.waiting.remove(&child);
+            if cursors.iterators.contains_key(&child) || position.finished.contains(&child) {
+                position.waiting.remove(&child);
                 continue;
             }
-            match self.iterator(&child, "TRIM_HORIZON") {
+            match self.iterator_at(&child, &ShardPosition::TrimHorizon) {
                 Ok(iterator) => {
-                    cursors.waiting.remove(&child);
+                    position.waiting.remove(&child);
+                    position
+                        .shards
+                        .insert(child.clone(), ShardPosition::TrimHorizon);
                     cursors.iterators.insert(child, iterator);
                 }
                 Err(err) => {
@@ -181,6 +285,7 @@ pub async fn run(
     reader: KinesisReader,
     mut cursors: Cursors,
     clock: Arc<dyn Clock>,
+    store: Store,
 ) {
     loop {
         // A destination that does not keep up stops the reading; the records wait in Kinesis.
@@ -198,15 +303,27 @@ pub async fn run(
             if stream.stop.is_cancelled() {
                 return;
             }
-            for (i, data) in records.into_iter().enumerate() {
+            let (marks, logged) = match store.append(&stream, now, &records) {
+                Ok(marks) => (marks, true),
+                Err(err) => {
+                    tracing::error!(stream = %stream.name, %err, "cannot log records read from the source");
+                    (vec![Default::default(); records.len()], false)
+                }
+            };
+            super::metrics::read_from_kinesis(&stream.name, &records);
+            for (data, log) in records.into_iter().zip(marks) {
                 state.buffer.push(BufferedRecord {
                     data,
                     arrival_ms: now,
-                    record_id: format!("{now}-{i}"),
+                    log,
                 });
             }
             drop(state);
             stream.wake.notify_one();
+            // Unlogged records keep the saved position behind them: read again after a restart.
+            if logged && let Err(err) = store.persist_source(&stream.name, &cursors.saved()) {
+                tracing::error!(stream = %stream.name, %err, "cannot save the source position; records may be delivered twice after a restart");
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL_INTERVAL) => {}

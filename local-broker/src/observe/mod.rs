@@ -2,7 +2,7 @@
 //!
 //! | path | answer |
 //! |---|---|
-//! | `GET /metrics` | Prometheus text: per-operation requests, latency and errors, per-shard incoming and outgoing records and bytes, iterator age, throttles, live fan-out subscriptions, stored records and items, KCL lease owners and lag |
+//! | `GET /metrics` | Prometheus text: per-operation requests, latency and errors, per-shard incoming and outgoing records and bytes, iterator age, throttles, live fan-out subscriptions, stored records and items, KCL lease owners and lag, Firehose delivery (`IncomingBytes`, `DeliveryToS3.*`, `DataFreshness`, ... per `delivery_stream`) |
 //! | `GET /health` (or `/_health`) | `{"status":"ok",...}` while the broker serves |
 //! | `GET /` (or `/status`) | a plain HTML status page: streams, shard lineage, consumers, lease tables, lag |
 //!
@@ -13,6 +13,7 @@
 //! Each broker has its own [`Observer`] and so its own `metrics` recorder, installed only around
 //! the work of its own requests ([`Observer::record`]): many brokers in one process (as in tests)
 //! never share figures, and the process-wide recorder is left to the embedding application.
+//! Background work that records (Firehose delivery) runs inside it with [`Observer::scope`].
 //! This module owns no state of the services; it reads them ([`overview`]).
 
 pub mod overview;
@@ -74,6 +75,15 @@ impl Observer {
             observer: Arc::clone(self),
             events,
         })
+    }
+
+    /// A background task whose every poll records here (Firehose delivery runs outside any
+    /// request).
+    pub fn scope<F: Future>(self: &Arc<Self>, work: F) -> impl Future<Output = F::Output> + use<F> {
+        Scoped {
+            observer: Arc::clone(self),
+            work: Box::pin(work),
+        }
     }
 
     /// Folds histogram samples into their summaries; see [`UPKEEP_INTERVAL`].
@@ -172,6 +182,22 @@ impl Stream for Recorded {
         let this = self.get_mut();
         let events = &mut this.events;
         this.observer.record(|| events.as_mut().poll_next(cx))
+    }
+}
+
+/// A future polled with its broker's recorder current.
+struct Scoped<F> {
+    observer: Arc<Observer>,
+    work: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let work = &mut this.work;
+        this.observer.record(|| work.as_mut().poll(cx))
     }
 }
 

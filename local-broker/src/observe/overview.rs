@@ -1,6 +1,6 @@
 //! A consistent-enough snapshot of what the broker holds, for the status page and the gauges of
-//! `/metrics`: streams and their shard lineage, consumers and live subscriptions, tables, and the
-//! KCL lease tables among them with each lease's owner, checkpoint and lag.
+//! `/metrics`: streams and their shard lineage, consumers and live subscriptions, tables, the
+//! KCL lease tables among them with each lease's owner, checkpoint and lag, and Firehose buffers.
 //!
 //! Each stream and table is read under its own lock, one after the other; the snapshot is never
 //! used to decide anything, only to show it.
@@ -23,6 +23,8 @@ pub struct Overview {
     pub tables: Vec<TableView>,
     /// The KCL lease tables among `tables`.
     pub lease_tables: Vec<LeaseTable>,
+    /// Firehose delivery streams' buffers.
+    pub delivery_streams: Vec<crate::firehose::BufferView>,
 }
 
 #[derive(Debug)]
@@ -130,6 +132,7 @@ impl Overview {
             streams: stream_views,
             tables,
             lease_tables,
+            delivery_streams: services.firehose.buffers(),
         }
     }
 }

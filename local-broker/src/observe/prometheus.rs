@@ -179,4 +179,39 @@ pub fn render_state(overview: &Overview, uptime: Duration, out: &mut String) {
             }
         }
     }
+
+    for (name, destination) in [
+        ("DeliveryToS3_DataFreshness", "DeliveryToS3"),
+        (
+            "DeliveryToHttpEndpoint_DataFreshness",
+            "DeliveryToHttpEndpoint",
+        ),
+    ] {
+        let mut family = Family::new(
+            out,
+            name,
+            "Seconds the oldest record of each Firehose delivery stream has waited for delivery (0 when none waits).",
+        );
+        for d in overview
+            .delivery_streams
+            .iter()
+            .filter(|d| d.destination == destination)
+        {
+            let waited_ms = d.oldest_ms.map_or(0, |at| (overview.now_ms - at).max(0));
+            family.sample(
+                name,
+                &[("delivery_stream", &d.name)],
+                waited_ms as f64 / 1e3,
+            );
+        }
+    }
+    let name = "BufferedRecords";
+    let mut family = Family::new(
+        out,
+        name,
+        "Records each Firehose delivery stream holds for delivery.",
+    );
+    for d in &overview.delivery_streams {
+        family.sample(name, &[("delivery_stream", &d.name)], d.records as f64);
+    }
 }

@@ -1,0 +1,374 @@
+//! Firehose with a data directory: delivery streams (configuration, status, version, tags,
+//! encryption) and records accepted but not yet delivered survive a restart, and the restarted
+//! broker delivers those records; a deleted stream stays deleted.
+
+use aws_sdk_firehose::types::{
+    BufferingHints, DeliveryStreamEncryptionConfigurationInput, ExtendedS3DestinationConfiguration,
+    ExtendedS3DestinationUpdate, KeyType, Tag,
+};
+use integration_tests::{
+    FIREHOSE_ROLE_ARN, TempDir, create_stream, files_under, firehose_client, kinesis_client,
+    newline_delimited, put_record_batch, wait_for_files,
+};
+use local_broker::{LocalBroker, RunningBroker, ShiftableClock, SyncMode};
+use std::time::{Duration, Instant};
+
+/// A broker on `data` delivering S3 objects under `root`, with `clock`.
+async fn start(data: &TempDir, root: &TempDir, clock: ShiftableClock) -> RunningBroker {
+    LocalBroker::builder()
+        .data_dir(&data.0)
+        .sync(SyncMode::Always)
+        .s3_root(&root.0)
+        .clock(clock)
+        .start()
+        .await
+        .unwrap()
+}
+
+/// An ExtendedS3 destination into `bucket` that waits up to 900 s (or `size_in_mbs` MiB) before
+/// delivering, with newline-delimited records.
+fn slow_s3(bucket: &str, size_in_mbs: i32) -> ExtendedS3DestinationConfiguration {
+    ExtendedS3DestinationConfiguration::builder()
+        .role_arn(FIREHOSE_ROLE_ARN)
+        .bucket_arn(format!("arn:aws:s3:::{bucket}"))
+        .buffering_hints(
+            BufferingHints::builder()
+                .size_in_mbs(size_in_mbs)
+                .interval_in_seconds(900)
+                .build(),
+        )
+        .processing_configuration(newline_delimited())
+        .build()
+        .unwrap()
+}
+
+async fn create(client: &aws_sdk_firehose::Client, name: &str, bucket: &str, size_in_mbs: i32) {
+    client
+        .create_delivery_stream()
+        .delivery_stream_name(name)
+        .extended_s3_destination_configuration(slow_s3(bucket, size_in_mbs))
+        .send()
+        .await
+        .expect("CreateDeliveryStream succeeds");
+}
+
+/// Every line of every object under `root`, sorted.
+fn delivered_lines(root: &TempDir) -> Vec<String> {
+    let mut lines: Vec<String> = files_under(&root.0)
+        .iter()
+        .flat_map(|(_, body)| {
+            String::from_utf8_lossy(body)
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Everything DescribeDeliveryStream and ListTagsForDeliveryStream say about `name`.
+async fn described(client: &aws_sdk_firehose::Client, name: &str) -> String {
+    let description = client
+        .describe_delivery_stream()
+        .delivery_stream_name(name)
+        .send()
+        .await
+        .unwrap()
+        .delivery_stream_description
+        .unwrap();
+    let tags = client
+        .list_tags_for_delivery_stream()
+        .delivery_stream_name(name)
+        .send()
+        .await
+        .unwrap();
+    format!("{description:?}\n{:?}", tags.tags())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_and_their_configuration_survive_a_restart_and_deleted_ones_stay_deleted() {
+    let (data, root) = (
+        TempDir::new("fh-dur-config"),
+        TempDir::new("fh-dur-config-s3"),
+    );
+    let broker = start(&data, &root, ShiftableClock::new()).await;
+    let client = firehose_client(&broker.endpoint());
+    create(&client, "kept", "kept-bucket", 128).await;
+    create(&client, "doomed", "doomed-bucket", 128).await;
+    client
+        .update_destination()
+        .delivery_stream_name("kept")
+        .current_delivery_stream_version_id("1")
+        .destination_id("destinationId-000000000001")
+        .extended_s3_destination_update(
+            ExtendedS3DestinationUpdate::builder()
+                .prefix("updated/")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    client
+        .tag_delivery_stream()
+        .delivery_stream_name("kept")
+        .tags(Tag::builder().key("team").value("data").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    client
+        .start_delivery_stream_encryption()
+        .delivery_stream_name("kept")
+        .delivery_stream_encryption_configuration_input(
+            DeliveryStreamEncryptionConfigurationInput::builder()
+                .key_type(KeyType::AwsOwnedCmk)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    client
+        .delete_delivery_stream()
+        .delivery_stream_name("doomed")
+        .send()
+        .await
+        .unwrap();
+    let before = described(&client, "kept").await;
+    assert!(before.contains("version_id: \"2\""), "{before}");
+    assert!(before.contains("updated/"), "{before}");
+    broker.shutdown().await;
+
+    let broker = start(&data, &root, ShiftableClock::new()).await;
+    let client = firehose_client(&broker.endpoint());
+    assert_eq!(described(&client, "kept").await, before);
+    let names = client
+        .list_delivery_streams()
+        .send()
+        .await
+        .unwrap()
+        .delivery_stream_names;
+    assert_eq!(names, ["kept"]);
+    let gone = client
+        .describe_delivery_stream()
+        .delivery_stream_name("doomed")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        gone.into_service_error().is_resource_not_found_exception(),
+        "a deleted stream stays deleted"
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_records_are_delivered_after_a_restart_byte_exact() {
+    const BATCHES: usize = 40;
+    const PER_BATCH: usize = 500;
+    let (data, root) = (
+        TempDir::new("fh-dur-records"),
+        TempDir::new("fh-dur-records-s3"),
+    );
+    let broker = start(&data, &root, ShiftableClock::new()).await;
+    let client = firehose_client(&broker.endpoint());
+    create(&client, "slow", "slow-bucket", 1).await;
+    let mut expected = Vec::new();
+    for batch in 0..BATCHES {
+        let records: Vec<Vec<u8>> = (0..PER_BATCH)
+            .map(|i| {
+                // Every byte value, so the round trip is byte-exact, not just text-exact.
+                let mut data = format!("record-{batch}-{i}:").into_bytes();
+                data.extend((0..64u8).map(|b| b.wrapping_mul(i as u8).wrapping_add(b)));
+                data.retain(|b| *b != b'\n');
+                data
+            })
+            .collect();
+        let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        put_record_batch(&client, "slow", &refs).await;
+        for record in records {
+            expected.extend(record);
+            expected.push(b'\n');
+        }
+    }
+    // The first MiB left by size while the puts went on; the rest waits for its interval.
+    let before = wait_for_files(&root.0, 1).await;
+    broker.shutdown().await;
+    assert_eq!(
+        files_under(&root.0).len(),
+        1,
+        "shutdown leaves buffered records in the data directory"
+    );
+
+    // Restart after the buffer interval has passed: the recovered records are due at once.
+    let clock = ShiftableClock::new();
+    clock.advance(Duration::from_secs(901));
+    let started = Instant::now();
+    let broker = start(&data, &root, clock).await;
+    eprintln!(
+        "restart recovered the undelivered part of {} records ({} bytes) in {:?}",
+        BATCHES * PER_BATCH,
+        expected.len(),
+        started.elapsed()
+    );
+    let files = wait_for_files(&root.0, 2).await;
+    assert_eq!(
+        files.len(),
+        2,
+        "{:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    let first = files.iter().find(|(key, _)| *key == before[0].0).unwrap();
+    let rest = files.iter().find(|(key, _)| *key != before[0].0).unwrap();
+    assert!(rest.0.starts_with("slow-bucket/"), "{}", rest.0);
+    assert!(
+        [first.1.as_slice(), rest.1.as_slice()].concat() == expected,
+        "every record once, in order, byte-exact"
+    );
+
+    // Delivered records are not delivered again by a later restart.
+    broker.shutdown().await;
+    let clock = ShiftableClock::new();
+    clock.advance(Duration::from_secs(1802));
+    let broker = start(&data, &root, clock).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(files_under(&root.0).len(), 2);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
+    let (data, root) = (
+        TempDir::new("fh-dur-source"),
+        TempDir::new("fh-dur-source-s3"),
+    );
+    let broker = start(&data, &root, ShiftableClock::new()).await;
+    let kinesis = kinesis_client(&broker.endpoint());
+    let client = firehose_client(&broker.endpoint());
+    create_stream(&kinesis, "events", 2).await;
+    let arn = kinesis
+        .describe_stream_summary()
+        .stream_name("events")
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary
+        .unwrap()
+        .stream_arn;
+    client
+        .create_delivery_stream()
+        .delivery_stream_name("from-kinesis")
+        .delivery_stream_type(aws_sdk_firehose::types::DeliveryStreamType::KinesisStreamAsSource)
+        .kinesis_stream_source_configuration(
+            aws_sdk_firehose::types::KinesisStreamSourceConfiguration::builder()
+                .kinesis_stream_arn(arn)
+                .role_arn(FIREHOSE_ROLE_ARN)
+                .build()
+                .unwrap(),
+        )
+        .extended_s3_destination_configuration(slow_s3("source-bucket", 128))
+        .send()
+        .await
+        .unwrap();
+    let put = |data: &'static str| {
+        let kinesis = kinesis.clone();
+        async move {
+            kinesis
+                .put_record()
+                .stream_name("events")
+                .partition_key(data)
+                .data(aws_sdk_kinesis::primitives::Blob::new(data))
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    put("read-before-restart").await;
+    // The source polls every second: this record is read (and logged) before the restart ...
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // ... and these most likely are not: the restarted broker reads them from where it was.
+    put("put-just-before-restart-1").await;
+    put("put-just-before-restart-2").await;
+    broker.shutdown().await;
+
+    let clock = ShiftableClock::new();
+    clock.advance(Duration::from_secs(901));
+    let broker = start(&data, &root, clock.clone()).await;
+    let kinesis = kinesis_client(&broker.endpoint());
+    kinesis
+        .put_record()
+        .stream_name("events")
+        .partition_key("after")
+        .data(aws_sdk_kinesis::primitives::Blob::new("put-after-restart"))
+        .send()
+        .await
+        .unwrap();
+    // Wait until the post-restart record is read, then make everything due.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    clock.advance(Duration::from_secs(901));
+    let client = firehose_client(&broker.endpoint());
+    // New hints wake the delivery task, which finds the buffer due by the advanced clock.
+    client
+        .update_destination()
+        .delivery_stream_name("from-kinesis")
+        .current_delivery_stream_version_id("1")
+        .destination_id("destinationId-000000000001")
+        .extended_s3_destination_update(ExtendedS3DestinationUpdate::builder().prefix("p/").build())
+        .send()
+        .await
+        .unwrap();
+    let mut lines = Vec::new();
+    for _ in 0..300 {
+        lines = delivered_lines(&root);
+        if lines.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let files = files_under(&root.0);
+    assert_eq!(
+        lines,
+        [
+            "put-after-restart",
+            "put-just-before-restart-1",
+            "put-just-before-restart-2",
+            "read-before-restart",
+        ],
+        "every record once: {files:?}"
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restart_without_what_a_stored_stream_needs_fails_and_says_why() {
+    let (data, root) = (
+        TempDir::new("fh-dur-needs"),
+        TempDir::new("fh-dur-needs-s3"),
+    );
+    let broker = start(&data, &root, ShiftableClock::new()).await;
+    create(
+        &firehose_client(&broker.endpoint()),
+        "needs-s3",
+        "bucket",
+        1,
+    )
+    .await;
+    broker.shutdown().await;
+
+    let err = LocalBroker::builder()
+        .data_dir(&data.0)
+        .start()
+        .await
+        .err()
+        .expect("no S3 destination configured");
+    let message = err.to_string();
+    assert!(
+        matches!(err, local_broker::BrokerError::Firehose(_)) && message.contains("needs-s3"),
+        "{message}"
+    );
+    // With what it needs, the same directory starts.
+    start(&data, &root, ShiftableClock::new())
+        .await
+        .shutdown()
+        .await;
+}
