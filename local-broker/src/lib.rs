@@ -297,11 +297,12 @@ impl LocalBrokerBuilder {
 
     /// The services, fresh in memory or recovered from the data directory.
     fn services(&self) -> Result<http::Services, BrokerError> {
-        let (kinesis, dynamodb, storage) = match &self.config.data_dir {
+        let (kinesis, dynamodb, storage, meta) = match &self.config.data_dir {
             None => (
                 kinesis::Kinesis::new(self.config.clone()),
                 dynamodb::DynamoDb::new(self.config.clone()),
                 storage::Storage::memory(),
+                Default::default(),
             ),
             Some(dir) => {
                 let failed = |source| BrokerError::Storage {
@@ -333,7 +334,7 @@ impl LocalBrokerBuilder {
                     elapsed = ?started.elapsed(),
                     "recovered the data directory"
                 );
-                (kinesis, dynamodb, storage)
+                (kinesis, dynamodb, storage, recovered.meta)
             }
         };
         let objects = match (&self.config.s3_endpoint, &self.config.s3_root) {
@@ -342,6 +343,19 @@ impl LocalBrokerBuilder {
             (None, None) => firehose::objects::ObjectStore::None,
         };
         let kinesis = Arc::new(kinesis);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let video = video::Video::restore(self.config.clone(), scheme, &storage, &meta).map_err(
+            |source| BrokerError::Storage {
+                dir: self
+                    .config
+                    .data_dir
+                    .as_deref()
+                    .unwrap_or_else(|| std::path::Path::new(""))
+                    .display()
+                    .to_string(),
+                source,
+            },
+        )?;
         Ok(http::Services {
             firehose: firehose::Firehose::new(self.config.clone(), objects, Arc::clone(&kinesis)),
             kinesis,
@@ -351,10 +365,7 @@ impl LocalBrokerBuilder {
             storage,
             faults: self.faults.clone(),
             observer: Arc::default(),
-            video: video::Video::new(
-                self.config.clone(),
-                if self.tls.is_some() { "https" } else { "http" },
-            ),
+            video,
         })
     }
 }
@@ -372,6 +383,11 @@ async fn sweep_retention(services: Arc<http::Services>, stop: CancellationToken)
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "deleted expired record segments"),
             Err(err) => tracing::warn!(%err, "cannot delete expired record segments"),
+        }
+        match services.video.expire_fragments() {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted expired video fragment segments"),
+            Err(err) => tracing::warn!(%err, "cannot delete expired video fragment segments"),
         }
     }
 }
