@@ -572,8 +572,15 @@ pub fn put_media(
         let mut body = body.into_data_stream();
         let mut idle_since = tokio::time::Instant::now();
         while !session.has_ended() {
-            let lines = tokio::select! {
-                data = body.next() => match data {
+            let body_or_idle = tokio::select! {
+                data = body.next() => Some(data),
+                _ = tokio::time::sleep(IDLE_INTERVAL) => None,
+            };
+            // The session runs synchronously on this thread from here to `take`: the write
+            // mark then covers exactly the fragments it stored.
+            write_mark::take();
+            let lines = match body_or_idle {
+                Some(data) => match data {
                     Some(Ok(data)) => {
                         idle_since = tokio::time::Instant::now();
                         session.push(&data)
@@ -591,7 +598,7 @@ pub fn put_media(
                     }
                     None => session.finish(),
                 },
-                _ = tokio::time::sleep(IDLE_INTERVAL) => {
+                None => {
                     if idle_since.elapsed() >= IDLE_TIMEOUT {
                         break;
                     }

@@ -35,7 +35,7 @@ pub mod store;
 use crate::config::BrokerConfig;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::sigv4;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{self, Storage, StorageError};
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, Method, Request, StatusCode, header};
@@ -278,6 +278,9 @@ impl Video {
             credentials.verify(&signed, self.now_millis())?;
         }
         let streams = &self.inner.streams;
+        // Operations run synchronously on this thread; the write mark tells what they wrote,
+        // and so what must be durable before answering.
+        storage::write_mark::take();
         let json = match parts.uri.path() {
             "/createStream" => streams.create(api::parse(&body)?)?,
             "/describeStream" => streams.describe(&api::parse(&body)?)?,
@@ -372,6 +375,11 @@ impl Video {
             }
             other => return Err(ApiError::unknown_operation(other.trim_start_matches('/'))),
         };
+        let mark = storage::write_mark::take();
+        self.inner.storage.durable(mark).await.map_err(|err| {
+            tracing::error!(%err, "video stream change not durable");
+            ApiError::internal("The change could not be made durable.")
+        })?;
         Ok(Output::Json(json))
     }
 
