@@ -255,3 +255,85 @@ impl Replay {
         self.fragments
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::video::mkv::Tracks;
+
+    fn fragment(sequence: u64, server_millis: i64) -> (Fragment, Vec<Frame>) {
+        let frames = vec![Frame {
+            track: 1,
+            offset_millis: 7,
+            flags: 0x80,
+            data: Bytes::from(vec![sequence as u8; 3]),
+        }];
+        let fragment = Fragment {
+            sequence,
+            ordinal: sequence,
+            producer_millis: server_millis,
+            server_millis,
+            duration_millis: 40,
+            size_bytes: 3,
+            tracks: Arc::new(Tracks {
+                tracks: Vec::new(),
+                raw: Bytes::new(),
+            }),
+            metadata: vec![("camera".into(), "front".into())],
+            track_frames: TrackFrames::of([(1, 7)]),
+            body: Body::Held(frames.clone().into()),
+        };
+        (fragment, frames)
+    }
+
+    fn stream(creation_millis: i64, retention_hours: u32) -> StreamRecord {
+        StreamRecord {
+            name: "cam".into(),
+            arn: "arn".into(),
+            device_name: None,
+            media_type: None,
+            kms_key_id: "key".into(),
+            version: "v".into(),
+            creation_millis,
+            retention_hours,
+            tags: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn replay_keeps_only_unexpired_fragments_of_the_stream_that_wrote_them() {
+        const HOUR: i64 = 3_600_000;
+        let now = 10 * HOUR;
+        let mut replay = Replay::new(&[stream(2, 1)], now);
+        let owner = |creation_millis| Owner {
+            stream_name: "cam".into(),
+            creation_millis,
+        };
+        let old_stream = encode_fragment(&owner(1), &fragment(1, now).0, &fragment(1, now).1);
+        let expired = encode_fragment(&owner(2), &fragment(2, 0).0, &fragment(2, 0).1);
+        let (kept, frames) = fragment(3, now - 1);
+        let record = encode_fragment(&owner(2), &kept, &frames);
+        for (position, body) in [&old_stream, &expired, &record].into_iter().enumerate() {
+            replay.record(position as u64, body).unwrap();
+        }
+        assert_eq!(replay.max_sequence(), 3);
+        let recovered = replay.into_fragments().remove("cam").unwrap();
+        assert_eq!(recovered.len(), 1);
+        let fragment = &recovered[0];
+        assert_eq!(
+            (
+                fragment.sequence,
+                fragment.ordinal,
+                fragment.producer_millis
+            ),
+            (3, 3, now - 1)
+        );
+        assert_eq!(fragment.metadata, kept.metadata);
+        assert_eq!(fragment.track_frames, kept.track_frames);
+        assert!(matches!(fragment.body, Body::Logged { position: 2, .. }));
+        assert_eq!(
+            &decode_frames(&Bytes::from(record)).unwrap()[..],
+            &frames[..]
+        );
+    }
+}
