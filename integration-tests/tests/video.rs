@@ -203,3 +203,229 @@ async fn put_media_acks_stream_while_the_body_is_sent_and_get_media_reads_it_bac
     assert!(payload.windows(first_time.len()).any(|w| w == first_time));
     broker.shutdown().await;
 }
+
+/// Sends `body` as one PutMedia request (RELATIVE timecodes from 1700000000 s) and returns the
+/// acknowledgement event types.
+async fn put_media(endpoint: &str, stream: &str, body: Vec<u8>) -> Vec<String> {
+    let (mut send, authority) = connect(endpoint).await;
+    let request = hyper::Request::post("/putMedia")
+        .header("host", authority)
+        .header("x-amzn-stream-name", stream)
+        .header("x-amzn-fragment-timecode-type", "RELATIVE")
+        .header("x-amzn-producer-start-timestamp", "1700000000.000")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = send.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let acks = response.into_body().collect().await.unwrap().to_bytes();
+    std::str::from_utf8(&acks)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let ack: serde_json::Value = serde_json::from_str(line).unwrap();
+            ack["EventType"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// Every frame of a GetMedia-style payload as `(cluster timecode, track, block timecode, bytes)`.
+fn frames_of(payload: &[u8]) -> Vec<(u64, u64, i16, Bytes)> {
+    use local_broker::video::mkv::{Demuxer, Event};
+    let mut demuxer = Demuxer::new(1 << 20);
+    let mut events = Vec::new();
+    demuxer.push(payload, &mut events).unwrap();
+    demuxer.finish(&mut events).unwrap();
+    let mut cluster = 0;
+    let mut frames = Vec::new();
+    for event in events {
+        match event {
+            Event::ClusterTimecode(timecode) => cluster = timecode,
+            Event::Block(block) => frames.push((cluster, block.track, block.timecode, block.frame)),
+            _ => {}
+        }
+    }
+    frames
+}
+
+/// What a stream holds, read through ListFragments, GetMediaForFragmentList, GetMedia and
+/// GetClip.
+#[derive(Debug, PartialEq)]
+struct Archived {
+    listed: serde_json::Value,
+    fragment_list_frames: Vec<(u64, u64, i16, Bytes)>,
+    get_media_frames: Vec<(u64, u64, i16, Bytes)>,
+    clip: Bytes,
+}
+
+async fn archived(endpoint: &str, stream: &str) -> Archived {
+    // The producer timestamps put_media sends, within the 24 hours GetClip allows.
+    let range = serde_json::json!({
+        "FragmentSelectorType": "PRODUCER_TIMESTAMP",
+        "TimestampRange": {"StartTimestamp": 1_700_000_000u64, "EndTimestamp": 1_700_003_600u64},
+    });
+    let (status, _, body) = post(
+        endpoint,
+        "/listFragments",
+        serde_json::json!({"StreamName": stream, "FragmentSelector": range}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body:?}");
+    let listed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let mut listed = listed["Fragments"].clone();
+    listed
+        .as_array_mut()
+        .unwrap()
+        .sort_by_key(|f| f["FragmentNumber"].as_str().unwrap().to_owned());
+    let numbers: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["FragmentNumber"].as_str().unwrap())
+        .collect();
+    let (status, _, payload) = post(
+        endpoint,
+        "/getMediaForFragmentList",
+        serde_json::json!({"StreamName": stream, "Fragments": numbers}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let fragment_list_frames = frames_of(&payload);
+    let (status, _, payload) = post(
+        endpoint,
+        "/getMedia",
+        serde_json::json!({"StreamName": stream, "StartSelector": {"StartSelectorType": "EARLIEST"}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let get_media_frames = frames_of(&payload);
+    let (status, _, clip) = post(
+        endpoint,
+        "/getClip",
+        serde_json::json!({"StreamName": stream, "ClipFragmentSelector": range}),
+    )
+    .await;
+    assert_eq!(status, 200, "{clip:?}");
+    Archived {
+        listed,
+        fragment_list_frames,
+        get_media_frames,
+        clip,
+    }
+}
+
+/// Total bytes of the files under `dir`.
+fn bytes_under(dir: &std::path::Path) -> usize {
+    integration_tests::files_under(dir)
+        .iter()
+        .map(|(_, contents)| contents.len())
+        .sum()
+}
+
+#[tokio::test]
+async fn fragments_survive_a_restart_and_deleted_or_unretained_streams_keep_none() {
+    let dir = integration_tests::TempDir::new("video-restart");
+    let start = || {
+        local_broker::LocalBroker::builder()
+            .data_dir(&dir.0)
+            .sync(local_broker::SyncMode::Always)
+            .start()
+    };
+    let broker = start().await.unwrap();
+    let endpoint = broker.endpoint();
+    for (name, hours) in [("cam", 2), ("gone", 1), ("live", 0)] {
+        let (status, _, _) = post(
+            &endpoint,
+            "/createStream",
+            serde_json::json!({"StreamName": name, "DataRetentionInHours": hours, "Tags": {"k": name}}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let mut body = mkv_header();
+    for second in 0..3 {
+        body.extend(mkv_cluster(second * 1000, 25));
+    }
+    let persisted = ["BUFFERING", "RECEIVED", "PERSISTED"].repeat(3);
+    assert_eq!(put_media(&endpoint, "cam", body.clone()).await, persisted);
+    assert_eq!(put_media(&endpoint, "gone", body.clone()).await, persisted);
+    let before = archived(&endpoint, "cam").await;
+    assert_eq!(before.listed.as_array().unwrap().len(), 3);
+    assert_eq!(before.get_media_frames.len(), 75);
+    assert_eq!(before.fragment_list_frames, before.get_media_frames);
+
+    // A stream without retention keeps its short buffer in memory only.
+    let logged = bytes_under(&dir.0.join("video"));
+    assert_eq!(
+        put_media(&endpoint, "live", body.clone()).await,
+        ["BUFFERING", "RECEIVED"].repeat(3)
+    );
+    assert_eq!(bytes_under(&dir.0.join("video")), logged);
+
+    // Deleted, then re-created under the same name: the old fragments are not the new stream's.
+    let (_, _, described) = post(
+        &endpoint,
+        "/describeStream",
+        serde_json::json!({"StreamName": "gone"}),
+    )
+    .await;
+    let described: serde_json::Value = serde_json::from_slice(&described).unwrap();
+    let arn = described["StreamInfo"]["StreamARN"].clone();
+    let (status, _, _) = post(
+        &endpoint,
+        "/deleteStream",
+        serde_json::json!({"StreamARN": arn}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    broker.shutdown().await;
+
+    let broker = start().await.unwrap();
+    let endpoint = broker.endpoint();
+    assert_eq!(archived(&endpoint, "cam").await, before);
+    let (_, _, tags) = post(
+        &endpoint,
+        "/listTagsForStream",
+        serde_json::json!({"StreamName": "cam"}),
+    )
+    .await;
+    let tags: serde_json::Value = serde_json::from_slice(&tags).unwrap();
+    assert_eq!(tags["Tags"], serde_json::json!({"k": "cam"}));
+    let (status, _, _) = post(
+        &endpoint,
+        "/describeStream",
+        serde_json::json!({"StreamName": "gone"}),
+    )
+    .await;
+    assert_eq!(status, 404, "a deleted stream stays deleted");
+    let (status, _, _) = post(
+        &endpoint,
+        "/createStream",
+        serde_json::json!({"StreamName": "gone", "DataRetentionInHours": 1}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let range = serde_json::json!({
+        "FragmentSelectorType": "SERVER_TIMESTAMP",
+        "TimestampRange": {"StartTimestamp": 0, "EndTimestamp": 4_000_000_000u64},
+    });
+    for name in ["gone", "live"] {
+        let (status, _, listed) = post(
+            &endpoint,
+            "/listFragments",
+            serde_json::json!({"StreamName": name, "FragmentSelector": range}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let listed: serde_json::Value = serde_json::from_slice(&listed).unwrap();
+        assert_eq!(listed["Fragments"], serde_json::json!([]), "{name}");
+    }
+    // New fragments get numbers after the recovered ones.
+    assert_eq!(put_media(&endpoint, "cam", body).await, persisted);
+    let after = archived(&endpoint, "cam").await;
+    assert_eq!(after.listed.as_array().unwrap().len(), 6);
+    assert_eq!(
+        after.listed.as_array().unwrap()[..3],
+        before.listed.as_array().unwrap()[..]
+    );
+    broker.shutdown().await;
+}

@@ -347,6 +347,14 @@ impl LocalBrokerBuilder {
             (None, None) => firehose::objects::ObjectStore::None,
         };
         let kinesis = Arc::new(kinesis);
+        let dir = || {
+            self.config
+                .data_dir
+                .as_ref()
+                .map(|dir| dir.display().to_string())
+                .unwrap_or_default()
+        };
+        // A failure releases the data directory (its LOCK) for the next attempt.
         let firehose = firehose::Firehose::new(
             self.config.clone(),
             objects,
@@ -355,21 +363,21 @@ impl LocalBrokerBuilder {
             &meta,
         )
         .map_err(|err| {
-            // Release the data directory (its LOCK) for the next attempt.
             storage.close();
             match err {
-                firehose::RestoreError::Storage(source) => BrokerError::Storage {
-                    dir: self
-                        .config
-                        .data_dir
-                        .as_ref()
-                        .map(|dir| dir.display().to_string())
-                        .unwrap_or_default(),
-                    source,
-                },
+                firehose::RestoreError::Storage(source) => {
+                    BrokerError::Storage { dir: dir(), source }
+                }
                 firehose::RestoreError::Unservable(unservable) => BrokerError::Firehose(unservable),
             }
         })?;
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let video = video::Video::restore(self.config.clone(), scheme, &storage, &meta).map_err(
+            |source| {
+                storage.close();
+                BrokerError::Storage { dir: dir(), source }
+            },
+        )?;
         Ok(http::Services {
             firehose,
             kinesis,
@@ -379,10 +387,7 @@ impl LocalBrokerBuilder {
             storage,
             faults: self.faults.clone(),
             observer: Arc::default(),
-            video: video::Video::new(
-                self.config.clone(),
-                if self.tls.is_some() { "https" } else { "http" },
-            ),
+            video,
         })
     }
 }
@@ -400,6 +405,11 @@ async fn sweep_retention(services: Arc<http::Services>, stop: CancellationToken)
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "deleted expired record segments"),
             Err(err) => tracing::warn!(%err, "cannot delete expired record segments"),
+        }
+        match services.video.expire_fragments() {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted expired video fragment segments"),
+            Err(err) => tracing::warn!(%err, "cannot delete expired video fragment segments"),
         }
     }
 }

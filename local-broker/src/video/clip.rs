@@ -37,6 +37,6 @@ pub fn get_clip(store: &FragmentStore, input: &api::GetClipInput) -> ApiResult<V
             bytes <= MAX_BYTES
         })
         .collect();
-    let (track, samples) = remux::clip_samples(&fragments)?;
+    let (track, samples) = remux::clip_samples(store, &fragments)?;
     Ok(mp4::progressive(&track, &samples))
 }

@@ -5,10 +5,12 @@
 //! tests that move the clock see CREATING turn ACTIVE and DELETING streams disappear.
 
 use super::api::{self, StreamRef, invalid_argument, millis_to_seconds, not_found};
-use super::fragments::FragmentStore;
+use super::fragments::{Fragment, FragmentStore, Owner};
+use super::store::{self, StreamRecord};
 use crate::config::BrokerConfig;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::validation::Validator;
+use crate::storage::{ServiceLog, Storage, StorageError};
 use rand::Rng;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -97,15 +99,77 @@ fn new_version() -> String {
 /// All video streams of the broker.
 pub struct Streams {
     config: BrokerConfig,
+    /// Where stream state is saved (nowhere in memory mode).
+    storage: Storage,
+    /// Where retained fragments are written.
+    log: ServiceLog,
     streams: Mutex<BTreeMap<String, VideoStream>>,
 }
 
 impl Streams {
+    /// No streams, kept in memory only.
     pub fn new(config: BrokerConfig) -> Self {
+        Self::restore(
+            config,
+            Storage::memory(),
+            ServiceLog::default(),
+            Vec::new(),
+            BTreeMap::new(),
+        )
+    }
+
+    /// The streams a data directory held, each with the fragments recovered for it, saving
+    /// changes to `storage` and fragments to `log`.
+    pub fn restore(
+        config: BrokerConfig,
+        storage: Storage,
+        log: ServiceLog,
+        records: Vec<StreamRecord>,
+        mut fragments: BTreeMap<String, Vec<Fragment>>,
+    ) -> Self {
+        let streams = records
+            .into_iter()
+            .map(|record| {
+                let store = FragmentStore::new(
+                    Owner {
+                        stream_name: record.name.clone(),
+                        creation_millis: record.creation_millis,
+                    },
+                    log.clone(),
+                );
+                store.restore(fragments.remove(&record.name).unwrap_or_default());
+                let stream = VideoStream {
+                    name: record.name.clone(),
+                    arn: record.arn,
+                    device_name: record.device_name,
+                    media_type: record.media_type,
+                    kms_key_id: record.kms_key_id,
+                    version: record.version,
+                    creation_millis: record.creation_millis,
+                    retention_hours: record.retention_hours,
+                    tags: record.tags,
+                    fragments: Arc::new(store),
+                    transition: None,
+                };
+                (record.name, stream)
+            })
+            .collect();
         Self {
             config,
-            streams: Mutex::default(),
+            storage,
+            log,
+            streams: Mutex::new(streams),
         }
+    }
+
+    /// The longest retention of any stream, in hours: fragments older than that are no
+    /// longer needed in the log.
+    pub fn longest_retention_hours(&self) -> u32 {
+        self.locked()
+            .values()
+            .map(|s| s.retention_hours)
+            .max()
+            .unwrap_or(0)
     }
 
     fn now(&self) -> i64 {
@@ -196,7 +260,7 @@ impl Streams {
         change(stream)?;
         stream.version = new_version();
         stream.transition = transition;
-        Ok(())
+        store::put_stream(&self.storage, stream)
     }
 
     pub fn create(&self, input: api::CreateStreamInput) -> ApiResult<Value> {
@@ -244,9 +308,16 @@ impl Streams {
             creation_millis: now,
             retention_hours: retention as u32,
             tags: input.tags.unwrap_or_default(),
-            fragments: Arc::default(),
+            fragments: Arc::new(FragmentStore::new(
+                Owner {
+                    stream_name: name.clone(),
+                    creation_millis: now,
+                },
+                self.log.clone(),
+            )),
             transition,
         };
+        store::put_stream(&self.storage, &stream)?;
         streams.insert(name, stream);
         Ok(json!({ "StreamARN": arn }))
     }
@@ -313,6 +384,8 @@ impl Streams {
                 "Stream {name} is already being deleted."
             )));
         }
+        // Saved as gone at once: a restart ends the DELETING transition.
+        store::delete_stream(&self.storage, &name)?;
         match deleting {
             Some(transition) => stream.transition = Some(transition),
             None => {
@@ -416,6 +489,7 @@ impl Streams {
             ));
         }
         stream.tags = merged;
+        store::put_stream(&self.storage, stream)?;
         Ok(json!({}))
     }
 
@@ -430,6 +504,7 @@ impl Streams {
             for key in keys {
                 stream.tags.remove(&key);
             }
+            store::put_stream(&self.storage, stream)?;
         }
         Ok(json!({}))
     }
@@ -437,6 +512,11 @@ impl Streams {
     pub fn list_tags(&self, reference: &StreamRef) -> ApiResult<Value> {
         let stream = self.get(reference)?;
         Ok(json!({ "Tags": stream.tags }))
+    }
+
+    /// Deletes closed log segments whose fragments all arrived before `horizon_millis`.
+    pub fn expire_log(&self, horizon_millis: i64) -> Result<usize, StorageError> {
+        self.log.expire(horizon_millis)
     }
 
     /// Drops fragments past every stream's retention.

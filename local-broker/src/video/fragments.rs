@@ -1,10 +1,17 @@
 //! The fragments of one stream: what PutMedia stored, in fragment-number order, with retention,
 //! and a signal consumers tail on.
 //!
-//! Fragments are kept in memory (the broker's storage layer logs opaque Kinesis record batches
-//! and metadata; video fragments are not written there yet), so they do not survive a restart.
+//! Memory holds an index entry per fragment ([`Fragment`]: its number, times, size, tracks,
+//! metadata and frame counts). Its frames are either held with it (no data directory, or a
+//! stream without retention, whose short buffer never touches the disk) or written to the
+//! broker's `video` service log, and read back by [`FragmentStore::frames`] when a consumer asks
+//! for media; so with a data directory the bodies of retained fragments stay on disk and survive
+//! restarts ([`super::store`] encodes them and rebuilds the index).
 
 use super::mkv::Tracks;
+use super::store;
+use crate::http::error::{ApiError, ApiResult};
+use crate::storage::{ServiceLog, StorageError};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -50,7 +57,17 @@ impl Frame {
     }
 }
 
-/// A stored fragment: one Cluster of a PutMedia body.
+/// Where a fragment's frames are.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// In memory, with the index entry.
+    Held(Arc<[Frame]>),
+    /// In the service log: the record at `position`, `len` bytes long.
+    Logged { position: u64, len: usize },
+}
+
+/// A stored fragment's index entry: one Cluster of a PutMedia body. Its frames are read with
+/// [`FragmentStore::frames`].
 #[derive(Debug, Clone)]
 pub struct Fragment {
     /// Sequence number; [`format_number`] gives the wire form.
@@ -66,10 +83,12 @@ pub struct Fragment {
     /// Bytes of the Cluster as received.
     pub size_bytes: u64,
     pub tracks: Arc<Tracks>,
-    /// Frames in the order the producer sent them (decode order).
-    pub frames: Vec<Frame>,
     /// Producer metadata Tags sent after the Cluster.
     pub metadata: Vec<(String, String)>,
+    /// What each track's frames are, by track number (for playlists, without reading frames).
+    pub track_frames: Vec<TrackFrames>,
+    /// The frames, in the order the producer sent them (decode order).
+    pub body: Body,
 }
 
 impl Fragment {
@@ -77,15 +96,50 @@ impl Fragment {
         format_number(self.sequence)
     }
 
-    /// Producer time (epoch ms) of the latest frame.
-    pub fn latest_frame_millis(&self) -> i64 {
-        let latest = self
-            .frames
-            .iter()
-            .map(|f| f.offset_millis)
-            .max()
-            .unwrap_or(0);
-        self.producer_millis.saturating_add(latest)
+    /// How many frames of `track` the fragment has.
+    pub fn frame_count(&self, track: u64) -> usize {
+        self.track(track).map_or(0, |t| t.count)
+    }
+
+    /// Producer time (epoch ms) of the earliest frame of `track` (the fragment's start if none).
+    pub fn track_start_millis(&self, track: u64) -> i64 {
+        self.producer_millis
+            .saturating_add(self.track(track).map_or(0, |t| t.earliest_offset_millis))
+    }
+
+    fn track(&self, track: u64) -> Option<&TrackFrames> {
+        self.track_frames.iter().find(|t| t.track == track)
+    }
+}
+
+/// The frames of one track of a fragment, in summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackFrames {
+    pub track: u64,
+    pub count: usize,
+    /// The smallest frame offset from the fragment's producer timestamp.
+    pub earliest_offset_millis: i64,
+}
+
+impl TrackFrames {
+    /// The summaries of frames given as `(track, offset_millis)`, by track number.
+    pub fn of(frames: impl IntoIterator<Item = (u64, i64)>) -> Vec<Self> {
+        let mut tracks: Vec<Self> = Vec::new();
+        for (track, offset) in frames {
+            match tracks.iter_mut().find(|t| t.track == track) {
+                Some(t) => {
+                    t.count += 1;
+                    t.earliest_offset_millis = t.earliest_offset_millis.min(offset);
+                }
+                None => tracks.push(Self {
+                    track,
+                    count: 1,
+                    earliest_offset_millis: offset,
+                }),
+            }
+        }
+        tracks.sort_unstable_by_key(|t| t.track);
+        tracks
     }
 }
 
@@ -96,8 +150,19 @@ struct Held {
     appended: u64,
 }
 
+/// The stream a fragment store belongs to: its log records carry it, so recovery gives each
+/// record to the stream that wrote it and not to a re-created stream of the same name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Owner {
+    pub stream_name: String,
+    pub creation_millis: i64,
+}
+
 /// The fragments of one stream, oldest first.
 pub struct FragmentStore {
+    owner: Owner,
+    /// Where fragments of streams with retention are written (keeps nothing in memory mode).
+    log: ServiceLog,
     held: Mutex<Held>,
     /// The sequence number of the newest fragment; consumers wait on changes.
     newest: watch::Sender<u64>,
@@ -105,29 +170,79 @@ pub struct FragmentStore {
 
 impl Default for FragmentStore {
     fn default() -> Self {
-        Self {
-            held: Mutex::default(),
-            newest: watch::Sender::new(0),
-        }
+        Self::new(Owner::default(), ServiceLog::default())
     }
 }
 
 impl FragmentStore {
+    /// An empty store of `owner`'s fragments, writing retained fragments to `log`.
+    pub fn new(owner: Owner, log: ServiceLog) -> Self {
+        Self {
+            owner,
+            log,
+            held: Mutex::default(),
+            newest: watch::Sender::new(0),
+        }
+    }
+
     fn held(&self) -> MutexGuard<'_, Held> {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Stores a fragment (assigning its ordinal) and wakes consumers tailing the stream.
-    pub fn append(&self, mut fragment: Fragment) {
+    /// Stores a fragment (assigning its ordinal) and wakes consumers tailing the stream. With
+    /// retention and a data directory its frames go to the log (before this returns, so the
+    /// caller's write mark covers them) and only the index entry stays in memory.
+    pub fn append(&self, mut fragment: Fragment, retention_hours: u32) -> Result<(), StorageError> {
         let sequence = fragment.sequence;
         {
             let mut held = self.held();
             fragment.ordinal = held.appended;
+            if retention_hours > 0
+                && self.log.is_durable()
+                && let Body::Held(frames) = &fragment.body
+            {
+                let record = store::encode_fragment(&self.owner, &fragment, frames);
+                let position = self.log.append(fragment.server_millis, &record)?;
+                fragment.body = Body::Logged {
+                    position,
+                    len: record.len(),
+                };
+            }
             held.appended += 1;
             held.bytes += fragment.size_bytes;
             held.fragments.push_back(Arc::new(fragment));
         }
         self.newest.send_replace(sequence);
+        Ok(())
+    }
+
+    /// Puts back fragments recovered from the log, oldest first (before any is appended).
+    pub fn restore(&self, fragments: Vec<Fragment>) {
+        let mut held = self.held();
+        for fragment in fragments {
+            held.appended = held.appended.max(fragment.ordinal + 1);
+            held.bytes += fragment.size_bytes;
+            self.newest.send_replace(fragment.sequence);
+            held.fragments.push_back(Arc::new(fragment));
+        }
+    }
+
+    /// The frames of a fragment of this store, read from the log if they are there.
+    pub fn frames(&self, fragment: &Fragment) -> ApiResult<Arc<[Frame]>> {
+        match &fragment.body {
+            Body::Held(frames) => Ok(Arc::clone(frames)),
+            Body::Logged { position, len } => self
+                .log
+                .read(*position, *len)
+                .and_then(|record| store::decode_frames(&record))
+                .map_err(|err| {
+                    tracing::error!(%err, fragment = %fragment.number(), "cannot read a fragment");
+                    ApiError::internal(format!(
+                        "Fragment {} cannot be read: {err}",
+                        fragment.number()
+                    ))
+                }),
+        }
     }
 
     /// Drops fragments past retention: older than `retention_hours`, or with 0 hours older than
@@ -199,8 +314,9 @@ mod tests {
                 tracks: Vec::new(),
                 raw: Bytes::new(),
             }),
-            frames: Vec::new(),
             metadata: Vec::new(),
+            track_frames: Vec::new(),
+            body: Body::Held(Arc::new([])),
         }
     }
 
@@ -216,8 +332,8 @@ mod tests {
     #[test]
     fn retention_drops_old_fragments_and_zero_keeps_a_short_buffer() {
         let store = FragmentStore::default();
-        store.append(fragment(1, 0));
-        store.append(fragment(2, 3_600_000));
+        store.append(fragment(1, 0), 1).unwrap();
+        store.append(fragment(2, 3_600_000), 1).unwrap();
         store.expire(3_600_000 + 1, 1);
         assert_eq!(store.all().len(), 1);
         store.expire(3_600_000 + BUFFER_WITHOUT_RETENTION_MILLIS + 1, 0);
@@ -228,7 +344,7 @@ mod tests {
     fn after_and_get_find_by_sequence() {
         let store = FragmentStore::default();
         for sequence in [3, 5, 9] {
-            store.append(fragment(sequence, 0));
+            store.append(fragment(sequence, 0), 1).unwrap();
         }
         let after: Vec<u64> = store.after(4).iter().map(|f| f.sequence).collect();
         assert_eq!(after, [5, 9]);

@@ -237,7 +237,8 @@ pub fn serve(
                 .and_then(|sequence| store.get(sequence))
                 .ok_or_else(|| api::not_found(format!("Fragment {number} is not found.")))?;
             let (track, _) = remux::video_track(&fragment)?;
-            let samples = remux::fragment_samples(&fragment, track);
+            let frames = store.frames(&fragment)?;
+            let samples = remux::fragment_samples(&fragment, &frames, track);
             let sequence = u32::try_from(fragment.ordinal + 1).unwrap_or(u32::MAX);
             Ok((MP4_TYPE, mp4::media_segment(sequence, &samples)))
         }
@@ -284,7 +285,7 @@ impl Summary {
             .first()
             .ok_or_else(|| api::not_found("No fragments are available yet."))?;
         let (number, track) = remux::video_track(first)?;
-        let frames = first.frames.iter().filter(|f| f.track == number).count();
+        let frames = first.frame_count(number);
         let bits: u64 = fragments.iter().map(|f| f.size_bytes * 8).sum();
         let total_millis: i64 = fragments.iter().map(|f| f.duration_millis).sum();
         Ok(Self {
@@ -324,11 +325,7 @@ fn dash_manifest(token: &str, session: &Session, fragments: &[Arc<Fragment>]) ->
         bandwidth,
         total_millis: total,
     } = Summary::of(fragments)?;
-    let start = |f: &Fragment| {
-        remux::fragment_samples(f, number)
-            .first()
-            .map_or(f.producer_millis, |s| s.decode_time)
-    };
+    let start = |f: &Fragment| f.track_start_millis(number);
     let origin = fragments.first().map_or(0, |f| start(f));
     let kind = if session.mode == PlaybackMode::OnDemand {
         format!(

@@ -6,10 +6,11 @@
 //! still arriving, and IDLE acks while the producer sends nothing.
 
 use super::api::{self, StreamRef};
-use super::fragments::{Fragment, Frame, format_number};
+use super::fragments::{self, Fragment, Frame, TrackFrames, format_number};
 use super::mkv::{Block, Demuxer, Event, MkvError, Tracks};
 use super::{Video, control::VideoStream};
 use crate::http::error::ApiResult;
+use crate::storage::write_mark;
 use axum::body::Body;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -44,6 +45,8 @@ pub enum AckError {
     TrackNumberMismatch,
     FramesMissingForTrack,
     MoreThanAllowedTracksFound,
+    /// The fragment could not be written to the data directory.
+    ArchivalError,
 }
 
 impl AckError {
@@ -61,6 +64,7 @@ impl AckError {
             AckError::TrackNumberMismatch => 4010,
             AckError::FramesMissingForTrack => 4011,
             AckError::MoreThanAllowedTracksFound => 4012,
+            AckError::ArchivalError => 5001,
         }
     }
 
@@ -80,6 +84,7 @@ impl AckError {
             AckError::TrackNumberMismatch => "TRACK_NUMBER_MISMATCH",
             AckError::FramesMissingForTrack => "FRAMES_MISSING_FOR_TRACK",
             AckError::MoreThanAllowedTracksFound => "MORE_THAN_ALLOWED_TRACKS_FOUND",
+            AckError::ArchivalError => "ARCHIVAL_ERROR",
         }
     }
 }
@@ -364,22 +369,28 @@ impl Session {
                     self.ended = true;
                 }
             }
-            Ok(fragment) => {
-                self.latest_frame_millis = Some(fragment.latest_frame_millis());
-                self.stream.fragments.append(fragment);
+            Ok((fragment, latest_frame_millis)) => {
+                let retention_hours = self.stream.retention_hours;
+                if let Err(err) = self.stream.fragments.append(fragment, retention_hours) {
+                    tracing::error!(stream = %self.stream.name, fragment = %number, %err, "cannot store a fragment");
+                    acks.push(ack(EventType::Error, Some(AckError::ArchivalError)));
+                    return;
+                }
+                self.latest_frame_millis = Some(latest_frame_millis);
                 // Bounds memory for streams without retention as well as with it.
                 self.stream
                     .fragments
-                    .expire(self.video.now_millis(), self.stream.retention_hours);
+                    .expire(self.video.now_millis(), retention_hours);
                 acks.push(ack(EventType::Received, None));
-                if self.stream.retention_hours > 0 {
+                if retention_hours > 0 {
                     acks.push(ack(EventType::Persisted, None));
                 }
             }
         }
     }
 
-    fn validate(&self, building: &Building, timecode: u64) -> Result<Fragment, AckError> {
+    /// The fragment, and the producer time (epoch ms) of its latest frame.
+    fn validate(&self, building: &Building, timecode: u64) -> Result<(Fragment, i64), AckError> {
         if let Some(error) = building.error {
             return Err(error);
         }
@@ -444,7 +455,8 @@ impl Session {
         if duration_millis > MAX_FRAGMENT_MILLIS {
             return Err(AckError::MaxFragmentDurationReached);
         }
-        Ok(Fragment {
+        let latest = frames.iter().map(|f| f.offset_millis).max().unwrap_or(0);
+        let fragment = Fragment {
             sequence: building.sequence,
             ordinal: 0,
             producer_millis,
@@ -452,9 +464,11 @@ impl Session {
             duration_millis,
             size_bytes: building.bytes,
             tracks: Arc::clone(tracks),
-            frames,
             metadata: building.metadata.clone(),
-        })
+            track_frames: TrackFrames::of(frames.iter().map(|f| (f.track, f.offset_millis))),
+            body: fragments::Body::Held(frames.into()),
+        };
+        Ok((fragment, producer_millis.saturating_add(latest)))
     }
 }
 
@@ -529,6 +543,21 @@ fn session_for(video: &Video, headers: &HeaderMap) -> ApiResult<Session> {
     ))
 }
 
+/// `acks` once the writes up to `mark` are as durable as the sync mode promises; if they cannot
+/// be, their PERSISTED acks become ARCHIVAL_ERROR.
+async fn persisted(video: &Video, mut acks: Vec<Ack>, mark: u64) -> Vec<Ack> {
+    if let Err(err) = video.inner.storage.durable(mark).await {
+        tracing::error!(%err, "stored fragments cannot be made durable");
+        for ack in &mut acks {
+            if ack.event == EventType::Persisted {
+                ack.event = EventType::Error;
+                ack.error = Some(AckError::ArchivalError);
+            }
+        }
+    }
+    acks
+}
+
 /// Serves one PutMedia request: validates the headers, then answers 200 at once and streams
 /// acks while the body is read.
 pub fn put_media(
@@ -537,13 +566,21 @@ pub fn put_media(
     body: Body,
 ) -> ApiResult<axum::response::Response> {
     let mut session = session_for(video, headers)?;
+    let video = video.clone();
     let (mut acks, receiver) = futures::channel::mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         let mut body = body.into_data_stream();
         let mut idle_since = tokio::time::Instant::now();
         while !session.has_ended() {
-            let lines = tokio::select! {
-                data = body.next() => match data {
+            let body_or_idle = tokio::select! {
+                data = body.next() => Some(data),
+                _ = tokio::time::sleep(IDLE_INTERVAL) => None,
+            };
+            // The session runs synchronously on this thread from here to `take`: the write
+            // mark then covers exactly the fragments it stored.
+            write_mark::take();
+            let lines = match body_or_idle {
+                Some(data) => match data {
                     Some(Ok(data)) => {
                         idle_since = tokio::time::Instant::now();
                         session.push(&data)
@@ -561,13 +598,16 @@ pub fn put_media(
                     }
                     None => session.finish(),
                 },
-                _ = tokio::time::sleep(IDLE_INTERVAL) => {
+                None => {
                     if idle_since.elapsed() >= IDLE_TIMEOUT {
                         break;
                     }
                     vec![Ack::idle()]
                 }
             };
+            // The fragments just stored are written (if at all) by now, on this thread: in
+            // `--sync always` PERSISTED waits until they are on disk.
+            let lines = persisted(&video, lines, write_mark::take()).await;
             for ack in lines {
                 if acks.send(ack.to_line()).await.is_err() {
                     return;
@@ -795,10 +835,11 @@ pub(crate) mod tests {
             run(&mut session, &body.bytes);
             let stored = stream.fragments.all();
             for fragment in &stored {
-                crate::video::media::chunk(fragment, start);
-                crate::video::remux::fragment_samples(fragment, 1);
+                let frames = stream.fragments.frames(fragment).expect("held");
+                crate::video::media::chunk(fragment, &frames, start);
+                crate::video::remux::fragment_samples(fragment, &frames, 1);
             }
-            let _ = crate::video::remux::clip_samples(&stored)
+            let _ = crate::video::remux::clip_samples(&stream.fragments, &stored)
                 .map(|(track, samples)| crate::video::mp4::progressive(&track, &samples));
         }
     }

@@ -8,7 +8,7 @@
 //! `_CONTINUATION_TOKEN` (which marks the fragment complete for that library).
 
 use super::api::{self, invalid_argument, seconds_to_millis};
-use super::fragments::{Fragment, FragmentStore, parse_number};
+use super::fragments::{Fragment, FragmentStore, Frame, parse_number};
 use super::mkv::write;
 use crate::http::error::ApiResult;
 use bytes::Bytes;
@@ -28,9 +28,9 @@ fn seconds_text(millis: i64) -> String {
     format!("{}.{:03}", millis.div_euclid(1000), millis.rem_euclid(1000))
 }
 
-/// One fragment as a standalone MKV chunk.
-pub fn chunk(fragment: &Fragment, now_millis: i64) -> Bytes {
-    let size: usize = fragment.frames.iter().map(|f| f.data.len() + 16).sum();
+/// One fragment (with its `frames`) as a standalone MKV chunk.
+pub fn chunk(fragment: &Fragment, frames: &[Frame], now_millis: i64) -> Bytes {
+    let size: usize = frames.iter().map(|f| f.data.len() + 16).sum();
     let mut out = Vec::with_capacity(size + fragment.tracks.raw.len() + 512);
     write::ebml_header(&mut out);
     write::segment_start(&mut out, APP, &fragment.tracks);
@@ -50,7 +50,7 @@ pub fn chunk(fragment: &Fragment, now_millis: i64) -> Bytes {
     write::cluster(
         &mut out,
         fragment.producer_millis.max(0) as u64,
-        fragment.frames.iter().map(|f| {
+        frames.iter().map(|f| {
             let relative = f.offset_millis.clamp(i16::MIN.into(), i16::MAX.into()) as i16;
             (f.track, relative, f.flags, f.data.as_ref())
         }),
@@ -135,7 +135,7 @@ fn start(selector: &api::StartSelector, store: &FragmentStore) -> ApiResult<Star
 }
 
 /// The GetMedia payload: chunks from the selected start, then new fragments as they arrive,
-/// until none has arrived for [`TAIL_IDLE`].
+/// until none has arrived for [`TAIL_IDLE`]. A fragment that cannot be read ends the payload.
 pub fn get_media(
     store: Arc<FragmentStore>,
     selector: &api::StartSelector,
@@ -155,7 +155,8 @@ pub fn get_media(
             loop {
                 newest.borrow_and_update();
                 if let Some(next) = store.after(last_sent).into_iter().next() {
-                    let chunk = chunk(&next, clock.now_millis());
+                    let frames = store.frames(&next).ok()?;
+                    let chunk = chunk(&next, &frames, clock.now_millis());
                     return Some((chunk, (store, newest, next.sequence, clock)));
                 }
                 match tokio::time::timeout(TAIL_IDLE, newest.changed()).await {
@@ -183,7 +184,8 @@ pub fn fragment_list(
         let fragment = parse_number(number)
             .and_then(|sequence| store.get(sequence))
             .ok_or_else(|| api::not_found(format!("Fragment {number} is not found.")))?;
-        out.extend_from_slice(&chunk(&fragment, now_millis));
+        let frames = store.frames(&fragment)?;
+        out.extend_from_slice(&chunk(&fragment, &frames, now_millis));
     }
     Ok(out)
 }

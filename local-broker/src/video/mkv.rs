@@ -412,7 +412,8 @@ fn timecode_scale(info: &[u8]) -> Result<u64, MkvError> {
     }
 }
 
-fn parse_tracks(raw: Bytes) -> Result<Tracks, MkvError> {
+/// The tracks a Tracks element's data declares.
+pub fn parse_tracks(raw: Bytes) -> Result<Tracks, MkvError> {
     let entries = ebml::children(&raw).ok_or_else(|| invalid("malformed Tracks"))?;
     let mut tracks = Vec::new();
     for (_, entry) in entries.iter().filter(|(e, _)| *e == id::TRACK_ENTRY) {

@@ -11,6 +11,7 @@
 //! | [`ebml`], [`mkv`] | reading and writing Matroska |
 //! | [`ingest`] | PutMedia: fragments from a body, validation, acknowledgements |
 //! | [`fragments`] | the stored fragments of a stream, retention, tailing |
+//! | [`store`] | streams and fragments in the data directory, and their recovery |
 //! | [`media`] | GetMedia and GetMediaForFragmentList output |
 //! | [`archive`] | ListFragments: fragments by time, paged |
 //! | [`clip`] | GetClip: a time range as one MP4 file |
@@ -29,14 +30,17 @@ pub mod media;
 pub mod mkv;
 pub mod mp4;
 pub mod remux;
+pub mod store;
 
 use crate::config::BrokerConfig;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::sigv4;
+use crate::storage::{self, Storage, StorageError};
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -107,6 +111,8 @@ struct Inner {
     /// `http` or `https`: how clients reached the broker, for GetDataEndpoint.
     scheme: &'static str,
     streams: control::Streams,
+    /// Where stream state and fragments are kept; PutMedia waits on it before PERSISTED.
+    storage: Storage,
     hls: hls::Sessions,
     /// The next fragment sequence number, shared by all streams so numbers only grow.
     next_fragment: AtomicU64,
@@ -120,14 +126,59 @@ enum Output {
 }
 
 impl Video {
-    /// The service for a broker serving `scheme` (`http` or `https`).
+    /// The service for a broker serving `scheme` (`http` or `https`), keeping everything in
+    /// memory.
     pub fn new(config: BrokerConfig, scheme: &'static str) -> Self {
+        let streams = control::Streams::new(config.clone());
+        Self::with_streams(config, scheme, Storage::memory(), streams, 0)
+    }
+
+    /// The service with the streams and fragments `storage` holds (`meta` is the metadata map
+    /// it was opened with), keeping new ones there. In memory mode this is [`Self::new`].
+    pub fn restore(
+        config: BrokerConfig,
+        scheme: &'static str,
+        storage: &Storage,
+        meta: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<Self, StorageError> {
+        let records = store::streams(meta)?;
+        let mut replay = store::Replay::new(&records, config.clock.now_millis());
+        let log = storage.service_log(store::LOG_NAME, |_, position, record| {
+            replay.record(position, record)
+        })?;
+        let max_sequence = replay.max_sequence();
+        let streams = control::Streams::restore(
+            config.clone(),
+            storage.clone(),
+            log,
+            records,
+            replay.into_fragments(),
+        );
+        Ok(Self::with_streams(
+            config,
+            scheme,
+            storage.clone(),
+            streams,
+            max_sequence,
+        ))
+    }
+
+    fn with_streams(
+        config: BrokerConfig,
+        scheme: &'static str,
+        storage: Storage,
+        streams: control::Streams,
+        max_sequence: u64,
+    ) -> Self {
+        // Start from the clock (and past every stored fragment) so numbers keep growing across
+        // broker restarts.
+        let next = (config.clock.now_millis().max(0) as u64 * 1000).max(max_sequence + 1);
         Self {
             inner: Arc::new(Inner {
-                streams: control::Streams::new(config.clone()),
+                streams,
+                storage,
                 hls: hls::Sessions::default(),
-                // Start from the clock so numbers keep growing across broker restarts.
-                next_fragment: AtomicU64::new(config.clock.now_millis().max(0) as u64 * 1000),
+                next_fragment: AtomicU64::new(next),
                 config,
                 scheme,
             }),
@@ -169,9 +220,14 @@ impl Video {
         Ok(stream)
     }
 
-    /// Drops fragments past each stream's retention.
-    pub fn expire_fragments(&self) {
+    /// Drops fragments past each stream's retention, and deletes the log segments no stream
+    /// needs any more (all older than the longest retention); returns how many segments.
+    pub fn expire_fragments(&self) -> Result<usize, StorageError> {
         self.inner.streams.expire_fragments();
+        let keep_millis = i64::from(self.inner.streams.longest_retention_hours()) * 3_600_000;
+        self.inner
+            .streams
+            .expire_log(self.now_millis().saturating_sub(keep_millis))
     }
 
     /// Answers a request [`serves`] claimed.
@@ -222,6 +278,9 @@ impl Video {
             credentials.verify(&signed, self.now_millis())?;
         }
         let streams = &self.inner.streams;
+        // Operations run synchronously on this thread; the write mark tells what they wrote,
+        // and so what must be durable before answering.
+        storage::write_mark::take();
         let json = match parts.uri.path() {
             "/createStream" => streams.create(api::parse(&body)?)?,
             "/describeStream" => streams.describe(&api::parse(&body)?)?,
@@ -316,6 +375,11 @@ impl Video {
             }
             other => return Err(ApiError::unknown_operation(other.trim_start_matches('/'))),
         };
+        let mark = storage::write_mark::take();
+        self.inner.storage.durable(mark).await.map_err(|err| {
+            tracing::error!(%err, "video stream change not durable");
+            ApiError::internal("The change could not be made durable.")
+        })?;
         Ok(Output::Json(json))
     }
 

@@ -2,7 +2,7 @@
 //! and lays the frames on one millisecond timeline (used by GetClip and HLS).
 
 use super::api;
-use super::fragments::Fragment;
+use super::fragments::{Fragment, FragmentStore, Frame};
 use super::mkv::Track;
 use super::mp4::{self, Sample, VideoTrack};
 use crate::http::error::{ApiError, ApiResult};
@@ -49,10 +49,10 @@ fn unsupported(message: &str) -> ApiError {
     ApiError::new("UnsupportedStreamMediaTypeException", message)
 }
 
-/// The samples of one fragment's track, decode times on the producer clock (epoch ms).
-pub fn fragment_samples(fragment: &Fragment, track: u64) -> Vec<Sample> {
-    let frames: Vec<(i64, bool, Bytes)> = fragment
-        .frames
+/// The samples of one fragment's track (from its `frames`), decode times on the producer
+/// clock (epoch ms).
+pub fn fragment_samples(fragment: &Fragment, frames: &[Frame], track: u64) -> Vec<Sample> {
+    let frames: Vec<(i64, bool, Bytes)> = frames
         .iter()
         .filter(|f| f.track == track)
         .map(|f| (f.offset_millis, f.is_keyframe(), f.data.clone()))
@@ -68,8 +68,11 @@ pub fn fragment_samples(fragment: &Fragment, track: u64) -> Vec<Sample> {
 }
 
 /// The samples of consecutive fragments (duplicates by producer timestamp dropped), and the
-/// video track of the first, with decode times starting at 0.
-pub fn clip_samples(fragments: &[Arc<Fragment>]) -> ApiResult<(VideoTrack, Vec<Sample>)> {
+/// video track of the first, with decode times starting at 0; the frames are read from `store`.
+pub fn clip_samples(
+    store: &FragmentStore,
+    fragments: &[Arc<Fragment>],
+) -> ApiResult<(VideoTrack, Vec<Sample>)> {
     let first = fragments
         .first()
         .ok_or_else(|| api::not_found("No fragments were found in the requested time range."))?;
@@ -82,10 +85,15 @@ pub fn clip_samples(fragments: &[Arc<Fragment>]) -> ApiResult<(VideoTrack, Vec<S
             continue;
         }
         previous = Some(fragment.producer_millis);
-        samples.extend(fragment_samples(fragment, number).into_iter().map(|mut s| {
-            s.decode_time = s.decode_time.saturating_sub(origin);
-            s
-        }));
+        let frames = store.frames(fragment)?;
+        samples.extend(
+            fragment_samples(fragment, &frames, number)
+                .into_iter()
+                .map(|mut s| {
+                    s.decode_time = s.decode_time.saturating_sub(origin);
+                    s
+                }),
+        );
     }
     Ok((track, samples))
 }
