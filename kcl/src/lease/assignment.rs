@@ -27,8 +27,9 @@
 //! Damping, so the fleet settles instead of oscillating: a lease moves only if the receiver ends
 //! below where the donor was, so every move strictly lowers the sum of squared worker loads (a
 //! static fleet cannot cycle); the threshold is a dead band, both for starting to move and for
-//! the least gain a move must bring; a moved lease
-//! stays put for `lease_cooldown_rounds`; per-lease throughput travels with the lease (the new
+//! the least gain a move must bring; a lease moved off a worker stays put for
+//! `lease_cooldown_rounds` (a lease placed from no owner does not: its load was a guess until
+//! its first renewal measured it); per-lease throughput travels with the lease (the new
 //! owner's average starts from it); and with the CPU metric, which lags behind moves, the leader
 //! rebalances only after `cpu_settle_rounds` rounds without a move.
 //!
@@ -130,7 +131,8 @@ impl LoadAwareConfig {
         self
     }
 
-    /// Rounds a moved lease stays where it went (default 3).
+    /// Rounds a lease moved off a worker stays where it went (default 3). Leases placed from no
+    /// owner (new or expired) may move as soon as their load is measured.
     pub fn lease_cooldown_rounds(mut self, rounds: u64) -> Self {
         self.lease_cooldown_rounds = rounds;
         self
@@ -642,7 +644,9 @@ impl Coordinator {
                     *lease = stored;
                     moved += 1;
                     named.insert(placement.to.clone());
-                    self.moved_in.insert(placement.key.clone(), self.round);
+                    if placement.from.is_some() {
+                        self.moved_in.insert(placement.key.clone(), self.round);
+                    }
                     crate::metrics::lease_assigned(&self.worker_id, live_owner);
                 }
                 Err(LeaseStoreError::ConditionFailed) => {
