@@ -7,6 +7,7 @@
 //! | `control` | Create/Delete/Describe/List, UpdateDestination, tags, encryption |
 //! | `records` | PutRecord, PutRecordBatch |
 //! | `source` | KinesisStreamAsSource: reading a broker stream from LATEST |
+//! | `kpl` | de-aggregating KPL-aggregated records read from the source |
 //! | `store` | delivery streams and buffered records in the data directory |
 //! | `metrics` | delivery metrics named as in CloudWatch |
 //! | [`model`] | the domain: a delivery stream, its status, version and buffer |
@@ -29,6 +30,7 @@ pub mod compression;
 mod control;
 mod delivery;
 pub mod http_endpoint;
+mod kpl;
 mod metrics;
 pub mod model;
 pub mod objects;
