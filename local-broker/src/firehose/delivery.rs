@@ -215,7 +215,8 @@ async fn deliver(
                     &stream.stop,
                 )
                 .await;
-                if delivered.is_err() && deliverer.keeps_on_shutdown(stream, stream.state().status)
+                if delivered.as_ref().is_err_and(|why| !why.rejected)
+                    && deliverer.keeps_on_shutdown(stream, stream.state().status)
                 {
                     return Outcome::Abandoned;
                 }
@@ -228,13 +229,18 @@ async fn deliver(
                     delivered.is_ok(),
                 );
                 if let Err(why) = delivered {
-                    failed.extend(chunk.iter().map(|r| FailedRecord {
-                        raw: r.data.clone(),
-                        arrival_ms: r.arrival_ms,
-                        error_code: why.code.to_owned(),
-                        error_message: why.message.clone(),
-                        attempts: why.attempts,
-                    }));
+                    if why.rejected {
+                        // The contract keeps a refused batch out of the error output.
+                        tracing::warn!(stream = %stream.name, url = %http.url, records = chunk.len(), message = %why.message, "the HTTP endpoint refused a batch as too large; it is dropped");
+                    } else {
+                        failed.extend(chunk.iter().map(|r| FailedRecord {
+                            raw: r.data.clone(),
+                            arrival_ms: r.arrival_ms,
+                            error_code: why.code.to_owned(),
+                            error_message: why.message.clone(),
+                            attempts: why.attempts,
+                        }));
+                    }
                     failure = Some(DeliveryFailure {
                         details: format!(
                             "Delivery to the HTTP endpoint {} failed after {} attempts ({}): {}",
