@@ -91,6 +91,7 @@ impl Deliverer {
 /// what is left (unless the broker is shutting down and the records are safe in the data
 /// directory).
 pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
+    let _finished = stream.finished.clone().drop_guard();
     loop {
         let stopping = stream.stop.is_cancelled();
         loop {
@@ -127,9 +128,8 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
                 return;
             };
             state.failure = failure;
-            // A deleted stream is forgotten; its mark must not come back.
+            // Also while DELETING: a restart before it is gone must not deliver the batch again.
             if let Some(last) = last
-                && state.status != Status::Deleting
                 && let Err(err) = deliverer.store.delivered(&stream, last)
             {
                 tracing::error!(stream = %stream.name, %err, "cannot save the delivered mark; records may be delivered twice after a restart");

@@ -170,11 +170,12 @@ impl Firehose {
             buffer.push(record);
         }
         let reader = match &restored.source {
+            // A DELETING stream reads nothing more.
             model::Source::KinesisStream {
                 stream_name,
                 start_ms,
                 ..
-            } => {
+            } if state.status != Status::Deleting => {
                 let reader =
                     source::KinesisReader::new(Arc::clone(&self.kinesis), stream_name.clone());
                 let cursors = reader
@@ -182,7 +183,7 @@ impl Firehose {
                     .map_err(|err| cannot(format!("its source: {}", err.message)))?;
                 Some((reader, cursors))
             }
-            model::Source::DirectPut { .. } => None,
+            _ => None,
         };
         let stream = Arc::new(DeliveryStream::new(
             name.clone(),
@@ -220,7 +221,13 @@ impl Firehose {
         let _ = self.observer.set(observer);
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         for (stream, reader) in pending {
+            let status = stream.state().status;
             self.start_delivery(&stream, reader);
+            match status {
+                Status::Creating => self.become_active(stream),
+                Status::Deleting => self.finish_deleting(stream),
+                Status::Active => {}
+            }
         }
         if self.store.is_durable() {
             self.spawn(expire_delivered(
@@ -361,6 +368,52 @@ impl Firehose {
             }
             _ => change(),
         }
+    }
+
+    /// CREATING → ACTIVE once the state transition delay has passed (again in full for a
+    /// stream restored while CREATING).
+    fn become_active(&self, stream: Arc<DeliveryStream>) {
+        let store = self.store.clone();
+        self.after_delay(move || {
+            let mut state = stream.state();
+            if state.status == Status::Creating {
+                state.status = Status::Active;
+                if let Err(err) = store.persist(&stream, &state) {
+                    tracing::error!(stream = %stream.name, %err, "cannot store a Firehose stream's status");
+                }
+            }
+        });
+    }
+
+    /// Ends a DELETING stream: its delivery task delivers what is buffered and ends; once that
+    /// is done and the state transition delay has passed, the stream is gone, from the data
+    /// directory too. A broker stopping first keeps it DELETING there, and the next start
+    /// finishes the deletion.
+    fn finish_deleting(&self, stream: Arc<DeliveryStream>) {
+        stream.stop.cancel();
+        let delay = self.config.state_transition_delay;
+        let broker_stop = self.stop.clone();
+        let streams = Arc::clone(&self.streams);
+        let store = self.store.clone();
+        self.spawn(async move {
+            if !delay.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = broker_stop.cancelled() => return,
+                }
+            }
+            stream.finished.cancelled().await;
+            let mut streams = streams.lock().unwrap_or_else(|p| p.into_inner());
+            if streams
+                .get(&stream.name)
+                .is_some_and(|s| Arc::ptr_eq(s, &stream))
+            {
+                streams.remove(&stream.name);
+                if let Err(err) = store.remove(&stream.name) {
+                    tracing::error!(stream = %stream.name, %err, "cannot forget a deleted Firehose stream; it comes back DELETING after a restart");
+                }
+            }
+        });
     }
 
     /// Starts the delivery task of a new stream, and its source reader if it has one.

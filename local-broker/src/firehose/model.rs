@@ -25,6 +25,13 @@ impl Status {
             Status::Deleting => "DELETING",
         }
     }
+
+    /// The status a wire value names.
+    pub fn parse(value: &str) -> Option<Self> {
+        [Status::Creating, Status::Active, Status::Deleting]
+            .into_iter()
+            .find(|status| status.as_str() == value)
+    }
 }
 
 /// Where records come from.
@@ -107,6 +114,8 @@ pub struct DeliveryStream {
     pub wake: Notify,
     /// Stops the delivery task (after it delivers what is buffered).
     pub stop: CancellationToken,
+    /// Cancelled once the delivery task has ended: a deleted stream's records are all out.
+    pub finished: CancellationToken,
 }
 
 impl DeliveryStream {
@@ -127,6 +136,7 @@ impl DeliveryStream {
             state: Mutex::new(state),
             wake: Notify::new(),
             stop,
+            finished: CancellationToken::new(),
         }
     }
 

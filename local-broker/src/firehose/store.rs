@@ -220,7 +220,7 @@ impl Store {
         self.storage.write_meta(&[Change::Put(&key, &value)])
     }
 
-    /// Forgets a deleted stream: it does not come back after a restart.
+    /// Forgets a stream that has finished deleting: it does not come back after a restart.
     pub fn remove(&self, name: &str) -> Result<(), StorageError> {
         let keys = [STREAM_PREFIX, DELIVERED_PREFIX, SOURCE_PREFIX].map(|p| format!("{p}{name}"));
         let changes: Vec<Change<'_>> = keys.iter().map(|k| Change::Delete(k)).collect();
@@ -360,8 +360,8 @@ fn restored(name: &str, record: StreamRecord) -> RestoredStream {
             },
         },
         state: RestoredState {
-            // A stream still CREATING when the broker stopped has finished creating since.
-            status: Status::Active,
+            // Streams stored before statuses were kept are all ACTIVE.
+            status: Status::parse(&record.status).unwrap_or(Status::Active),
             version: record.version,
             last_update_ms: record.last_update_ms,
             destination,
