@@ -426,6 +426,7 @@ impl Firehose {
                 tags,
                 encryption,
                 buffer: Buffer::default(),
+                partitions: Default::default(),
                 delivering_since: None,
                 failure: None,
             };

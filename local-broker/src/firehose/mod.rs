@@ -13,6 +13,7 @@
 //! | [`model`] | the domain: a delivery stream, its status, version and buffer |
 //! | [`settings`] | destination configurations checked and resolved |
 //! | [`buffering`] | size and interval hints |
+//! | [`partitions`] | dynamic partitioning: a buffer per partition, the active-partition limit |
 //! | [`processing`] | processors between buffer and destination |
 //! | `delivery` | the per-stream delivery task: batches to S3 objects or HTTP endpoints |
 //! | [`http_endpoint`] | the HTTP endpoint delivery contract (client side) |
@@ -34,6 +35,7 @@ mod kpl;
 mod metrics;
 pub mod model;
 pub mod objects;
+pub mod partitions;
 pub mod prefix;
 pub mod processing;
 mod records;
@@ -199,6 +201,7 @@ impl Firehose {
                 tags: state.tags,
                 encryption: state.encryption,
                 buffer,
+                partitions: Default::default(),
                 delivering_since: None,
                 failure: None,
             },
@@ -258,8 +261,8 @@ impl Firehose {
                         DestinationConfig::S3(_) => "DeliveryToS3",
                         DestinationConfig::HttpEndpoint(_) => "DeliveryToHttpEndpoint",
                     },
-                    records: state.buffer.len(),
-                    oldest_ms: oldest(&state),
+                    records: state.buffered_records(),
+                    oldest_ms: state.oldest_undelivered(),
                 }
             })
             .collect()
@@ -463,12 +466,6 @@ pub struct BufferView {
     pub oldest_ms: Option<i64>,
 }
 
-/// When the oldest record of a stream not yet delivered arrived: in the batch being delivered,
-/// or else in the buffer.
-fn oldest(state: &StreamState) -> Option<i64> {
-    state.delivering_since.or(state.buffer.oldest_arrival())
-}
-
 /// Deletes log segments whose records are all delivered, every [`EXPIRY_INTERVAL`].
 async fn expire_delivered(
     streams: Arc<Mutex<BTreeMap<String, Arc<DeliveryStream>>>>,
@@ -491,7 +488,7 @@ async fn expire_delivered(
         let now = clock.now_millis();
         let horizon = streams
             .iter()
-            .filter_map(|s| oldest(&s.state()))
+            .filter_map(|s| s.state().oldest_undelivered())
             .fold(now, i64::min);
         match store.expire(horizon) {
             Ok(0) => {}

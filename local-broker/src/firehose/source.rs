@@ -293,7 +293,7 @@ pub async fn run(
 ) {
     loop {
         // A destination that does not keep up stops the reading; the records wait in Kinesis.
-        let backlog = stream.state().buffer.bytes();
+        let backlog = stream.state().buffered_bytes();
         let read = if backlog < MAX_BUFFERED_BYTES {
             reader.poll(&mut cursors)
         } else {

@@ -41,6 +41,16 @@ pub struct LogMark {
     pub index: u32,
 }
 
+impl LogMark {
+    /// The mark just after this one.
+    pub fn next(self) -> Self {
+        Self {
+            position: self.position,
+            index: self.index.saturating_add(1),
+        }
+    }
+}
+
 /// A delivery stream as stored: everything `DescribeDeliveryStream` and delivery need.
 #[derive(Serialize, Deserialize)]
 struct StreamRecord {
@@ -248,17 +258,14 @@ impl Store {
             .collect())
     }
 
-    /// Records that every record of `stream` up to and including `last` is delivered.
-    pub fn delivered(&self, stream: &DeliveryStream, last: LogMark) -> Result<(), StorageError> {
+    /// Records that every record of `stream` before `through` is delivered.
+    pub fn delivered(&self, stream: &DeliveryStream, through: LogMark) -> Result<(), StorageError> {
         if !self.is_durable() {
             return Ok(());
         }
         let mark = DeliveredRecord {
             created_ms: stream.created_ms,
-            through: LogMark {
-                position: last.position,
-                index: last.index.saturating_add(1),
-            },
+            through,
         };
         let value =
             serde_json::to_vec(&mark).map_err(|e| corrupt("delivered mark", &stream.name, e))?;
