@@ -196,7 +196,7 @@ async fn deliver_partitions(stream: &DeliveryStream, deliverer: &Deliverer, stop
             };
             let batch = state.partitions.take_due(s3.hints, deliverer.now(), flush);
             state.delivering_since = batch.as_ref().and_then(|b| b.first()).map(|r| r.arrival_ms);
-            metrics::partition_count(&stream.name, state.partitions.len());
+            metrics::partition_count(&stream.name, state.partitions.active());
             batch.map(|batch| (batch, s3, state.version))
         };
         let Some((batch, s3, version)) = taken else {
@@ -374,7 +374,7 @@ impl ObjectWriter<'_> {
                     attempts: 1,
                 });
             }
-            metrics::partition_count(&self.stream.name, state.partitions.len());
+            metrics::partition_count(&self.stream.name, state.partitions.active());
             metrics::partition_count_exceeded(&self.stream.name, exceeded);
         }
         self.write_failed(s3, "partitioning-failed", failed).await;

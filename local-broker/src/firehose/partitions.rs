@@ -52,8 +52,8 @@ impl Partitions {
         Ok(())
     }
 
-    /// Active partitions.
-    pub fn len(&self) -> usize {
+    /// How many partitions are active.
+    pub fn active(&self) -> usize {
         self.active.len()
     }
 
@@ -129,7 +129,7 @@ mod tests {
         assert_eq!(batch.len(), 2);
         assert!(batch.iter().all(|r| r.query_keys["customer"] == "busy"));
         assert!(partitions.take_due(hints, 0, false).is_none());
-        assert_eq!(partitions.len(), 2);
+        assert_eq!(partitions.active(), 2);
         assert_eq!(partitions.due_at(hints), Some(900_000));
     }
 
@@ -143,7 +143,7 @@ mod tests {
         assert!(partitions.push(record("one more", 1, 0)).is_err());
         assert!(partitions.push(record("0", 1, 0)).is_ok());
         partitions.take_due(hints, 0, true).unwrap();
-        assert_eq!(partitions.len(), MAX_ACTIVE_PARTITIONS - 1);
+        assert_eq!(partitions.active(), MAX_ACTIVE_PARTITIONS - 1);
         assert!(partitions.push(record("one more", 1, 0)).is_ok());
     }
 }
