@@ -1,6 +1,7 @@
 //! Firehose with a data directory: delivery streams (configuration, status, version, tags,
 //! encryption) and records accepted but not yet delivered survive a restart, and the restarted
-//! broker delivers those records; a deleted stream stays deleted.
+//! broker delivers those records; streams come back in their status (CREATING, ACTIVE, DELETING)
+//! and finish what they were doing; a deleted stream stays deleted.
 
 use aws_sdk_firehose::types::{
     BufferingHints, DeliveryStreamEncryptionConfigurationInput, ExtendedS3DestinationConfiguration,
@@ -15,11 +16,22 @@ use std::time::{Duration, Instant};
 
 /// A broker on `data` delivering S3 objects under `root`, with `clock`.
 async fn start(data: &TempDir, root: &TempDir, clock: ShiftableClock) -> RunningBroker {
+    start_with_delay(data, root, clock, Duration::ZERO).await
+}
+
+/// [`start`], with streams taking `delay` to finish creating or deleting.
+async fn start_with_delay(
+    data: &TempDir,
+    root: &TempDir,
+    clock: ShiftableClock,
+    delay: Duration,
+) -> RunningBroker {
     LocalBroker::builder()
         .data_dir(&data.0)
         .sync(SyncMode::Always)
         .s3_root(&root.0)
         .clock(clock)
+        .state_transition_delay(delay)
         .start()
         .await
         .unwrap()
@@ -159,6 +171,114 @@ async fn streams_and_their_configuration_survive_a_restart_and_deleted_ones_stay
         gone.into_service_error().is_resource_not_found_exception(),
         "a deleted stream stays deleted"
     );
+    broker.shutdown().await;
+}
+
+/// The status DescribeDeliveryStream gives `name`, or `None` once it is gone.
+async fn status(client: &aws_sdk_firehose::Client, name: &str) -> Option<String> {
+    match client
+        .describe_delivery_stream()
+        .delivery_stream_name(name)
+        .send()
+        .await
+    {
+        Ok(out) => Some(
+            out.delivery_stream_description
+                .unwrap()
+                .delivery_stream_status
+                .as_str()
+                .to_owned(),
+        ),
+        Err(err) => {
+            let err = err.into_service_error();
+            assert!(err.is_resource_not_found_exception(), "{err:?}");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_come_back_in_their_status_and_finish_creating_or_deleting() {
+    let (data, root) = (
+        TempDir::new("fh-dur-status"),
+        TempDir::new("fh-dur-status-s3"),
+    );
+    let broker = start(&data, &root, ShiftableClock::new()).await;
+    let client = firehose_client(&broker.endpoint());
+    create(&client, "steady", "steady-bucket", 128).await;
+    create(&client, "doomed", "doomed-bucket", 128).await;
+    put_record_batch(&client, "doomed", &[b"last words"]).await;
+    broker.shutdown().await;
+
+    // Transitions that take an hour: the broker stops in the middle of them.
+    let hour = Duration::from_secs(3600);
+    let broker = start_with_delay(&data, &root, ShiftableClock::new(), hour).await;
+    let client = firehose_client(&broker.endpoint());
+    create(&client, "young", "young-bucket", 128).await;
+    client
+        .delete_delivery_stream()
+        .delivery_stream_name("doomed")
+        .send()
+        .await
+        .unwrap();
+    // A deleted stream still delivers what it buffered.
+    wait_for_files(&root.0, 1).await;
+    assert_eq!(delivered_lines(&root), ["last words"]);
+    broker.shutdown().await;
+
+    let broker = start_with_delay(&data, &root, ShiftableClock::new(), hour).await;
+    let client = firehose_client(&broker.endpoint());
+    for (name, expected) in [
+        ("steady", "ACTIVE"),
+        ("young", "CREATING"),
+        ("doomed", "DELETING"),
+    ] {
+        assert_eq!(
+            status(&client, name).await.as_deref(),
+            Some(expected),
+            "{name}"
+        );
+    }
+    let refused = client
+        .put_record()
+        .delivery_stream_name("doomed")
+        .record(
+            aws_sdk_firehose::types::Record::builder()
+                .data(aws_sdk_firehose::primitives::Blob::new("too late"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await;
+    assert!(refused.is_err(), "a DELETING stream takes no records");
+    broker.shutdown().await;
+
+    // Once the delay passes, the transitions complete; nothing is delivered twice.
+    let broker = start(&data, &root, ShiftableClock::new()).await;
+    let client = firehose_client(&broker.endpoint());
+    assert_eq!(status(&client, "young").await.as_deref(), Some("ACTIVE"));
+    let mut doomed = status(&client, "doomed").await;
+    for _ in 0..100 {
+        if doomed.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        doomed = status(&client, "doomed").await;
+    }
+    assert_eq!(doomed, None, "the DELETING stream finished deleting");
+    let names = client
+        .list_delivery_streams()
+        .send()
+        .await
+        .unwrap()
+        .delivery_stream_names;
+    assert_eq!(names, ["steady", "young"]);
+    broker.shutdown().await;
+
+    let broker = start(&data, &root, ShiftableClock::new()).await;
+    let client = firehose_client(&broker.endpoint());
+    assert_eq!(status(&client, "doomed").await, None, "and stays deleted");
+    assert_eq!(delivered_lines(&root), ["last words"]);
     broker.shutdown().await;
 }
 

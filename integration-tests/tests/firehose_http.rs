@@ -1,7 +1,8 @@
 //! Firehose to an HTTP endpoint: the endpoint receives the documented request (headers, base64
 //! records, access key, common attributes, gzip), and a failing endpoint is retried with the same
 //! request id, then the batch is backed up to S3 under `http-endpoint-failed` — unless the broker
-//! shuts down meanwhile with a data directory, which keeps the batch for after the restart.
+//! shuts down meanwhile with a data directory, which keeps the batch for after the restart. A 413
+//! answer is final: no retry, no backup.
 
 use aws_sdk_firehose::types::{
     BufferingHints, ContentEncoding, HttpEndpointBufferingHints, HttpEndpointCommonAttribute,
@@ -325,6 +326,70 @@ async fn a_failing_endpoint_is_retried_then_backed_up_to_s3() {
         assert!(page.lines().any(|l| l == line), "{line} in\n{page}");
     }
     broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_batch_the_endpoint_answers_413_is_neither_retried_nor_backed_up() {
+    let root = TempDir::new("fh-http-413");
+    let broker = LocalBroker::builder()
+        .s3_root(&root.0)
+        .start()
+        .await
+        .unwrap();
+    let client = firehose_client(&broker.endpoint());
+    let (url, received, status) = spawn_switchable_endpoint(StatusCode::PAYLOAD_TOO_LARGE).await;
+    // A retry window long enough that a retried batch would be sent again within the test.
+    client
+        .create_delivery_stream()
+        .delivery_stream_name("too-big")
+        .http_endpoint_destination_configuration(destination(&url, 60).build())
+        .send()
+        .await
+        .unwrap();
+    put_record_batch(&client, "too-big", &[b"huge", b"batch"]).await;
+    wait_for_requests(&received, 1).await;
+    let mut failure = None;
+    for _ in 0..100 {
+        failure = client
+            .describe_delivery_stream()
+            .delivery_stream_name("too-big")
+            .send()
+            .await
+            .unwrap()
+            .delivery_stream_description
+            .unwrap()
+            .failure_description;
+        if failure.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failure = failure.expect("a FailureDescription for the refused batch");
+    assert!(failure.details().contains("413"), "{}", failure.details());
+
+    // The next batch is delivered, and the refused one is never sent again.
+    *status.lock().unwrap() = StatusCode::OK;
+    put_record_batch(&client, "too-big", &[b"next"]).await;
+    let requests = wait_for_requests(&received, 2).await;
+    assert_eq!(
+        records(&requests[0].body),
+        [b"huge".to_vec(), b"batch".to_vec()]
+    );
+    assert_eq!(records(&requests[1].body), [b"next".to_vec()]);
+    broker.shutdown().await;
+    assert_eq!(
+        received.lock().unwrap().len(),
+        2,
+        "the 413 batch was not retried"
+    );
+    assert!(
+        files_under(&root.0).is_empty(),
+        "nothing under http-endpoint-failed: {:?}",
+        files_under(&root.0)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,19 +22,9 @@ async fn put(kinesis: &aws_sdk_kinesis::Client, data: &str) {
         .unwrap();
 }
 
-#[tokio::test]
-async fn records_put_to_the_kinesis_stream_after_creation_are_delivered() {
-    let root = TempDir::new("fh-kds");
-    let broker = LocalBroker::builder()
-        .s3_root(&root.0)
-        .start()
-        .await
-        .unwrap();
-    let kinesis = kinesis_client(&broker.endpoint());
-    let firehose = firehose_client(&broker.endpoint());
-    create_stream(&kinesis, "clicks", 2).await;
-    put(&kinesis, "before").await;
-
+/// A delivery stream reading the Kinesis stream `clicks` into bucket `from-kinesis`, one record
+/// a line, flushed after a second.
+async fn create_reading_clicks(firehose: &aws_sdk_firehose::Client, name: &str) {
     let destination = ExtendedS3DestinationConfiguration::builder()
         .role_arn(FIREHOSE_ROLE_ARN)
         .bucket_arn("arn:aws:s3:::from-kinesis")
@@ -50,7 +40,7 @@ async fn records_put_to_the_kinesis_stream_after_creation_are_delivered() {
     let arn = "arn:aws:kinesis:us-east-1:000000000000:stream/clicks";
     firehose
         .create_delivery_stream()
-        .delivery_stream_name("clicks-to-s3")
+        .delivery_stream_name(name)
         .delivery_stream_type(DeliveryStreamType::KinesisStreamAsSource)
         .kinesis_stream_source_configuration(
             KinesisStreamSourceConfiguration::builder()
@@ -63,6 +53,23 @@ async fn records_put_to_the_kinesis_stream_after_creation_are_delivered() {
         .send()
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn records_put_to_the_kinesis_stream_after_creation_are_delivered() {
+    let root = TempDir::new("fh-kds");
+    let broker = LocalBroker::builder()
+        .s3_root(&root.0)
+        .start()
+        .await
+        .unwrap();
+    let kinesis = kinesis_client(&broker.endpoint());
+    let firehose = firehose_client(&broker.endpoint());
+    create_stream(&kinesis, "clicks", 2).await;
+    put(&kinesis, "before").await;
+
+    let arn = "arn:aws:kinesis:us-east-1:000000000000:stream/clicks";
+    create_reading_clicks(&firehose, "clicks-to-s3").await;
     for data in ["a", "b", "c", "d"] {
         put(&kinesis, data).await;
     }
@@ -149,5 +156,88 @@ async fn records_put_to_the_kinesis_stream_after_creation_are_delivered() {
         .unwrap_err()
         .into_service_error();
     assert!(err.is_invalid_argument_exception(), "{err:?}");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn kpl_aggregates_are_delivered_as_their_user_records_in_order() {
+    use kcl::aggregation::Aggregator;
+
+    let root = TempDir::new("fh-kds-kpl");
+    let broker = LocalBroker::builder()
+        .s3_root(&root.0)
+        .start()
+        .await
+        .unwrap();
+    let kinesis = kinesis_client(&broker.endpoint());
+    let firehose = firehose_client(&broker.endpoint());
+    // One shard: the order of the Kinesis records is the order Firehose reads them in.
+    create_stream(&kinesis, "clicks", 1).await;
+    create_reading_clicks(&firehose, "kpl-to-s3").await;
+
+    let aggregate = |users: &[&str]| {
+        let mut aggregator = Aggregator::new();
+        for user in users {
+            assert!(
+                aggregator
+                    .add(*user, None, user.to_string())
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        aggregator.flush().unwrap()
+    };
+    let first = aggregate(&["u0", "u1", "u2"]);
+    let second = aggregate(&["u3", "u4"]);
+    // Starts like an aggregate but has no valid digest: a plain record to Firehose.
+    let lookalike = [&kcl::aggregation::MAGIC[..], b"not an aggregate"].concat();
+    let kinesis_records: [(&str, Vec<u8>); 4] = [
+        (&first.partition_key, first.data.to_vec()),
+        ("plain", b"plain".to_vec()),
+        ("lookalike", lookalike.clone()),
+        (&second.partition_key, second.data.to_vec()),
+    ];
+    for (partition_key, data) in kinesis_records {
+        kinesis
+            .put_record()
+            .stream_name("clicks")
+            .partition_key(partition_key)
+            .data(aws_sdk_kinesis::primitives::Blob::new(data))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let mut expected: Vec<Vec<u8>> = ["u0", "u1", "u2", "plain"]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    expected.push(lookalike);
+    expected.extend([b"u3".to_vec(), b"u4".to_vec()]);
+    let delivered = || -> Vec<Vec<u8>> {
+        // Objects sort by key, which starts with the hour and the time of the oldest record.
+        integration_tests::files_under(&root.0)
+            .into_iter()
+            .flat_map(|(_, body)| {
+                body.split(|b| *b == b'\n')
+                    .filter(|line| !line.is_empty())
+                    .map(<[u8]>::to_vec)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    wait_for_files(&root.0, 1).await;
+    let mut lines = delivered();
+    for _ in 0..50 {
+        if lines.len() >= expected.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        lines = delivered();
+    }
+    assert_eq!(
+        lines, expected,
+        "each user record once, in order; non-aggregates unchanged"
+    );
     broker.shutdown().await;
 }

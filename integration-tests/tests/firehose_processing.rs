@@ -290,3 +290,142 @@ async fn deaggregation_splits_concatenated_json_documents() {
     assert_eq!(text(&files[0].1), "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
     broker.shutdown().await;
 }
+
+/// A partitioned stream keyed by `.customer`, with a long interval: only size or shutdown
+/// delivers.
+async fn partitioned_stream(client: &aws_sdk_firehose::Client, name: &str) {
+    let config = destination(vec![processor(
+        ProcessorType::MetadataExtraction,
+        &[
+            (
+                ProcessorParameterName::MetadataExtractionQuery,
+                "{customer: .customer}",
+            ),
+            (ProcessorParameterName::JsonParsingEngine, "JQ-1.6"),
+        ],
+    )])
+    .buffering_hints(
+        BufferingHints::builder()
+            .size_in_mbs(64)
+            .interval_in_seconds(900)
+            .build(),
+    )
+    .prefix("customer=!{partitionKeyFromQuery:customer}/")
+    .dynamic_partitioning_configuration(
+        DynamicPartitioningConfiguration::builder()
+            .enabled(true)
+            .build(),
+    );
+    client
+        .create_delivery_stream()
+        .delivery_stream_name(name)
+        .extended_s3_destination_configuration(config.build().unwrap())
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn records_beyond_500_active_partitions_go_to_the_error_prefix() {
+    let root = TempDir::new("fh-partition-limit");
+    let broker = LocalBroker::builder()
+        .s3_root(&root.0)
+        .start()
+        .await
+        .unwrap();
+    let client = firehose_client(&broker.endpoint());
+    partitioned_stream(&client, "wide").await;
+    let records: Vec<Vec<u8>> = (0..501)
+        .map(|i| format!(r#"{{"customer":"c{i:03}"}}"#).into_bytes())
+        .collect();
+    let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    put_record_batch(&client, "wide", &refs[..500]).await;
+    put_record_batch(&client, "wide", &refs[500..]).await;
+    // Shutdown without a data directory delivers every partition.
+    broker.shutdown().await;
+    let files = integration_tests::files_under(&root.0);
+    let (errors, data): (Vec<_>, Vec<_>) = files
+        .iter()
+        .partition(|(key, _)| key.starts_with("lake/errors/"));
+    assert_eq!(data.len(), 500, "one object per active partition");
+    for i in 0..500 {
+        let prefix = format!("lake/customer=c{i:03}/");
+        let (_, body) = data
+            .iter()
+            .find(|(key, _)| key.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("an object under {prefix}"));
+        assert_eq!(text(body), format!(r#"{{"customer":"c{i:03}"}}"#));
+    }
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let (key, body) = errors[0];
+    assert!(key.starts_with("lake/errors/partitioning-failed/"), "{key}");
+    let document: serde_json::Value = serde_json::from_str(text(body).trim()).unwrap();
+    assert_eq!(document["errorCode"], "activePartitionExceeded");
+    assert_eq!(raw_data(body), [r#"{"customer":"c500"}"#]);
+}
+
+/// A JSON record of about 1,000,000 bytes for `customer`.
+fn large_record(customer: &str) -> Vec<u8> {
+    let pad = "x".repeat(999_950);
+    format!(r#"{{"customer":"{customer}","pad":"{pad}"}}"#).into_bytes()
+}
+
+#[tokio::test]
+async fn partitions_fill_and_deliver_independently_by_size() {
+    let root = TempDir::new("fh-partition-size");
+    let broker = LocalBroker::builder()
+        .s3_root(&root.0)
+        .start()
+        .await
+        .unwrap();
+    let client = firehose_client(&broker.endpoint());
+    partitioned_stream(&client, "skewed").await;
+    let busy = large_record("busy");
+    let quiet = br#"{"customer":"quiet","n":1}"#;
+    // 68 records of ~1 MB pass the 64 MiB hint of the busy partition; the quiet one gets a
+    // small record now and then.
+    for round in 0..17 {
+        put_record_batch(&client, "skewed", &[&busy, &busy, &busy, &busy]).await;
+        if round % 4 == 0 {
+            put_record_batch(&client, "skewed", &[quiet]).await;
+        }
+    }
+    let files = wait_for_files(&root.0, 1).await;
+    assert_eq!(files.len(), 1, "only the busy partition is due");
+    let (key, body) = &files[0];
+    assert!(key.starts_with("lake/customer=busy/"), "{key}");
+    assert_eq!(
+        body.len(),
+        67 * busy.len(),
+        "objects stay within the size hint"
+    );
+    // Now the quiet partition fills up while the busy one keeps its one leftover record.
+    let quiet_large = large_record("quiet");
+    for _ in 0..17 {
+        put_record_batch(
+            &client,
+            "skewed",
+            &[&quiet_large, &quiet_large, &quiet_large, &quiet_large],
+        )
+        .await;
+    }
+    let files = wait_for_files(&root.0, 2).await;
+    assert_eq!(
+        files.len(),
+        2,
+        "{:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    assert!(
+        files
+            .iter()
+            .any(|(key, _)| key.starts_with("lake/customer=quiet/"))
+    );
+    broker.shutdown().await;
+    let files = integration_tests::files_under(&root.0);
+    let delivered: usize = files
+        .iter()
+        .map(|(_, body)| text(body).matches("\"customer\"").count())
+        .sum();
+    assert_eq!(delivered, 68 + 5 + 68, "every record delivered once");
+}

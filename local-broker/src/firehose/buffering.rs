@@ -1,5 +1,7 @@
 //! Buffering: records wait until `SizeInMBs` of them have arrived or the oldest has waited
-//! `IntervalInSeconds`, whichever comes first; then they leave as one batch.
+//! `IntervalInSeconds`, whichever comes first; then they leave as one batch. The same buffer
+//! holds a stream's records as they arrived and, with dynamic partitioning, each partition's
+//! processed records (`partitions`).
 
 use super::store::LogMark;
 use bytes::Bytes;
@@ -38,18 +40,54 @@ pub struct BufferedRecord {
     pub log: LogMark,
 }
 
-/// Records of one delivery stream waiting for delivery, oldest first.
-#[derive(Debug, Default)]
-pub struct Buffer {
-    records: VecDeque<BufferedRecord>,
+/// What a buffer needs to know of a record.
+pub trait Buffered {
+    /// Its size, counted against `SizeInMBs`.
+    fn size(&self) -> usize;
+    /// Epoch milliseconds when the broker accepted it.
+    fn arrival_ms(&self) -> i64;
+    /// Where it is in the data directory's log.
+    fn log(&self) -> LogMark;
+}
+
+impl Buffered for BufferedRecord {
+    fn size(&self) -> usize {
+        self.data.len()
+    }
+    fn arrival_ms(&self) -> i64 {
+        self.arrival_ms
+    }
+    fn log(&self) -> LogMark {
+        self.log
+    }
+}
+
+/// Records waiting for delivery, oldest first.
+#[derive(Debug)]
+pub struct Buffer<T = BufferedRecord> {
+    records: VecDeque<T>,
     bytes: usize,
 }
 
-impl Buffer {
+impl<T> Default for Buffer<T> {
+    fn default() -> Self {
+        Self {
+            records: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl<T: Buffered> Buffer<T> {
     /// Appends a record.
-    pub fn push(&mut self, record: BufferedRecord) {
-        self.bytes += record.data.len();
+    pub fn push(&mut self, record: T) {
+        self.bytes += record.size();
         self.records.push_back(record);
+    }
+
+    /// Where the oldest buffered record is in the log.
+    pub fn oldest_log(&self) -> Option<LogMark> {
+        self.records.front().map(Buffered::log)
     }
 
     /// Bytes buffered.
@@ -69,7 +107,7 @@ impl Buffer {
 
     /// When the oldest buffered record arrived.
     pub fn oldest_arrival(&self) -> Option<i64> {
-        self.records.front().map(|r| r.arrival_ms)
+        self.records.front().map(Buffered::arrival_ms)
     }
 
     /// When the buffer must be delivered by the interval hint, if it holds anything.
@@ -77,25 +115,24 @@ impl Buffer {
         self.oldest_arrival().map(|at| at + hints.interval_ms)
     }
 
+    /// True when the size hint is reached or the oldest record has waited the interval.
+    pub fn is_due(&self, hints: Hints, now_ms: i64) -> bool {
+        self.bytes >= hints.size_bytes || self.due_at(hints).is_some_and(|t| t <= now_ms)
+    }
+
     /// Takes the next batch if one is due at `now_ms` (or `force`d, at shutdown): at most
     /// `size_bytes` (but at least one record), oldest first.
-    pub fn take_due(
-        &mut self,
-        hints: Hints,
-        now_ms: i64,
-        force: bool,
-    ) -> Option<Vec<BufferedRecord>> {
-        let due = self.bytes >= hints.size_bytes || self.due_at(hints).is_some_and(|t| t <= now_ms);
-        if !(due || force) || self.records.is_empty() {
+    pub fn take_due(&mut self, hints: Hints, now_ms: i64, force: bool) -> Option<Vec<T>> {
+        if !(force || self.is_due(hints, now_ms)) || self.records.is_empty() {
             return None;
         }
         let mut batch = Vec::new();
         let mut bytes = 0;
         while let Some(record) = self.records.front() {
-            if !batch.is_empty() && bytes + record.data.len() > hints.size_bytes {
+            if !batch.is_empty() && bytes + record.size() > hints.size_bytes {
                 break;
             }
-            bytes += record.data.len();
+            bytes += record.size();
             batch.extend(self.records.pop_front());
         }
         self.bytes -= bytes;

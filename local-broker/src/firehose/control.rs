@@ -426,6 +426,7 @@ impl Firehose {
                 tags,
                 encryption,
                 buffer: Buffer::default(),
+                partitions: Default::default(),
                 delivering_since: None,
                 failure: None,
             };
@@ -449,16 +450,7 @@ impl Firehose {
             stream
         };
         self.start_delivery(&stream, reader);
-        let store = self.store.clone();
-        self.after_delay(move || {
-            let mut state = stream.state();
-            if state.status == Status::Creating {
-                state.status = Status::Active;
-                if let Err(err) = store.persist(&stream, &state) {
-                    tracing::error!(stream = %stream.name, %err, "cannot store a Firehose stream's status");
-                }
-            }
-        });
+        self.become_active(stream);
         Ok(CreateDeliveryStreamOutput {
             delivery_stream_arn: arn,
         })
@@ -480,21 +472,10 @@ impl Firehose {
             }
             state.status = Status::Deleting;
             self.store
-                .remove(&stream.name)
+                .persist(&stream, &state)
                 .map_err(|err| store_failed(&err))?;
         }
-        // What is buffered is still delivered; the stream goes once its delay has passed.
-        stream.stop.cancel();
-        let streams = Arc::clone(&self.streams);
-        self.after_delay(move || {
-            let mut streams = streams.lock().unwrap_or_else(|p| p.into_inner());
-            if streams
-                .get(&stream.name)
-                .is_some_and(|s| Arc::ptr_eq(s, &stream))
-            {
-                streams.remove(&stream.name);
-            }
-        });
+        self.finish_deleting(stream);
         Ok(Empty {})
     }
 

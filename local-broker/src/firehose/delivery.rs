@@ -9,11 +9,13 @@
 use super::buffering::BufferedRecord;
 use super::http_endpoint::{self, HttpClient};
 use super::metrics::{self, Channel};
-use super::model::{DeliveryFailure, DeliveryStream, Status};
+use super::model::{DeliveryFailure, DeliveryStream, Status, StreamState};
 use super::objects::ObjectStore;
+use super::partitions::{ACTIVE_PARTITION_EXCEEDED, MAX_ACTIVE_PARTITIONS};
 use super::prefix::{PrefixValues, object_name};
 use super::processing::{InvocationContext, OutRecord};
 use super::settings::{S3Settings, Target};
+use super::store::LogMark;
 use super::store::Store;
 use crate::clock::Clock;
 use base64::Engine as _;
@@ -91,6 +93,7 @@ impl Deliverer {
 /// what is left (unless the broker is shutting down and the records are safe in the data
 /// directory).
 pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
+    let _finished = stream.finished.clone().drop_guard();
     loop {
         let stopping = stream.stop.is_cancelled();
         loop {
@@ -98,9 +101,12 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
                 let mut state = stream.state();
                 let hints = state.target.hints();
                 let flush = stopping && !deliverer.keeps_on_shutdown(&stream, state.status);
+                // Partitioned streams process records as they come and buffer them by
+                // partition instead (the first of Firehose's stages).
+                let partitioned = !stopping && partitioned(&state.target).is_some();
                 let taken = state
                     .buffer
-                    .take_due(hints, deliverer.now(), flush)
+                    .take_due(hints, deliverer.now(), flush || partitioned)
                     .map(|batch| {
                         (
                             batch,
@@ -127,22 +133,19 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
                 return;
             };
             state.failure = failure;
-            // A deleted stream is forgotten; its mark must not come back.
-            if let Some(last) = last
-                && state.status != Status::Deleting
-                && let Err(err) = deliverer.store.delivered(&stream, last)
-            {
-                tracing::error!(stream = %stream.name, %err, "cannot save the delivered mark; records may be delivered twice after a restart");
-            }
+            mark_delivered(&stream, &deliverer, &state, last);
         }
+        deliver_partitions(&stream, &deliverer, stopping).await;
         if stopping {
             return;
         }
         let wait = {
             let state = stream.state();
-            state
-                .buffer
-                .due_at(state.target.hints())
+            let hints = state.target.hints();
+            [state.buffer.due_at(hints), state.partitions.due_at(hints)]
+                .into_iter()
+                .flatten()
+                .min()
                 .map(|due| Duration::from_millis(u64::try_from(due - deliverer.now()).unwrap_or(0)))
                 .unwrap_or(IDLE_WAIT)
         };
@@ -151,6 +154,66 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
             _ = tokio::time::sleep(wait) => {}
             _ = stream.stop.cancelled() => {}
         }
+    }
+}
+
+/// The S3 settings of a destination with dynamic partitioning.
+fn partitioned(target: &Target) -> Option<&S3Settings> {
+    match target {
+        Target::S3(s3) if s3.dynamic_partitioning => Some(s3),
+        _ => None,
+    }
+}
+
+/// Moves the stream's delivered mark up to its oldest buffered record, or past `last` (the last
+/// record just delivered) when nothing is buffered. With partitions delivered out of order, a
+/// record delivered after an older one still buffered stays behind the mark: a restart delivers
+/// it again (at least once, never lost).
+fn mark_delivered(
+    stream: &DeliveryStream,
+    deliverer: &Deliverer,
+    state: &StreamState,
+    last: Option<LogMark>,
+) {
+    let Some(through) = state.oldest_buffered_log().or(last.map(LogMark::next)) else {
+        return;
+    };
+    // Also while DELETING: a restart before it is gone must not deliver the batch again.
+    if let Err(err) = deliverer.store.delivered(stream, through) {
+        tracing::error!(stream = %stream.name, %err, "cannot save the delivered mark; records may be delivered twice after a restart");
+    }
+}
+
+/// Delivers each partition whose buffer is due (all of them when the stream stops and is not
+/// keeping them in the data directory), one object per batch.
+async fn deliver_partitions(stream: &DeliveryStream, deliverer: &Deliverer, stopping: bool) {
+    loop {
+        let taken = {
+            let mut state = stream.state();
+            let flush = stopping && !deliverer.keeps_on_shutdown(stream, state.status);
+            let Some(s3) = partitioned(&state.target).cloned() else {
+                return;
+            };
+            let batch = state.partitions.take_due(s3.hints, deliverer.now(), flush);
+            state.delivering_since = batch.as_ref().and_then(|b| b.first()).map(|r| r.arrival_ms);
+            metrics::partition_count(&stream.name, state.partitions.active());
+            batch.map(|batch| (batch, s3, state.version))
+        };
+        let Some((batch, s3, version)) = taken else {
+            return;
+        };
+        let last = batch.iter().map(|r| r.log).max();
+        let writer = ObjectWriter {
+            stream,
+            deliverer,
+            version,
+        };
+        writer
+            .write_records(&s3, batch, Channel::DeliveryToS3)
+            .await;
+        let mut state = stream.state();
+        state.delivering_since = None;
+        mark_delivered(stream, deliverer, &state, last);
     }
 }
 
@@ -189,9 +252,13 @@ async fn deliver(
                 writer.write_records(backup, raw, Channel::BackupToS3).await;
             }
             let processed = s3.pipeline.run(&batch, &context).await;
-            writer
-                .write_records(s3, processed.records, Channel::DeliveryToS3)
-                .await;
+            if s3.dynamic_partitioning {
+                writer.partition(s3, processed.records).await;
+            } else {
+                writer
+                    .write_records(s3, processed.records, Channel::DeliveryToS3)
+                    .await;
+            }
             writer
                 .write_failed(s3, "processing-failed", processed.failed)
                 .await;
@@ -215,7 +282,8 @@ async fn deliver(
                     &stream.stop,
                 )
                 .await;
-                if delivered.is_err() && deliverer.keeps_on_shutdown(stream, stream.state().status)
+                if delivered.as_ref().is_err_and(|why| !why.rejected)
+                    && deliverer.keeps_on_shutdown(stream, stream.state().status)
                 {
                     return Outcome::Abandoned;
                 }
@@ -228,13 +296,18 @@ async fn deliver(
                     delivered.is_ok(),
                 );
                 if let Err(why) = delivered {
-                    failed.extend(chunk.iter().map(|r| FailedRecord {
-                        raw: r.data.clone(),
-                        arrival_ms: r.arrival_ms,
-                        error_code: why.code.to_owned(),
-                        error_message: why.message.clone(),
-                        attempts: why.attempts,
-                    }));
+                    if why.rejected {
+                        // The contract keeps a refused batch out of the error output.
+                        tracing::warn!(stream = %stream.name, url = %http.url, records = chunk.len(), message = %why.message, "the HTTP endpoint refused a batch as too large; it is dropped");
+                    } else {
+                        failed.extend(chunk.iter().map(|r| FailedRecord {
+                            raw: r.data.clone(),
+                            arrival_ms: r.arrival_ms,
+                            error_code: why.code.to_owned(),
+                            error_message: why.message.clone(),
+                            attempts: why.attempts,
+                        }));
+                    }
                     failure = Some(DeliveryFailure {
                         details: format!(
                             "Delivery to the HTTP endpoint {} failed after {} attempts ({}): {}",
@@ -266,6 +339,47 @@ struct ObjectWriter<'a> {
 }
 
 impl ObjectWriter<'_> {
+    /// Buffers processed records in their partitions. Records without the keys the prefix
+    /// needs, and records that would open a partition beyond the limit, go to the error prefix.
+    async fn partition(&self, s3: &S3Settings, records: Vec<OutRecord>) {
+        let mut failed = Vec::new();
+        {
+            let mut state = self.stream.state();
+            let mut exceeded = false;
+            for record in records {
+                let prefix = s3.prefixes.data().render(&PrefixValues {
+                    at_ms: record.arrival_ms,
+                    error_output_type: None,
+                    query_keys: &record.query_keys,
+                    lambda_keys: &record.lambda_keys,
+                });
+                let (record, code, message) = match prefix {
+                    Err(why) => (record, "DynamicPartitioning.MetadataExtractionFailed", why),
+                    Ok(_) => match state.partitions.push(record) {
+                        Ok(()) => continue,
+                        Err(record) => {
+                            exceeded = true;
+                            let message = format!(
+                                "The delivery stream already has {MAX_ACTIVE_PARTITIONS} active partitions, the most it may have."
+                            );
+                            (record, ACTIVE_PARTITION_EXCEEDED, message)
+                        }
+                    },
+                };
+                failed.push(FailedRecord {
+                    raw: record.data,
+                    arrival_ms: record.arrival_ms,
+                    error_code: code.to_owned(),
+                    error_message: message,
+                    attempts: 1,
+                });
+            }
+            metrics::partition_count(&self.stream.name, state.partitions.active());
+            metrics::partition_count_exceeded(&self.stream.name, exceeded);
+        }
+        self.write_failed(s3, "partitioning-failed", failed).await;
+    }
+
     /// Writes records as objects: one per distinct evaluated prefix (dynamic partitioning), each
     /// named after its oldest record. Records whose partition keys are missing go to the error
     /// prefix.
@@ -419,6 +533,7 @@ impl OutRecord {
             arrival_ms: record.arrival_ms,
             query_keys: BTreeMap::new(),
             lambda_keys: BTreeMap::new(),
+            log: record.log,
         }
     }
 }

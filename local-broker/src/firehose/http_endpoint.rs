@@ -1,11 +1,15 @@
 //! The Firehose HTTP endpoint delivery contract, client side.
 //!
 //! Each batch is one `POST` of `{"requestId", "timestamp", "records": [{"data": <base64>}]}`
-//! with the `X-Amz-Firehose-*` headers (gzip-encoded when configured). Only a 200 whose body
-//! echoes the `requestId` is a success; 413 fails at once; anything else (other statuses,
-//! malformed answers, timeouts, refused connections) is retried with exponential backoff
-//! (1 s doubling, ±15 % jitter, at most 2 minutes apart) until `RetryOptions.DurationInSeconds`
-//! has passed since the first failure. The same request id is sent on every retry.
+//! with the `X-Amz-Firehose-*` headers (gzip-encoded when configured). The response decides:
+//! - 200 whose body echoes the `requestId` and has a `timestamp`: delivered;
+//! - 413 (size exceeded): a permanent failure — not retried, and, as the contract says, the batch
+//!   is *not* sent to the error output (an `AllData` backup still holds it);
+//! - anything else — other 2xx, 3xx (redirects are not followed), 4xx, 5xx, a malformed answer
+//!   (treated as a 500), a timeout or a refused connection — is retried with exponential backoff
+//!   (1 s doubling, ±15 % jitter, at most 2 minutes apart) until `RetryOptions.DurationInSeconds`
+//!   has passed since the first failure, and then goes to the error output as
+//!   `http-endpoint-failed`. The same request id is sent on every retry.
 
 use super::compression::Compression;
 use super::processing::OutRecord;
@@ -45,13 +49,18 @@ pub struct DeliveryFailure {
     pub code: &'static str,
     pub message: String,
     pub attempts: u32,
+    /// The endpoint refused the batch for good (413): it is not retried and, unlike a batch
+    /// whose retries ran out, not sent to the error output.
+    pub rejected: bool,
 }
 
 /// Why one attempt failed.
 enum Failure {
     /// Retry later.
     Retryable(&'static str, String),
-    /// Do not retry (413).
+    /// Do not retry, and do not send to the error output (413).
+    Rejected(&'static str, String),
+    /// Do not retry: the request cannot be made.
     Permanent(&'static str, String),
 }
 
@@ -74,11 +83,20 @@ pub async fn deliver(
         let (code, message) =
             match attempt(client, settings, source_arn, &request_id, records, now_ms()).await {
                 Ok(()) => return Ok(attempts),
+                Err(Failure::Rejected(code, message)) => {
+                    return Err(DeliveryFailure {
+                        code,
+                        message,
+                        attempts,
+                        rejected: true,
+                    });
+                }
                 Err(Failure::Permanent(code, message)) => {
                     return Err(DeliveryFailure {
                         code,
                         message,
                         attempts,
+                        rejected: false,
                     });
                 }
                 Err(Failure::Retryable(code, message)) => (code, message),
@@ -92,6 +110,7 @@ pub async fn deliver(
                 code,
                 message,
                 attempts,
+                rejected: false,
             });
         }
         tokio::select! {
@@ -173,7 +192,12 @@ async fn attempt(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let answer: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+    answered(status, &body, request_id)
+}
+
+/// What the endpoint's answer means for the batch sent as `request_id`.
+fn answered(status: http::StatusCode, body: &[u8], request_id: &str) -> Result<(), Failure> {
+    let answer: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     let error_message = answer
         .as_ref()
         .and_then(|a| a.get("errorMessage"))
@@ -186,16 +210,21 @@ async fn attempt(
                 .as_ref()
                 .and_then(|a| a.get("requestId"))
                 .and_then(|id| id.as_str());
-            if echoed == Some(request_id) {
+            let timestamped = answer
+                .as_ref()
+                .is_some_and(|a| a.get("timestamp").is_some());
+            if echoed == Some(request_id) && timestamped {
                 Ok(())
             } else {
+                // A malformed answer counts as a 500 without a body.
                 Err(Failure::Retryable(
                     "HttpEndpoint.InvalidResponseFromDestination",
-                    "The response did not echo the request's requestId.".to_owned(),
+                    "The response did not echo the request's requestId with a timestamp."
+                        .to_owned(),
                 ))
             }
         }
-        413 => Err(Failure::Permanent(
+        413 => Err(Failure::Rejected(
             "HttpEndpoint.PayloadTooLarge",
             format!("The endpoint answered 413. {error_message}"),
         )),
@@ -203,5 +232,42 @@ async fn attempt(
             "HttpEndpoint.DestinationException",
             format!("The endpoint answered {code}. {error_message}"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    fn outcome(status: u16, body: &str) -> &'static str {
+        let status = StatusCode::from_u16(status).unwrap();
+        match answered(status, body.as_bytes(), "id-1") {
+            Ok(()) => "delivered",
+            Err(Failure::Retryable(..)) => "retried",
+            Err(Failure::Rejected(..)) => "rejected",
+            Err(Failure::Permanent(..)) => "permanent",
+        }
+    }
+
+    #[test]
+    fn only_a_well_formed_200_delivers_and_only_413_is_not_retried() {
+        let echo = r#"{"requestId":"id-1","timestamp":1578090903599}"#;
+        assert_eq!(outcome(200, echo), "delivered");
+        for malformed in [
+            "",
+            "not json",
+            r#"{"requestId":"id-2","timestamp":1}"#,
+            r#"{"requestId":"id-1"}"#,
+        ] {
+            assert_eq!(outcome(200, malformed), "retried", "{malformed:?}");
+        }
+        for status in [
+            201, 202, 204, 301, 302, 400, 401, 403, 404, 429, 500, 502, 503,
+        ] {
+            assert_eq!(outcome(status, echo), "retried", "{status}");
+        }
+        assert_eq!(outcome(413, echo), "rejected");
+        assert_eq!(outcome(413, ""), "rejected");
     }
 }

@@ -81,3 +81,22 @@ pub fn processing(stream: &str, success: bool, duration_ms: f64) {
     metrics::gauge!("ExecuteProcessing.Success", &labels).set(if success { 1.0 } else { 0.0 });
     metrics::histogram!("ExecuteProcessing.Duration", &labels).record(duration_ms);
 }
+
+/// The time one MetadataExtraction query took.
+pub fn jq_processing(stream: &str, duration_ms: f64) {
+    metrics::histogram!("JQProcessing.Duration", &labels(stream)).record(duration_ms);
+}
+
+/// Active dynamic partitions, after records are partitioned or a partition is delivered.
+pub fn partition_count(stream: &str, active: usize) {
+    metrics::gauge!("PartitionCount", &labels(stream)).set(active as f64);
+}
+
+/// Whether the latest records partitioned needed a partition beyond the limit (1) or not (0).
+pub fn partition_count_exceeded(stream: &str, exceeded: bool) {
+    metrics::gauge!("PartitionCountExceeded", &labels(stream)).set(if exceeded {
+        1.0
+    } else {
+        0.0
+    });
+}

@@ -7,11 +7,13 @@
 //! | `control` | Create/Delete/Describe/List, UpdateDestination, tags, encryption |
 //! | `records` | PutRecord, PutRecordBatch |
 //! | `source` | KinesisStreamAsSource: reading a broker stream from LATEST |
+//! | `kpl` | de-aggregating KPL-aggregated records read from the source |
 //! | `store` | delivery streams and buffered records in the data directory |
 //! | `metrics` | delivery metrics named as in CloudWatch |
 //! | [`model`] | the domain: a delivery stream, its status, version and buffer |
 //! | [`settings`] | destination configurations checked and resolved |
 //! | [`buffering`] | size and interval hints |
+//! | [`partitions`] | dynamic partitioning: a buffer per partition, the active-partition limit |
 //! | [`processing`] | processors between buffer and destination |
 //! | `delivery` | the per-stream delivery task: batches to S3 objects or HTTP endpoints |
 //! | [`http_endpoint`] | the HTTP endpoint delivery contract (client side) |
@@ -29,9 +31,11 @@ pub mod compression;
 mod control;
 mod delivery;
 pub mod http_endpoint;
+mod kpl;
 mod metrics;
 pub mod model;
 pub mod objects;
+pub mod partitions;
 pub mod prefix;
 pub mod processing;
 mod records;
@@ -168,11 +172,12 @@ impl Firehose {
             buffer.push(record);
         }
         let reader = match &restored.source {
+            // A DELETING stream reads nothing more.
             model::Source::KinesisStream {
                 stream_name,
                 start_ms,
                 ..
-            } => {
+            } if state.status != Status::Deleting => {
                 let reader =
                     source::KinesisReader::new(Arc::clone(&self.kinesis), stream_name.clone());
                 let cursors = reader
@@ -180,7 +185,7 @@ impl Firehose {
                     .map_err(|err| cannot(format!("its source: {}", err.message)))?;
                 Some((reader, cursors))
             }
-            model::Source::DirectPut { .. } => None,
+            _ => None,
         };
         let stream = Arc::new(DeliveryStream::new(
             name.clone(),
@@ -196,6 +201,7 @@ impl Firehose {
                 tags: state.tags,
                 encryption: state.encryption,
                 buffer,
+                partitions: Default::default(),
                 delivering_since: None,
                 failure: None,
             },
@@ -218,7 +224,13 @@ impl Firehose {
         let _ = self.observer.set(observer);
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         for (stream, reader) in pending {
+            let status = stream.state().status;
             self.start_delivery(&stream, reader);
+            match status {
+                Status::Creating => self.become_active(stream),
+                Status::Deleting => self.finish_deleting(stream),
+                Status::Active => {}
+            }
         }
         if self.store.is_durable() {
             self.spawn(expire_delivered(
@@ -249,8 +261,8 @@ impl Firehose {
                         DestinationConfig::S3(_) => "DeliveryToS3",
                         DestinationConfig::HttpEndpoint(_) => "DeliveryToHttpEndpoint",
                     },
-                    records: state.buffer.len(),
-                    oldest_ms: oldest(&state),
+                    records: state.buffered_records(),
+                    oldest_ms: state.oldest_undelivered(),
                 }
             })
             .collect()
@@ -361,6 +373,52 @@ impl Firehose {
         }
     }
 
+    /// CREATING → ACTIVE once the state transition delay has passed (again in full for a
+    /// stream restored while CREATING).
+    fn become_active(&self, stream: Arc<DeliveryStream>) {
+        let store = self.store.clone();
+        self.after_delay(move || {
+            let mut state = stream.state();
+            if state.status == Status::Creating {
+                state.status = Status::Active;
+                if let Err(err) = store.persist(&stream, &state) {
+                    tracing::error!(stream = %stream.name, %err, "cannot store a Firehose stream's status");
+                }
+            }
+        });
+    }
+
+    /// Ends a DELETING stream: its delivery task delivers what is buffered and ends; once that
+    /// is done and the state transition delay has passed, the stream is gone, from the data
+    /// directory too. A broker stopping first keeps it DELETING there, and the next start
+    /// finishes the deletion.
+    fn finish_deleting(&self, stream: Arc<DeliveryStream>) {
+        stream.stop.cancel();
+        let delay = self.config.state_transition_delay;
+        let broker_stop = self.stop.clone();
+        let streams = Arc::clone(&self.streams);
+        let store = self.store.clone();
+        self.spawn(async move {
+            if !delay.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = broker_stop.cancelled() => return,
+                }
+            }
+            stream.finished.cancelled().await;
+            let mut streams = streams.lock().unwrap_or_else(|p| p.into_inner());
+            if streams
+                .get(&stream.name)
+                .is_some_and(|s| Arc::ptr_eq(s, &stream))
+            {
+                streams.remove(&stream.name);
+                if let Err(err) = store.remove(&stream.name) {
+                    tracing::error!(stream = %stream.name, %err, "cannot forget a deleted Firehose stream; it comes back DELETING after a restart");
+                }
+            }
+        });
+    }
+
     /// Starts the delivery task of a new stream, and its source reader if it has one.
     fn start_delivery(
         &self,
@@ -408,12 +466,6 @@ pub struct BufferView {
     pub oldest_ms: Option<i64>,
 }
 
-/// When the oldest record of a stream not yet delivered arrived: in the batch being delivered,
-/// or else in the buffer.
-fn oldest(state: &StreamState) -> Option<i64> {
-    state.delivering_since.or(state.buffer.oldest_arrival())
-}
-
 /// Deletes log segments whose records are all delivered, every [`EXPIRY_INTERVAL`].
 async fn expire_delivered(
     streams: Arc<Mutex<BTreeMap<String, Arc<DeliveryStream>>>>,
@@ -436,7 +488,7 @@ async fn expire_delivered(
         let now = clock.now_millis();
         let horizon = streams
             .iter()
-            .filter_map(|s| oldest(&s.state()))
+            .filter_map(|s| s.state().oldest_undelivered())
             .fold(now, i64::min);
         match store.expire(horizon) {
             Ok(0) => {}

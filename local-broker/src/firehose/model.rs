@@ -2,7 +2,9 @@
 
 use super::api::{HttpEndpointDestination, S3Destination};
 use super::buffering::Buffer;
+use super::partitions::Partitions;
 use super::settings::Target;
+use super::store::LogMark;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -24,6 +26,13 @@ impl Status {
             Status::Active => "ACTIVE",
             Status::Deleting => "DELETING",
         }
+    }
+
+    /// The status a wire value names.
+    pub fn parse(value: &str) -> Option<Self> {
+        [Status::Creating, Status::Active, Status::Deleting]
+            .into_iter()
+            .find(|status| status.as_str() == value)
     }
 }
 
@@ -88,11 +97,48 @@ pub struct StreamState {
     pub target: Target,
     pub tags: BTreeMap<String, String>,
     pub encryption: Encryption,
+    /// Records as they arrived, before processing.
     pub buffer: Buffer,
+    /// With dynamic partitioning: processed records, by partition.
+    pub partitions: Partitions,
     /// When the oldest record of the batch being delivered now arrived.
     pub delivering_since: Option<i64>,
     /// Set while the destination fails; cleared by the next delivery that succeeds.
     pub failure: Option<DeliveryFailure>,
+}
+
+impl StreamState {
+    /// Bytes buffered, before processing and in partitions.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffer.bytes() + self.partitions.bytes()
+    }
+
+    /// Records buffered, before processing and in partitions.
+    pub fn buffered_records(&self) -> usize {
+        self.buffer.len() + self.partitions.records()
+    }
+
+    /// When the oldest record not yet delivered arrived: in the batch being delivered, or
+    /// buffered.
+    pub fn oldest_undelivered(&self) -> Option<i64> {
+        [
+            self.delivering_since,
+            self.buffer.oldest_arrival(),
+            self.partitions.oldest_arrival(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Where the oldest buffered record is in the log: everything before it is delivered.
+    pub fn oldest_buffered_log(&self) -> Option<LogMark> {
+        self.buffer
+            .oldest_log()
+            .into_iter()
+            .chain(self.partitions.oldest_log())
+            .min()
+    }
 }
 
 /// One delivery stream.
@@ -107,6 +153,8 @@ pub struct DeliveryStream {
     pub wake: Notify,
     /// Stops the delivery task (after it delivers what is buffered).
     pub stop: CancellationToken,
+    /// Cancelled once the delivery task has ended: a deleted stream's records are all out.
+    pub finished: CancellationToken,
 }
 
 impl DeliveryStream {
@@ -127,6 +175,7 @@ impl DeliveryStream {
             state: Mutex::new(state),
             wake: Notify::new(),
             stop,
+            finished: CancellationToken::new(),
         }
     }
 

@@ -15,6 +15,7 @@ use super::api::ProcessingConfiguration;
 use super::buffering::BufferedRecord;
 use super::delivery::FailedRecord;
 use super::http_endpoint::HttpClient;
+use super::store::LogMark;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::validation::Validator;
 use base64::Engine as _;
@@ -96,6 +97,8 @@ pub struct OutRecord {
     pub query_keys: BTreeMap<String, String>,
     /// Partition keys from a transformation's response.
     pub lambda_keys: BTreeMap<String, String>,
+    /// Where the record it came from is in the data directory's log.
+    pub log: LogMark,
 }
 
 /// What came out of processing one batch.
@@ -266,6 +269,7 @@ impl Pipeline {
                 arrival_ms: record.arrival_ms,
                 query_keys: BTreeMap::new(),
                 lambda_keys: BTreeMap::new(),
+                log: record.log,
             }));
         }
         if let Some(transform) = &self.transform {
@@ -274,9 +278,14 @@ impl Pipeline {
         if let Some(query) = &self.query {
             let mut kept = Vec::with_capacity(records.len());
             for mut record in records {
+                let started = std::time::Instant::now();
                 let keys = serde_json::from_slice::<Value>(&record.data)
                     .map_err(|e| format!("the record is not JSON: {e}"))
                     .and_then(|value| metadata_query(query, &value));
+                super::metrics::jq_processing(
+                    context.stream_name,
+                    started.elapsed().as_secs_f64() * 1e3,
+                );
                 match keys {
                     Ok(keys) => {
                         record.query_keys = keys;
@@ -491,6 +500,7 @@ impl Transform {
                         arrival_ms: record.arrival_ms,
                         query_keys: record.query_keys,
                         lambda_keys: keys,
+                        log: record.log,
                     });
                 }
                 Some("Dropped") => {}

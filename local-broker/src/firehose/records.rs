@@ -60,7 +60,7 @@ impl Firehose {
         let record_id = record_id();
         let now = self.now();
         let mut state = stream.state();
-        if state.buffer.bytes() + data.0.len() > MAX_BUFFERED_BYTES {
+        if state.buffered_bytes() + data.0.len() > MAX_BUFFERED_BYTES {
             return Err(ApiError::new("ServiceUnavailableException", "Slow down."));
         }
         let records = [data.0];
@@ -126,7 +126,7 @@ impl Firehose {
         let now = self.now();
         let mut state = stream.state();
         // Records beyond the buffer's room fail one by one; the rest are logged as one batch.
-        let mut room = MAX_BUFFERED_BYTES.saturating_sub(state.buffer.bytes());
+        let mut room = MAX_BUFFERED_BYTES.saturating_sub(state.buffered_bytes());
         let mut accepted: Vec<Bytes> = Vec::with_capacity(records.len());
         let fits: Vec<bool> = records
             .into_iter()

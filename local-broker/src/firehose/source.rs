@@ -7,11 +7,15 @@
 //! consumers. It does not go through the `kcl` crate: that would put an SDK client, a lease
 //! table and an HTTP round trip inside the server for a single reader that owns every shard.
 //!
+//! KPL-aggregated records are de-aggregated as they are read ([`kpl`]): what is buffered, logged
+//! and delivered are the user records.
+//!
 //! With a data directory, where every shard is read up to (its last sequence number read) is
 //! saved after the records read are logged, so a restarted broker resumes there and delivers
 //! what was put to the Kinesis stream while it was down.
 
 use super::buffering::BufferedRecord;
+use super::kpl;
 use super::model::DeliveryStream;
 use super::records::MAX_BUFFERED_BYTES;
 use super::store::Store;
@@ -289,13 +293,16 @@ pub async fn run(
 ) {
     loop {
         // A destination that does not keep up stops the reading; the records wait in Kinesis.
-        let backlog = stream.state().buffer.bytes();
-        let records = if backlog < MAX_BUFFERED_BYTES {
+        let backlog = stream.state().buffered_bytes();
+        let read = if backlog < MAX_BUFFERED_BYTES {
             reader.poll(&mut cursors)
         } else {
             Vec::new()
         };
-        if !records.is_empty() {
+        if !read.is_empty() {
+            super::metrics::read_from_kinesis(&stream.name, &read);
+            // Each user record of a KPL aggregate becomes one Firehose record.
+            let records: Vec<Bytes> = read.into_iter().flat_map(kpl::deaggregate).collect();
             let now = clock.now_millis();
             let mut state = stream.state();
             // Checked under the lock the delivery task takes its last batch with: records are
@@ -310,7 +317,6 @@ pub async fn run(
                     (vec![Default::default(); records.len()], false)
                 }
             };
-            super::metrics::read_from_kinesis(&stream.name, &records);
             for (data, log) in records.into_iter().zip(marks) {
                 state.buffer.push(BufferedRecord {
                     data,

@@ -41,6 +41,16 @@ pub struct LogMark {
     pub index: u32,
 }
 
+impl LogMark {
+    /// The mark just after this one.
+    pub fn next(self) -> Self {
+        Self {
+            position: self.position,
+            index: self.index.saturating_add(1),
+        }
+    }
+}
+
 /// A delivery stream as stored: everything `DescribeDeliveryStream` and delivery need.
 #[derive(Serialize, Deserialize)]
 struct StreamRecord {
@@ -220,7 +230,7 @@ impl Store {
         self.storage.write_meta(&[Change::Put(&key, &value)])
     }
 
-    /// Forgets a deleted stream: it does not come back after a restart.
+    /// Forgets a stream that has finished deleting: it does not come back after a restart.
     pub fn remove(&self, name: &str) -> Result<(), StorageError> {
         let keys = [STREAM_PREFIX, DELIVERED_PREFIX, SOURCE_PREFIX].map(|p| format!("{p}{name}"));
         let changes: Vec<Change<'_>> = keys.iter().map(|k| Change::Delete(k)).collect();
@@ -248,17 +258,14 @@ impl Store {
             .collect())
     }
 
-    /// Records that every record of `stream` up to and including `last` is delivered.
-    pub fn delivered(&self, stream: &DeliveryStream, last: LogMark) -> Result<(), StorageError> {
+    /// Records that every record of `stream` before `through` is delivered.
+    pub fn delivered(&self, stream: &DeliveryStream, through: LogMark) -> Result<(), StorageError> {
         if !self.is_durable() {
             return Ok(());
         }
         let mark = DeliveredRecord {
             created_ms: stream.created_ms,
-            through: LogMark {
-                position: last.position,
-                index: last.index.saturating_add(1),
-            },
+            through,
         };
         let value =
             serde_json::to_vec(&mark).map_err(|e| corrupt("delivered mark", &stream.name, e))?;
@@ -360,8 +367,8 @@ fn restored(name: &str, record: StreamRecord) -> RestoredStream {
             },
         },
         state: RestoredState {
-            // A stream still CREATING when the broker stopped has finished creating since.
-            status: Status::Active,
+            // Streams stored before statuses were kept are all ACTIVE.
+            status: Status::parse(&record.status).unwrap_or(Status::Active),
             version: record.version,
             last_update_ms: record.last_update_ms,
             destination,
