@@ -1,4 +1,5 @@
-//! GetClip: the fragments of a time range as one progressive MP4 file.
+//! GetClip: the fragments of a time range as one progressive MP4 file (H.264, and AAC when
+//! the stream has it).
 
 use super::api::{self, invalid_argument};
 use super::archive::Selection;
@@ -37,6 +38,5 @@ pub fn get_clip(store: &FragmentStore, input: &api::GetClipInput) -> ApiResult<V
             bytes <= MAX_BYTES
         })
         .collect();
-    let (track, samples) = remux::clip_samples(store, &fragments)?;
-    Ok(mp4::progressive(&track, &samples))
+    Ok(mp4::progressive(&remux::clip_samples(store, &fragments)?))
 }
