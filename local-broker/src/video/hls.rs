@@ -344,8 +344,7 @@ fn master_playlist(token: &str, fragments: &[Arc<Fragment>]) -> ApiResult<String
         out,
         "#EXT-X-STREAM-INF:CODECS=\"{codecs}\",RESOLUTION={}x{},FRAME-RATE={frame_rate:.3},BANDWIDTH={bandwidth}{group}\n\
          getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber=1\n",
-        track.width,
-        track.height,
+        track.width, track.height,
     );
     Ok(out)
 }
@@ -506,7 +505,7 @@ fn rfc3339_millis(millis: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::video::ingest::tests::video_with_stream;
     use crate::video::ingest::{Session as Ingest, TimecodeType};
@@ -531,6 +530,34 @@ mod tests {
         session.finish();
         Arc::clone(&stream.fragments)
     }
+
+    /// `seconds` one-second fragments of 2 video frames and 44.1 kHz AAC frames (23.22 ms
+    /// apart, rounded to ms) from track 2, interleaved as muxers write them.
+    pub(crate) fn stored_with_audio(seconds: u64) -> Arc<FragmentStore> {
+        let (video, stream) = video_with_stream(1);
+        let mut session = Ingest::new(video, stream.clone(), TimecodeType::Absolute, 0);
+        let mut body = MkvBuilder::video_and_audio();
+        for second in 1..=seconds {
+            let mut frames = vec![(1, 0), (1, 500)];
+            frames.extend(AUDIO_OFFSETS.iter().map(|ms| (2, *ms)));
+            frames.sort_by_key(|(_, ms)| *ms);
+            body = body.cluster(second * 1000, &frames);
+        }
+        session.push(&body.bytes);
+        session.finish();
+        Arc::clone(&stream.fragments)
+    }
+
+    /// The AAC frame times (ms) within a second: 43 frames of 1024 samples at 44.1 kHz.
+    pub(crate) const AUDIO_OFFSETS: [i16; 43] = {
+        let mut offsets = [0; 43];
+        let mut i = 0;
+        while i < 43 {
+            offsets[i] = (i as i64 * 1024 * 1000 / 44_100) as i16;
+            i += 1;
+        }
+        offsets
+    };
 
     fn open(sessions: &Sessions, store: &FragmentStore, json: &str) -> ApiResult<String> {
         sessions.open(api::parse(json.as_bytes())?, store, 0)
@@ -570,6 +597,137 @@ mod tests {
         assert!(media.contains("#EXT-X-PLAYLIST-TYPE:VOD") && media.ends_with("#EXT-X-ENDLIST\n"));
         assert!(media.contains("#EXT-X-MEDIA-SEQUENCE:1\n"));
         assert!(!media.contains("DISCONTINUITY"));
+    }
+
+    fn get_bytes(sessions: &Sessions, store: &Arc<FragmentStore>, url: &str) -> Vec<u8> {
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        serve(
+            sessions,
+            &One(Arc::clone(store)),
+            &Resource::parse(path, Some(query)),
+            0,
+        )
+        .expect("served")
+        .1
+    }
+
+    /// The 32-bit field `at` bytes after the first `kind` box type in `file`.
+    fn field(file: &[u8], kind: &[u8; 4], at: usize) -> u32 {
+        let start = file.windows(4).position(|w| w == kind).expect("box") + 4 + at;
+        u32::from_be_bytes(file[start..start + 4].try_into().expect("4 bytes"))
+    }
+
+    #[test]
+    fn aac_audio_is_a_second_rendition_with_its_own_init_and_segments() {
+        let store = stored_with_audio(3);
+        let sessions = Sessions::default();
+        let token = open(
+            &sessions,
+            &store,
+            r#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND","HLSFragmentSelector":{"FragmentSelectorType":"PRODUCER_TIMESTAMP","TimestampRange":{"StartTimestamp":0,"EndTimestamp":9}}}"#,
+        )
+        .expect("session");
+        let master = get(
+            &sessions,
+            &store,
+            &format!("getHLSMasterPlaylist.m3u8?SessionToken={token}"),
+        )
+        .expect("master");
+        assert!(master.contains("#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\""));
+        assert!(master.contains(&format!(
+            "URI=\"getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber=2\""
+        )));
+        assert!(master.contains("CODECS=\"avc1.42C01E,mp4a.40.2\""));
+        assert!(master.contains("AUDIO=\"audio\""));
+        let audio = get(
+            &sessions,
+            &store,
+            &format!("getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber=2"),
+        )
+        .expect("audio playlist");
+        assert_eq!(audio.matches("&TrackNumber=2").count(), 4, "{audio}");
+        // 42 gaps of 23.2 ms plus one more frame: 998 ms.
+        assert_eq!(audio.matches("#EXTINF:0.998,").count(), 3, "{audio}");
+
+        let init = get_bytes(
+            &sessions,
+            &store,
+            &format!("getMP4InitFragment.mp4?SessionToken={token}&TrackNumber=2"),
+        );
+        assert_eq!(field(&init, b"hdlr", 8).to_be_bytes(), *b"soun");
+        assert_eq!(field(&init, b"mdhd", 12), 44_100, "timescale");
+        assert_eq!(field(&init, b"tkhd", 12), 2, "track_ID");
+        assert!(init.windows(4).any(|w| w == b"smhd"));
+        let esds = init.windows(4).position(|w| w == b"esds").expect("esds");
+        assert!(
+            init[esds..]
+                .windows(4)
+                .any(|w| w == [0x05, 0x80, 0x80, 0x80])
+        );
+        assert!(init[esds..].windows(3).any(|w| w == [0x02, 0x12, 0x08]));
+
+        let second = store.all()[1].number();
+        let segment = get_bytes(
+            &sessions,
+            &store,
+            &format!(
+                "getMP4MediaFragment.mp4?FragmentNumber={second}&SessionToken={token}&TrackNumber=2"
+            ),
+        );
+        assert_eq!(field(&segment, b"tfhd", 4), 2, "track_ID");
+        // tfdt (version 1): the fragment's start at 2 s, in samples.
+        let tfdt = segment.windows(4).position(|w| w == b"tfdt").expect("tfdt");
+        let base = u64::from_be_bytes(segment[tfdt + 8..tfdt + 16].try_into().expect("8"));
+        assert_eq!(base, 88_200);
+        assert_eq!(field(&segment, b"trun", 4), 43, "sample count");
+        assert_eq!(field(&segment, b"trun", 12), 1024, "first duration");
+        let video = get_bytes(
+            &sessions,
+            &store,
+            &format!(
+                "getMP4MediaFragment.mp4?FragmentNumber={second}&SessionToken={token}&TrackNumber=1"
+            ),
+        );
+        assert_eq!(field(&video, b"trun", 4), 2);
+        let dash: api::GetDashSessionInput = api::parse(
+            br#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND","DASHFragmentSelector":{"FragmentSelectorType":"PRODUCER_TIMESTAMP","TimestampRange":{"StartTimestamp":0,"EndTimestamp":9}}}"#,
+        )
+        .expect("input");
+        let token = sessions.open(dash.into(), &store, 0).expect("session");
+        let mpd = get(
+            &sessions,
+            &store,
+            &format!("/dash/v1/getDASHManifest.mpd?SessionToken={token}"),
+        )
+        .expect("manifest");
+        assert!(mpd.contains("contentType=\"audio\""));
+        assert!(mpd.contains("audioSamplingRate=\"44100\""));
+        assert_eq!(
+            mpd.matches("TrackNumber=2\"/>").count(),
+            4,
+            "init and 3 segments"
+        );
+    }
+
+    #[test]
+    fn video_only_streams_serve_no_audio_track() {
+        let store = stored(2);
+        let sessions = Sessions::default();
+        let token = open(&sessions, &store, r#"{"StreamName":"cam"}"#).expect("session");
+        let master = get(
+            &sessions,
+            &store,
+            &format!("getHLSMasterPlaylist.m3u8?SessionToken={token}"),
+        )
+        .expect("master");
+        assert!(!master.contains("EXT-X-MEDIA") && master.contains("CODECS=\"avc1.42C01E\","));
+        let missing = get(
+            &sessions,
+            &store,
+            &format!("getMP4InitFragment.mp4?SessionToken={token}&TrackNumber=2"),
+        )
+        .expect_err("no audio");
+        assert_eq!(missing.code, "ResourceNotFoundException");
     }
 
     #[test]

@@ -453,7 +453,8 @@ impl Session {
         let track_frames = TrackFrames::of(frames.iter().map(|f| (f.track, f.offset_millis)));
         let starts_too_early = |t: &TrackFrames| {
             self.latest_frame_millis.iter().any(|(track, latest)| {
-                *track == t.track && producer_millis.saturating_add(t.earliest_offset_millis) <= *latest
+                *track == t.track
+                    && producer_millis.saturating_add(t.earliest_offset_millis) <= *latest
             })
         };
         if track_frames.iter().any(starts_too_early) {
@@ -465,7 +466,12 @@ impl Session {
         }
         let latest = track_frames
             .iter()
-            .map(|t| (t.track, producer_millis.saturating_add(t.latest_offset_millis)))
+            .map(|t| {
+                (
+                    t.track,
+                    producer_millis.saturating_add(t.latest_offset_millis),
+                )
+            })
             .collect();
         let fragment = Fragment {
             sequence: building.sequence,
@@ -799,6 +805,37 @@ pub(crate) mod tests {
         assert_eq!(acks.last().map(String::as_str), Some("ERROR:4006@5"));
         assert!(acks.contains(&"PERSISTED@1000".to_owned()));
         assert_eq!(stream.fragments.all().len(), 1);
+    }
+
+    #[test]
+    fn video_and_audio_tracks_are_accepted_with_audio_interleaved_by_decode_time() {
+        let (video, stream) = video_with_stream(1);
+        let mut session = Session::new(video, stream.clone(), TimecodeType::Absolute, 0);
+        // The second fragment opens with audio (1_960) before the first's last video frame
+        // (1_980) is presented: order is kept per track.
+        let body = MkvBuilder::video_and_audio()
+            .cluster(1_000, &[(1, 0), (2, 0), (2, 23), (1, 980), (2, 937)])
+            .cluster(1_960, &[(2, 0), (1, 40), (2, 23), (1, 80)])
+            .cluster(3_000, &[(2, 0)]) // no video frame
+            .cluster(4_000, &[(1, 0), (3, 0)]) // track 3 is not declared
+            .bytes;
+        let acks = run(&mut session, &body);
+        let outcomes: Vec<String> = events(&acks)
+            .into_iter()
+            .filter(|e| e.starts_with("PERSISTED") || e.starts_with("ERROR"))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                "PERSISTED@1000",
+                "PERSISTED@1960",
+                "ERROR:4011@3000",
+                "ERROR:4010@4000"
+            ]
+        );
+        let stored = stream.fragments.all();
+        assert_eq!(stored[0].frame_count(2), 3);
+        assert_eq!(stored[1].track_start_millis(1), 2_000);
     }
 
     #[test]

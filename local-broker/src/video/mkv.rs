@@ -805,6 +805,23 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn aac_tracks_report_their_config_sample_rate_and_channels() {
+        let body = MkvBuilder::video_and_audio()
+            .cluster(0, &[(1, 0), (2, 0)])
+            .bytes;
+        let events = demux_in_pieces(&body, &[]).expect("valid");
+        let Event::Tracks { tracks, .. } = &events[0] else {
+            panic!("tracks first")
+        };
+        let audio = tracks.get(2).expect("track 2");
+        assert!(audio.is_aac() && !audio.is_h264());
+        assert_eq!(audio.track_type, 2);
+        assert_eq!(audio.codec_private, Bytes::from_static(&AAC_CONFIG));
+        assert_eq!((audio.sample_rate, audio.channels), (44_100, 1));
+        assert_eq!(tracks.get(1).map(|t| t.sample_rate), Some(0));
+    }
+
+    #[test]
     fn garbage_where_an_element_should_be_is_invalid() {
         let body = MkvBuilder::new(&[1]).raw(&[0, 0, 0, 0]).bytes;
         assert!(matches!(

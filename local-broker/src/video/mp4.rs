@@ -158,9 +158,9 @@ pub fn audio_samples(frames: &[(i64, Bytes)], origin_millis: i64, sample_rate: u
         .enumerate()
         .map(|(i, (_, data))| Sample {
             decode_time: starts[i],
-            duration: starts
-                .get(i + 1)
-                .map_or(AAC_FRAME_SAMPLES, |next| (next - starts[i]).clamp(0, i64::from(u32::MAX)) as u32),
+            duration: starts.get(i + 1).map_or(AAC_FRAME_SAMPLES, |next| {
+                (next - starts[i]).clamp(0, i64::from(u32::MAX)) as u32
+            }),
             composition_offset: 0,
             keyframe: true,
             data: data.clone(),
@@ -354,7 +354,14 @@ fn mp4a(out: &mut Vec<u8>, id: u32, track: &AudioTrack) {
         u16be(e, 16);
         u32be(e, 0);
         // 16.16 fixed point; rates above 65535 Hz do not fit, and players read the esds.
-        u32be(e, if track.sample_rate <= 0xFFFF { track.sample_rate << 16 } else { 0 });
+        u32be(
+            e,
+            if track.sample_rate <= 0xFFFF {
+                track.sample_rate << 16
+            } else {
+                0
+            },
+        );
         full(e, b"esds", 0, 0, |b| {
             descriptor(b, 0x03, |es| {
                 u16be(es, u16::try_from(id).unwrap_or(0));
@@ -640,7 +647,11 @@ mod tests {
         assert_eq!(decode, [0, 1024, 2048, 3072, 22_050]);
         let durations: Vec<u32> = samples.iter().map(|s| s.duration).collect();
         assert_eq!(durations, [1024, 1024, 1024, 18_978, 1024]);
-        assert!(samples.iter().all(|s| s.keyframe && s.composition_offset == 0));
+        assert!(
+            samples
+                .iter()
+                .all(|s| s.keyframe && s.composition_offset == 0)
+        );
         let audio = AudioTrack {
             sample_rate: 44_100,
             channels: 1,

@@ -58,8 +58,8 @@ pub fn audio_track(fragment: &Fragment) -> ApiResult<Option<(u64, AudioTrack)>> 
             "The AAC track has no CodecPrivate (AudioSpecificConfig).",
         ));
     }
-    let (config_rate, config_channels) = audio_specific_config(&track.codec_private)
-        .ok_or_else(|| {
+    let (config_rate, config_channels) =
+        audio_specific_config(&track.codec_private).ok_or_else(|| {
             ApiError::new(
                 "InvalidCodecPrivateDataException",
                 "The AAC CodecPrivate is not an AudioSpecificConfig.",
@@ -218,14 +218,14 @@ pub fn clip_samples(
         let frames = store.frames(fragment)?;
         for (number, track) in &tracks {
             match track.media {
-                Media::Video(_) => video.extend(
-                    video_samples(fragment, &frames, *number)
-                        .into_iter()
-                        .map(|mut s| {
+                Media::Video(_) => {
+                    video.extend(video_samples(fragment, &frames, *number).into_iter().map(
+                        |mut s| {
                             s.decode_time = s.decode_time.saturating_sub(origin);
                             s
-                        }),
-                ),
+                        },
+                    ))
+                }
                 Media::Audio(_) => audio.extend(audio_frames(fragment, &frames, *number)),
             }
         }
