@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Kinesis Video Streams compatibility check of local-broker with real media: ffmpeg-made H.264 in
-# through PutMedia (curl, chunked), out through boto3 GetMedia / GetClip and ffprobe over HLS
-# (scripts/video_compat.py).
+# Kinesis Video Streams compatibility check of local-broker with real media: ffmpeg-made H.264 and
+# H.264+AAC in through PutMedia (curl, chunked), out through boto3 GetMedia / GetClip and ffprobe
+# over HLS (scripts/video_compat.py).
 #
 #   bash scripts/video-compat.sh
 #

@@ -130,6 +130,25 @@ def ffmpeg_h264(path, live):
     subprocess.run(cmd + [path], check=True)
 
 
+def ffmpeg_h264_aac(path):
+    """H.264 + AAC (44.1 kHz sine), a keyframe every second so each Cluster is ~1 s."""
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"testsrc=duration={SECONDS}:size=320x240:rate={FPS}", "-f", "lavfi", "-i",
+                    f"sine=frequency=1000:sample_rate=44100:duration={SECONDS}",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", str(FPS), "-keyint_min", str(FPS),
+                    "-sc_threshold", "0", "-c:a", "aac", "-cluster_time_limit", "2000",
+                    "-f", "matroska", path], check=True)
+
+
+def ffprobe_streams(target):
+    """{codec_type: stream} and the format duration of everything ffprobe finds."""
+    out = json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries",
+         "stream=codec_type,codec_name,sample_rate,duration:format=duration", "-of", "json", target],
+        check=True, capture_output=True, text=True, timeout=120).stdout)
+    return {s["codec_type"]: s for s in out["streams"]}, float(out["format"]["duration"])
+
+
 def ffprobe(target, *extra):
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-select_streams", "v:0", *extra, "-show_entries",
@@ -319,7 +338,39 @@ def run(endpoint, work, results):
     check("live-style MKV (unknown sizes): every cluster persisted",
           len(by_event(acks, "PERSISTED")) == SECONDS and not by_event(acks, "ERROR"), acks)
 
+    audio_and_video(kv, am, endpoint, work, results)
     bad_input(endpoint, name, live_body, results)
+
+
+def audio_and_video(kv, am, endpoint, work, results):
+    """H.264 track 1 + AAC track 2 in; GetClip and HLS carry both."""
+    check = results.check
+    name = f"av-{uuid.uuid4().hex[:8]}"
+    kv.create_stream(StreamName=name, DataRetentionInHours=1, MediaType="video/h264,audio/aac")
+    src = os.path.join(work, "av.mkv")
+    ffmpeg_h264_aac(src)
+    source = open(src, "rb").read()
+    clusters = media_events(source)
+    _, source_duration = ffprobe_streams(src)
+    start = time.time() - 60
+    status, acks = put_media(endpoint, name, source, start=start)
+    check("H.264+AAC PutMedia: every cluster persisted, no errors",
+          status == 200 and len(by_event(acks, "PERSISTED")) == len(clusters) > 1
+          and not by_event(acks, "ERROR"), acks)
+    selector = {"FragmentSelectorType": "PRODUCER_TIMESTAMP",
+                "TimestampRange": {"StartTimestamp": ts(start - 1), "EndTimestamp": ts(start + SECONDS + 1)}}
+    clip_file = os.path.join(work, "av.mp4")
+    open(clip_file, "wb").write(am.get_clip(StreamName=name, ClipFragmentSelector=selector)["Payload"].read())
+    url = am.get_hls_streaming_session_url(
+        StreamName=name, PlaybackMode="ON_DEMAND", HLSFragmentSelector=selector)["HLSStreamingSessionURL"]
+    for what, target in (("GetClip", clip_file), ("HLS", url)):
+        streams, duration = ffprobe_streams(target)
+        audio, video = streams.get("audio", {}), streams.get("video", {})
+        check(f"{what}: an h264 video stream and an aac 44100 Hz audio stream",
+              video.get("codec_name") == "h264" and audio.get("codec_name") == "aac"
+              and audio.get("sample_rate") == "44100", streams)
+        check(f"{what}: duration close to the source", abs(duration - source_duration) < 0.15,
+              (duration, source_duration))
 
 
 def bad_input(endpoint, name, live_body, results):

@@ -34,6 +34,9 @@ pub mod id {
     pub const VIDEO: u32 = 0xE0;
     pub const PIXEL_WIDTH: u32 = 0xB0;
     pub const PIXEL_HEIGHT: u32 = 0xBA;
+    pub const AUDIO: u32 = 0xE1;
+    pub const SAMPLING_FREQUENCY: u32 = 0xB5;
+    pub const CHANNELS: u32 = 0x9F;
     pub const CLUSTER: u32 = 0x1F43_B675;
     pub const TIMECODE: u32 = 0xE7;
     pub const POSITION: u32 = 0xA7;
@@ -154,6 +157,16 @@ pub fn uint(data: &[u8]) -> Option<u64> {
     (data.len() <= 8).then(|| data.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
 }
 
+/// A big-endian IEEE 754 float of 4 or 8 bytes (0 bytes is 0.0).
+pub fn float(data: &[u8]) -> Option<f64> {
+    match data.len() {
+        0 => Some(0.0),
+        4 => Some(f64::from(f32::from_be_bytes(data.try_into().ok()?))),
+        8 => Some(f64::from_be_bytes(data.try_into().ok()?)),
+        _ => None,
+    }
+}
+
 /// The children of a master element whose data is complete in `data`: `(id, child data)`.
 /// Stops at the first malformed or truncated child, returning `None`.
 pub fn children(data: &[u8]) -> Option<Vec<(u32, &[u8])>> {
@@ -214,6 +227,11 @@ pub fn put_track_number(out: &mut Vec<u8>, track: u64) {
 
 /// Appends an unsigned-integer element (8 bytes of data).
 pub fn put_uint(out: &mut Vec<u8>, id: u32, value: u64) {
+    put(out, id, &value.to_be_bytes());
+}
+
+/// Appends a float element (8 bytes of data).
+pub fn put_float(out: &mut Vec<u8>, id: u32, value: f64) {
     put(out, id, &value.to_be_bytes());
 }
 

@@ -107,6 +107,13 @@ impl Fragment {
             .saturating_add(self.track(track).map_or(0, |t| t.earliest_offset_millis))
     }
 
+    /// How long `track` plays in this fragment (see [`TrackFrames::duration_millis`]); the
+    /// fragment's duration if the track has no frames.
+    pub fn track_duration_millis(&self, track: u64) -> i64 {
+        self.track(track)
+            .map_or(self.duration_millis, TrackFrames::duration_millis)
+    }
+
     fn track(&self, track: u64) -> Option<&TrackFrames> {
         self.track_frames.iter().find(|t| t.track == track)
     }
@@ -119,6 +126,8 @@ pub struct TrackFrames {
     pub count: usize,
     /// The smallest frame offset from the fragment's producer timestamp.
     pub earliest_offset_millis: i64,
+    /// The largest.
+    pub latest_offset_millis: i64,
 }
 
 impl TrackFrames {
@@ -130,16 +139,32 @@ impl TrackFrames {
                 Some(t) => {
                     t.count += 1;
                     t.earliest_offset_millis = t.earliest_offset_millis.min(offset);
+                    t.latest_offset_millis = t.latest_offset_millis.max(offset);
                 }
                 None => tracks.push(Self {
                     track,
                     count: 1,
                     earliest_offset_millis: offset,
+                    latest_offset_millis: offset,
                 }),
             }
         }
         tracks.sort_unstable_by_key(|t| t.track);
         tracks
+    }
+
+    /// The average gap between the track's frames (0 for a single frame): how long its last
+    /// frame is taken to last.
+    pub fn frame_gap_millis(&self) -> i64 {
+        match self.count {
+            0 | 1 => 0,
+            n => (self.latest_offset_millis - self.earliest_offset_millis) / (n as i64 - 1),
+        }
+    }
+
+    /// From the track's first frame to the end of its last.
+    pub fn duration_millis(&self) -> i64 {
+        self.latest_offset_millis - self.earliest_offset_millis + self.frame_gap_millis()
     }
 }
 

@@ -2,7 +2,11 @@
 //! playlists, manifests and fMP4 segments their URLs lead to (`/hls/v1/getHLSMasterPlaylist.m3u8`,
 //! `getHLSMediaPlaylist.m3u8`, `/dash/v1/getDASHManifest.mpd`, `getMP4InitFragment.mp4`,
 //! `getMP4MediaFragment.mp4`), in LIVE, LIVE_REPLAY and ON_DEMAND modes. Each KVS fragment is
-//! one media segment, remuxed from the stored H.264 frames.
+//! one media segment per track, remuxed from the stored H.264 (and AAC) frames.
+//!
+//! Tracks are served separately, as KVS does: `TrackNumber=1` is the video, `TrackNumber=2`
+//! the AAC audio when the stream has it. The HLS master playlist names the audio as an
+//! `EXT-X-MEDIA` rendition of the video variant; the DASH manifest has an AdaptationSet each.
 
 use super::api::{self, StreamRef, invalid_argument, seconds_to_millis};
 use super::archive::{Selection, TimestampKind};
@@ -137,7 +141,7 @@ impl Sessions {
         };
         // A session is only handed out for a stream whose media can be played.
         if let Some(newest) = store.newest() {
-            remux::video_track(&newest)?;
+            remux::playable_tracks(&newest)?;
         }
         let session = Session {
             stream: input.stream,
@@ -206,11 +210,18 @@ pub fn serve(
     let token = token.unwrap_or_default();
     let store = streams.fragments(&session.stream)?;
     let fragments = session_fragments(&session, &store);
-    if let Some(track) = resource.query.get("TrackNumber")
-        && *track != "1"
-    {
-        return Err(api::not_found(format!("Track {track} is not served.")));
-    }
+    let track_id = match resource.query.get("TrackNumber").copied() {
+        None | Some("1") => 1,
+        Some("2") => 2,
+        Some(track) => return Err(api::not_found(format!("Track {track} is not served."))),
+    };
+    // The output track asked for, with its Matroska track number, as `fragment` declares it.
+    let track_of = |fragment: &Fragment| -> ApiResult<(u64, mp4::MediaTrack)> {
+        remux::playable_tracks(fragment)?
+            .into_iter()
+            .find(|(_, track)| track.id == track_id)
+            .ok_or_else(|| api::not_found(format!("Track {track_id} is not served.")))
+    };
     match resource.name {
         "getHLSMasterPlaylist.m3u8" => Ok((
             PLAYLIST_TYPE,
@@ -220,15 +231,21 @@ pub fn serve(
             DASH_TYPE,
             dash_manifest(token, &session, &fragments)?.into_bytes(),
         )),
-        "getHLSMediaPlaylist.m3u8" => Ok((
-            PLAYLIST_TYPE,
-            media_playlist(token, &session, &fragments).into_bytes(),
-        )),
+        "getHLSMediaPlaylist.m3u8" => {
+            let number = match fragments.first() {
+                Some(first) => track_of(first)?.0,
+                None => 1,
+            };
+            Ok((
+                PLAYLIST_TYPE,
+                media_playlist(token, &session, &fragments, track_id, number).into_bytes(),
+            ))
+        }
         "getMP4InitFragment.mp4" => {
             let fragment = fragments
                 .first()
                 .ok_or_else(|| api::not_found("No fragments are available yet."))?;
-            let (_, track) = remux::video_track(fragment)?;
+            let (_, track) = track_of(fragment)?;
             Ok((MP4_TYPE, mp4::init_segment(&track)))
         }
         "getMP4MediaFragment.mp4" => {
@@ -236,11 +253,11 @@ pub fn serve(
             let fragment = parse_number(number)
                 .and_then(|sequence| store.get(sequence))
                 .ok_or_else(|| api::not_found(format!("Fragment {number} is not found.")))?;
-            let (track, _) = remux::video_track(&fragment)?;
+            let (number, track) = track_of(&fragment)?;
             let frames = store.frames(&fragment)?;
-            let samples = remux::fragment_samples(&fragment, &frames, track);
+            let samples = remux::fragment_samples(&fragment, &frames, number, &track);
             let sequence = u32::try_from(fragment.ordinal + 1).unwrap_or(u32::MAX);
-            Ok((MP4_TYPE, mp4::media_segment(sequence, &samples)))
+            Ok((MP4_TYPE, mp4::media_segment(sequence, track.id, &samples)))
         }
         other => Err(ApiError::unknown_operation(other)),
     }
@@ -270,10 +287,12 @@ fn session_fragments(session: &Session, store: &FragmentStore) -> Vec<Arc<Fragme
     }
 }
 
-/// What playlists and manifests say about a session's media: its track and rates.
+/// What playlists and manifests say about a session's media: its tracks and rates.
 struct Summary {
     number: u64,
     track: mp4::VideoTrack,
+    /// The AAC track, if any: its Matroska track number and configuration.
+    audio: Option<(u64, mp4::AudioTrack)>,
     frame_rate: f64,
     bandwidth: u64,
     total_millis: i64,
@@ -285,12 +304,14 @@ impl Summary {
             .first()
             .ok_or_else(|| api::not_found("No fragments are available yet."))?;
         let (number, track) = remux::video_track(first)?;
+        let audio = remux::audio_track(first)?;
         let frames = first.frame_count(number);
         let bits: u64 = fragments.iter().map(|f| f.size_bytes * 8).sum();
         let total_millis: i64 = fragments.iter().map(|f| f.duration_millis).sum();
         Ok(Self {
             number,
             track,
+            audio,
             frame_rate: frames as f64 * 1000.0 / first.duration_millis.max(1) as f64,
             bandwidth: bits * 1000 / total_millis.max(1) as u64,
             total_millis,
@@ -301,32 +322,48 @@ impl Summary {
 fn master_playlist(token: &str, fragments: &[Arc<Fragment>]) -> ApiResult<String> {
     let Summary {
         track,
+        audio,
         frame_rate,
         bandwidth,
         ..
     } = Summary::of(fragments)?;
-    Ok(format!(
-        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n\
-         #EXT-X-STREAM-INF:CODECS=\"{}\",RESOLUTION={}x{},FRAME-RATE={frame_rate:.3},BANDWIDTH={bandwidth}\n\
+    let mut out = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n".to_owned();
+    let mut codecs = track.codec();
+    let mut group = String::new();
+    if let Some((_, audio)) = &audio {
+        let _ = writeln!(
+            out,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"{}\",\
+             URI=\"getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber=2\"",
+            audio.channels
+        );
+        let _ = write!(codecs, ",{}", audio.codec());
+        group.push_str(",AUDIO=\"audio\"");
+    }
+    let _ = write!(
+        out,
+        "#EXT-X-STREAM-INF:CODECS=\"{codecs}\",RESOLUTION={}x{},FRAME-RATE={frame_rate:.3},BANDWIDTH={bandwidth}{group}\n\
          getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber=1\n",
-        track.codec(),
-        track.width,
-        track.height,
-    ))
+        track.width, track.height,
+    );
+    Ok(out)
 }
 
-/// The DASH manifest: one Representation whose SegmentList names a segment per fragment, with a
-/// SegmentTimeline of their start times and durations (ms).
+/// The DASH manifest: a video AdaptationSet (and an audio one for AAC) whose SegmentList
+/// names a segment per fragment, with a SegmentTimeline of their start times and durations
+/// (ms). Both count from the video's first frame, so they stay in sync.
 fn dash_manifest(token: &str, session: &Session, fragments: &[Arc<Fragment>]) -> ApiResult<String> {
     let Summary {
         number,
         track,
+        audio,
         frame_rate,
         bandwidth,
         total_millis: total,
     } = Summary::of(fragments)?;
-    let start = |f: &Fragment| f.track_start_millis(number);
-    let origin = fragments.first().map_or(0, |f| start(f));
+    let origin = fragments
+        .first()
+        .map_or(0, |f| f.track_start_millis(number));
     let kind = if session.mode == PlaybackMode::OnDemand {
         format!(
             "type=\"static\" mediaPresentationDuration=\"PT{:.3}S\"",
@@ -344,38 +381,76 @@ fn dash_manifest(token: &str, session: &Session, fragments: &[Arc<Fragment>]) ->
          <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" {kind} minBufferTime=\"PT2S\">\n\
          <Period id=\"0\" start=\"PT0S\">\n\
          <AdaptationSet mimeType=\"video/mp4\" contentType=\"video\" segmentAlignment=\"true\" startWithSAP=\"1\">\n\
-         <Representation id=\"1\" codecs=\"{}\" bandwidth=\"{bandwidth}\" width=\"{}\" height=\"{}\" frameRate=\"{frame_rate:.3}\">\n\
-         <SegmentList timescale=\"1000\" presentationTimeOffset=\"{origin}\">\n\
-         <Initialization sourceURL=\"getMP4InitFragment.mp4?SessionToken={token}&amp;TrackNumber=1\"/>\n\
-         <SegmentTimeline>\n",
+         <Representation id=\"1\" codecs=\"{}\" bandwidth=\"{bandwidth}\" width=\"{}\" height=\"{}\" frameRate=\"{frame_rate:.3}\">\n",
         track.codec(),
         track.width,
         track.height,
+    );
+    segment_list(&mut out, token, fragments, 1, number, origin);
+    out.push_str("</Representation>\n</AdaptationSet>\n");
+    if let Some((number, audio)) = audio {
+        let _ = write!(
+            out,
+            "<AdaptationSet mimeType=\"audio/mp4\" contentType=\"audio\" segmentAlignment=\"true\" startWithSAP=\"1\">\n\
+             <Representation id=\"2\" codecs=\"{}\" bandwidth=\"{bandwidth}\" audioSamplingRate=\"{}\">\n\
+             <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>\n",
+            audio.codec(),
+            audio.sample_rate,
+            audio.channels,
+        );
+        segment_list(&mut out, token, fragments, 2, number, origin);
+        out.push_str("</Representation>\n</AdaptationSet>\n");
+    }
+    out.push_str("</Period>\n</MPD>\n");
+    Ok(out)
+}
+
+/// A Representation's SegmentList: the init segment and a segment per fragment of the output
+/// track `track_id` (Matroska track `number`), times in ms from `origin`.
+fn segment_list(
+    out: &mut String,
+    token: &str,
+    fragments: &[Arc<Fragment>],
+    track_id: u32,
+    number: u64,
+    origin: i64,
+) {
+    let _ = write!(
+        out,
+        "<SegmentList timescale=\"1000\" presentationTimeOffset=\"{origin}\">\n\
+         <Initialization sourceURL=\"getMP4InitFragment.mp4?SessionToken={token}&amp;TrackNumber={track_id}\"/>\n\
+         <SegmentTimeline>\n"
     );
     for fragment in fragments {
         let _ = writeln!(
             out,
             "<S t=\"{}\" d=\"{}\"/>",
-            start(fragment),
-            fragment.duration_millis
+            fragment.track_start_millis(number),
+            fragment.track_duration_millis(number)
         );
     }
     out.push_str("</SegmentTimeline>\n");
     for fragment in fragments {
         let _ = writeln!(
             out,
-            "<SegmentURL media=\"getMP4MediaFragment.mp4?FragmentNumber={}&amp;SessionToken={token}&amp;TrackNumber=1\"/>",
+            "<SegmentURL media=\"getMP4MediaFragment.mp4?FragmentNumber={}&amp;SessionToken={token}&amp;TrackNumber={track_id}\"/>",
             fragment.number()
         );
     }
-    out.push_str("</SegmentList>\n</Representation>\n</AdaptationSet>\n</Period>\n</MPD>\n");
-    Ok(out)
+    out.push_str("</SegmentList>\n");
 }
 
-fn media_playlist(token: &str, session: &Session, fragments: &[Arc<Fragment>]) -> String {
+/// The media playlist of output track `track_id` (Matroska track `number`).
+fn media_playlist(
+    token: &str,
+    session: &Session,
+    fragments: &[Arc<Fragment>],
+    track_id: u32,
+    number: u64,
+) -> String {
     let target = fragments
         .iter()
-        .map(|f| (f.duration_millis + 999) / 1000)
+        .map(|f| (f.track_duration_millis(number) + 999) / 1000)
         .max()
         .unwrap_or(1)
         .max(1);
@@ -389,7 +464,7 @@ fn media_playlist(token: &str, session: &Session, fragments: &[Arc<Fragment>]) -
     out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
     let _ = writeln!(
         out,
-        "#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken={token}&TrackNumber=1\""
+        "#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken={token}&TrackNumber={track_id}\""
     );
     for fragment in fragments {
         if session.discontinuities {
@@ -404,8 +479,8 @@ fn media_playlist(token: &str, session: &Session, fragments: &[Arc<Fragment>]) -
         }
         let _ = writeln!(
             out,
-            "#EXTINF:{:.3},\ngetMP4MediaFragment.mp4?FragmentNumber={}&SessionToken={token}&TrackNumber=1",
-            fragment.duration_millis as f64 / 1000.0,
+            "#EXTINF:{:.3},\ngetMP4MediaFragment.mp4?FragmentNumber={}&SessionToken={token}&TrackNumber={track_id}",
+            fragment.track_duration_millis(number) as f64 / 1000.0,
             fragment.number()
         );
     }
@@ -430,7 +505,7 @@ fn rfc3339_millis(millis: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::video::ingest::tests::video_with_stream;
     use crate::video::ingest::{Session as Ingest, TimecodeType};
@@ -455,6 +530,34 @@ mod tests {
         session.finish();
         Arc::clone(&stream.fragments)
     }
+
+    /// `seconds` one-second fragments of 2 video frames and 44.1 kHz AAC frames (23.22 ms
+    /// apart, rounded to ms) from track 2, interleaved as muxers write them.
+    pub(crate) fn stored_with_audio(seconds: u64) -> Arc<FragmentStore> {
+        let (video, stream) = video_with_stream(1);
+        let mut session = Ingest::new(video, stream.clone(), TimecodeType::Absolute, 0);
+        let mut body = MkvBuilder::video_and_audio();
+        for second in 1..=seconds {
+            let mut frames = vec![(1, 0), (1, 500)];
+            frames.extend(AUDIO_OFFSETS.iter().map(|ms| (2, *ms)));
+            frames.sort_by_key(|(_, ms)| *ms);
+            body = body.cluster(second * 1000, &frames);
+        }
+        session.push(&body.bytes);
+        session.finish();
+        Arc::clone(&stream.fragments)
+    }
+
+    /// The AAC frame times (ms) within a second: 43 frames of 1024 samples at 44.1 kHz.
+    pub(crate) const AUDIO_OFFSETS: [i16; 43] = {
+        let mut offsets = [0; 43];
+        let mut i = 0;
+        while i < 43 {
+            offsets[i] = (i as i64 * 1024 * 1000 / 44_100) as i16;
+            i += 1;
+        }
+        offsets
+    };
 
     fn open(sessions: &Sessions, store: &FragmentStore, json: &str) -> ApiResult<String> {
         sessions.open(api::parse(json.as_bytes())?, store, 0)
@@ -494,6 +597,137 @@ mod tests {
         assert!(media.contains("#EXT-X-PLAYLIST-TYPE:VOD") && media.ends_with("#EXT-X-ENDLIST\n"));
         assert!(media.contains("#EXT-X-MEDIA-SEQUENCE:1\n"));
         assert!(!media.contains("DISCONTINUITY"));
+    }
+
+    fn get_bytes(sessions: &Sessions, store: &Arc<FragmentStore>, url: &str) -> Vec<u8> {
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        serve(
+            sessions,
+            &One(Arc::clone(store)),
+            &Resource::parse(path, Some(query)),
+            0,
+        )
+        .expect("served")
+        .1
+    }
+
+    /// The 32-bit field `at` bytes after the first `kind` box type in `file`.
+    fn field(file: &[u8], kind: &[u8; 4], at: usize) -> u32 {
+        let start = file.windows(4).position(|w| w == kind).expect("box") + 4 + at;
+        u32::from_be_bytes(file[start..start + 4].try_into().expect("4 bytes"))
+    }
+
+    #[test]
+    fn aac_audio_is_a_second_rendition_with_its_own_init_and_segments() {
+        let store = stored_with_audio(3);
+        let sessions = Sessions::default();
+        let token = open(
+            &sessions,
+            &store,
+            r#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND","HLSFragmentSelector":{"FragmentSelectorType":"PRODUCER_TIMESTAMP","TimestampRange":{"StartTimestamp":0,"EndTimestamp":9}}}"#,
+        )
+        .expect("session");
+        let master = get(
+            &sessions,
+            &store,
+            &format!("getHLSMasterPlaylist.m3u8?SessionToken={token}"),
+        )
+        .expect("master");
+        assert!(master.contains("#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\""));
+        assert!(master.contains(&format!(
+            "URI=\"getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber=2\""
+        )));
+        assert!(master.contains("CODECS=\"avc1.42C01E,mp4a.40.2\""));
+        assert!(master.contains("AUDIO=\"audio\""));
+        let audio = get(
+            &sessions,
+            &store,
+            &format!("getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber=2"),
+        )
+        .expect("audio playlist");
+        assert_eq!(audio.matches("&TrackNumber=2").count(), 4, "{audio}");
+        // 42 gaps of 23.2 ms plus one more frame: 998 ms.
+        assert_eq!(audio.matches("#EXTINF:0.998,").count(), 3, "{audio}");
+
+        let init = get_bytes(
+            &sessions,
+            &store,
+            &format!("getMP4InitFragment.mp4?SessionToken={token}&TrackNumber=2"),
+        );
+        assert_eq!(field(&init, b"hdlr", 8).to_be_bytes(), *b"soun");
+        assert_eq!(field(&init, b"mdhd", 12), 44_100, "timescale");
+        assert_eq!(field(&init, b"tkhd", 12), 2, "track_ID");
+        assert!(init.windows(4).any(|w| w == b"smhd"));
+        let esds = init.windows(4).position(|w| w == b"esds").expect("esds");
+        assert!(
+            init[esds..]
+                .windows(4)
+                .any(|w| w == [0x05, 0x80, 0x80, 0x80])
+        );
+        assert!(init[esds..].windows(3).any(|w| w == [0x02, 0x12, 0x08]));
+
+        let second = store.all()[1].number();
+        let segment = get_bytes(
+            &sessions,
+            &store,
+            &format!(
+                "getMP4MediaFragment.mp4?FragmentNumber={second}&SessionToken={token}&TrackNumber=2"
+            ),
+        );
+        assert_eq!(field(&segment, b"tfhd", 4), 2, "track_ID");
+        // tfdt (version 1): the fragment's start at 2 s, in samples.
+        let tfdt = segment.windows(4).position(|w| w == b"tfdt").expect("tfdt");
+        let base = u64::from_be_bytes(segment[tfdt + 8..tfdt + 16].try_into().expect("8"));
+        assert_eq!(base, 88_200);
+        assert_eq!(field(&segment, b"trun", 4), 43, "sample count");
+        assert_eq!(field(&segment, b"trun", 12), 1024, "first duration");
+        let video = get_bytes(
+            &sessions,
+            &store,
+            &format!(
+                "getMP4MediaFragment.mp4?FragmentNumber={second}&SessionToken={token}&TrackNumber=1"
+            ),
+        );
+        assert_eq!(field(&video, b"trun", 4), 2);
+        let dash: api::GetDashSessionInput = api::parse(
+            br#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND","DASHFragmentSelector":{"FragmentSelectorType":"PRODUCER_TIMESTAMP","TimestampRange":{"StartTimestamp":0,"EndTimestamp":9}}}"#,
+        )
+        .expect("input");
+        let token = sessions.open(dash.into(), &store, 0).expect("session");
+        let mpd = get(
+            &sessions,
+            &store,
+            &format!("/dash/v1/getDASHManifest.mpd?SessionToken={token}"),
+        )
+        .expect("manifest");
+        assert!(mpd.contains("contentType=\"audio\""));
+        assert!(mpd.contains("audioSamplingRate=\"44100\""));
+        assert_eq!(
+            mpd.matches("TrackNumber=2\"/>").count(),
+            4,
+            "init and 3 segments"
+        );
+    }
+
+    #[test]
+    fn video_only_streams_serve_no_audio_track() {
+        let store = stored(2);
+        let sessions = Sessions::default();
+        let token = open(&sessions, &store, r#"{"StreamName":"cam"}"#).expect("session");
+        let master = get(
+            &sessions,
+            &store,
+            &format!("getHLSMasterPlaylist.m3u8?SessionToken={token}"),
+        )
+        .expect("master");
+        assert!(!master.contains("EXT-X-MEDIA") && master.contains("CODECS=\"avc1.42C01E\","));
+        let missing = get(
+            &sessions,
+            &store,
+            &format!("getMP4InitFragment.mp4?SessionToken={token}&TrackNumber=2"),
+        )
+        .expect_err("no audio");
+        assert_eq!(missing.code, "ResourceNotFoundException");
     }
 
     #[test]

@@ -184,10 +184,12 @@ pub struct Session {
     building: Option<Building>,
     /// Metadata Tags seen since the last Cluster; they belong to the next fragment.
     pending_metadata: Vec<(String, String)>,
-    /// Producer time (ms) of the latest frame of the session's previous fragment: the next must
-    /// start after it. Only within a session: a producer that restarts (or uploads faster than
-    /// real time) may overlap an earlier session's times.
-    latest_frame_millis: Option<i64>,
+    /// Producer time (ms) of the latest frame of each track in the session's previous fragment:
+    /// the next fragment's frames of that track must come after it. Per track, because muxers
+    /// interleave by decode time, so an audio frame may open a fragment before the previous
+    /// fragment's last video frame is presented. Only within a session: a producer that
+    /// restarts (or uploads faster than real time) may overlap an earlier session's times.
+    latest_frame_millis: Vec<(u64, i64)>,
     ended: bool,
 }
 
@@ -200,7 +202,7 @@ impl Session {
         start_millis: i64,
     ) -> Self {
         Self {
-            latest_frame_millis: None,
+            latest_frame_millis: Vec::new(),
             video,
             stream,
             timecode_type,
@@ -376,7 +378,7 @@ impl Session {
                     acks.push(ack(EventType::Error, Some(AckError::ArchivalError)));
                     return;
                 }
-                self.latest_frame_millis = Some(latest_frame_millis);
+                self.latest_frame_millis = latest_frame_millis;
                 // Bounds memory for streams without retention as well as with it.
                 self.stream
                     .fragments
@@ -389,8 +391,12 @@ impl Session {
         }
     }
 
-    /// The fragment, and the producer time (epoch ms) of its latest frame.
-    fn validate(&self, building: &Building, timecode: u64) -> Result<(Fragment, i64), AckError> {
+    /// The fragment, and the producer time (epoch ms) of its latest frame of each track.
+    fn validate(
+        &self,
+        building: &Building,
+        timecode: u64,
+    ) -> Result<(Fragment, Vec<(u64, i64)>), AckError> {
         if let Some(error) = building.error {
             return Err(error);
         }
@@ -444,18 +450,29 @@ impl Session {
         {
             return Err(AckError::FramesMissingForTrack);
         }
-        let earliest = frames.iter().map(|f| f.offset_millis).min().unwrap_or(0);
-        if self
-            .latest_frame_millis
-            .is_some_and(|latest| producer_millis.saturating_add(earliest) <= latest)
-        {
+        let track_frames = TrackFrames::of(frames.iter().map(|f| (f.track, f.offset_millis)));
+        let starts_too_early = |t: &TrackFrames| {
+            self.latest_frame_millis.iter().any(|(track, latest)| {
+                *track == t.track
+                    && producer_millis.saturating_add(t.earliest_offset_millis) <= *latest
+            })
+        };
+        if track_frames.iter().any(starts_too_early) {
             return Err(AckError::FragmentTimecodeLesserThanPrevious);
         }
-        let duration_millis = fragment_duration(&frames);
+        let duration_millis = fragment_duration(&track_frames);
         if duration_millis > MAX_FRAGMENT_MILLIS {
             return Err(AckError::MaxFragmentDurationReached);
         }
-        let latest = frames.iter().map(|f| f.offset_millis).max().unwrap_or(0);
+        let latest = track_frames
+            .iter()
+            .map(|t| {
+                (
+                    t.track,
+                    producer_millis.saturating_add(t.latest_offset_millis),
+                )
+            })
+            .collect();
         let fragment = Fragment {
             sequence: building.sequence,
             ordinal: 0,
@@ -465,31 +482,21 @@ impl Session {
             size_bytes: building.bytes,
             tracks: Arc::clone(tracks),
             metadata: building.metadata.clone(),
-            track_frames: TrackFrames::of(frames.iter().map(|f| (f.track, f.offset_millis))),
+            track_frames,
             body: fragments::Body::Held(frames.into()),
         };
-        Ok((fragment, producer_millis.saturating_add(latest)))
+        Ok((fragment, latest))
     }
 }
 
-/// A fragment lasts from its start to the end of its last frame; the last frame is assumed to
-/// last as long as the average gap between the first track's frames.
-fn fragment_duration(frames: &[Frame]) -> i64 {
-    let Some(first_track) = frames.first().map(|f| f.track) else {
-        return 0;
-    };
-    let mut times: Vec<i64> = frames
+/// A fragment lasts from its start to the end of its last frame; each track's last frame is
+/// taken to last as long as the average gap between that track's frames.
+fn fragment_duration(tracks: &[TrackFrames]) -> i64 {
+    tracks
         .iter()
-        .filter(|f| f.track == first_track)
-        .map(|f| f.offset_millis)
-        .collect();
-    times.sort_unstable();
-    let last = frames.iter().map(|f| f.offset_millis).max().unwrap_or(0);
-    let gap = match (times.first(), times.last()) {
-        (Some(first), Some(end)) if times.len() > 1 => (end - first) / (times.len() as i64 - 1),
-        _ => 0,
-    };
-    last.max(0) + gap
+        .map(|t| t.latest_offset_millis.max(0) + t.frame_gap_millis())
+        .max()
+        .unwrap_or(0)
 }
 
 /// Reads the PutMedia headers: the stream, the timecode type and the producer start time.
@@ -801,6 +808,37 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn video_and_audio_tracks_are_accepted_with_audio_interleaved_by_decode_time() {
+        let (video, stream) = video_with_stream(1);
+        let mut session = Session::new(video, stream.clone(), TimecodeType::Absolute, 0);
+        // The second fragment opens with audio (1_960) before the first's last video frame
+        // (1_980) is presented: order is kept per track.
+        let body = MkvBuilder::video_and_audio()
+            .cluster(1_000, &[(1, 0), (2, 0), (2, 23), (1, 980), (2, 937)])
+            .cluster(1_960, &[(2, 0), (1, 40), (2, 23), (1, 80)])
+            .cluster(3_000, &[(2, 0)]) // no video frame
+            .cluster(4_000, &[(1, 0), (3, 0)]) // track 3 is not declared
+            .bytes;
+        let acks = run(&mut session, &body);
+        let outcomes: Vec<String> = events(&acks)
+            .into_iter()
+            .filter(|e| e.starts_with("PERSISTED") || e.starts_with("ERROR"))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                "PERSISTED@1000",
+                "PERSISTED@1960",
+                "ERROR:4011@3000",
+                "ERROR:4010@4000"
+            ]
+        );
+        let stored = stream.fragments.all();
+        assert_eq!(stored[0].frame_count(2), 3);
+        assert_eq!(stored[1].track_start_millis(1), 2_000);
+    }
+
+    #[test]
     fn more_than_three_tracks_is_4012_and_a_missing_track_is_4011() {
         let (video, stream) = video_with_stream(1);
         let mut session = Session::new(video.clone(), stream.clone(), TimecodeType::Absolute, 0);
@@ -837,10 +875,12 @@ pub(crate) mod tests {
             for fragment in &stored {
                 let frames = stream.fragments.frames(fragment).expect("held");
                 crate::video::media::chunk(fragment, &frames, start);
-                crate::video::remux::fragment_samples(fragment, &frames, 1);
+                for (number, track) in crate::video::remux::playable_tracks(fragment).expect("h264") {
+                    crate::video::remux::fragment_samples(fragment, &frames, number, &track);
+                }
             }
             let _ = crate::video::remux::clip_samples(&stream.fragments, &stored)
-                .map(|(track, samples)| crate::video::mp4::progressive(&track, &samples));
+                .map(|tracks| crate::video::mp4::progressive(&tracks));
         }
     }
 

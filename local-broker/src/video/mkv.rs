@@ -50,17 +50,26 @@ pub struct Track {
     pub track_type: u64,
     /// e.g. `V_MPEG4/ISO/AVC`.
     pub codec_id: String,
-    /// For H.264, the AVCDecoderConfigurationRecord.
+    /// For H.264, the AVCDecoderConfigurationRecord; for AAC, the AudioSpecificConfig.
     pub codec_private: Bytes,
     /// Video width and height in pixels, 0 when absent.
     pub width: u64,
     pub height: u64,
+    /// Audio sampling frequency in Hz (rounded), 0 when absent.
+    pub sample_rate: u32,
+    /// Audio channels, 0 when absent.
+    pub channels: u64,
 }
 
 impl Track {
     /// Whether the track carries H.264 in the AVCC layout (both spellings KVS accepts).
     pub fn is_h264(&self) -> bool {
         matches!(self.codec_id.as_str(), "V_MPEG4/ISO/AVC" | "V_MPEG/ISO/AVC")
+    }
+
+    /// Whether the track carries AAC audio (`A_AAC`, or the legacy `A_AAC/MPEG4/...` forms).
+    pub fn is_aac(&self) -> bool {
+        self.codec_id.starts_with("A_AAC")
     }
 }
 
@@ -425,6 +434,8 @@ pub fn parse_tracks(raw: Bytes) -> Result<Tracks, MkvError> {
             codec_private: Bytes::new(),
             width: 0,
             height: 0,
+            sample_rate: 0,
+            channels: 0,
         };
         for (field, value) in fields {
             match field {
@@ -441,6 +452,23 @@ pub fn parse_tracks(raw: Bytes) -> Result<Tracks, MkvError> {
                         match dimension {
                             id::PIXEL_WIDTH => track.width = ebml::uint(value).unwrap_or(0),
                             id::PIXEL_HEIGHT => track.height = ebml::uint(value).unwrap_or(0),
+                            _ => {}
+                        }
+                    }
+                }
+                id::AUDIO => {
+                    for (setting, value) in ebml::children(value).unwrap_or_default() {
+                        match setting {
+                            id::SAMPLING_FREQUENCY => {
+                                let hz = ebml::float(value).unwrap_or(0.0).round();
+                                // Out-of-range and NaN frequencies read as absent.
+                                track.sample_rate = if (1.0..=f64::from(u32::MAX)).contains(&hz) {
+                                    hz as u32
+                                } else {
+                                    0
+                                };
+                            }
+                            id::CHANNELS => track.channels = ebml::uint(value).unwrap_or(0),
                             _ => {}
                         }
                     }
@@ -612,6 +640,12 @@ pub mod write {
                         ebml::put_uint(v, id::PIXEL_HEIGHT, track.height);
                     });
                 }
+                if track.sample_rate > 0 {
+                    ebml::put_master(e, id::AUDIO, |a| {
+                        ebml::put_float(a, id::SAMPLING_FREQUENCY, f64::from(track.sample_rate));
+                        ebml::put_uint(a, id::CHANNELS, track.channels);
+                    });
+                }
             });
         }
         out
@@ -632,17 +666,16 @@ pub(crate) mod tests {
     impl MkvBuilder {
         /// EBML header, unknown-size Segment, Info (1 ms scale) and one H.264 track per number.
         pub fn new(numbers: &[u64]) -> Self {
-            let tracks: Vec<Track> = numbers
-                .iter()
-                .map(|number| Track {
-                    number: *number,
-                    track_type: 1,
-                    codec_id: "V_MPEG4/ISO/AVC".into(),
-                    codec_private: Bytes::from_static(&AVC_CONFIG),
-                    width: 320,
-                    height: 240,
-                })
-                .collect();
+            Self::with_tracks(numbers.iter().map(|number| h264_track(*number)).collect())
+        }
+
+        /// Track 1 H.264 and track 2 AAC (44.1 kHz mono), as ffmpeg and KVS producers write them.
+        pub fn video_and_audio() -> Self {
+            Self::with_tracks(vec![h264_track(1), aac_track(2)])
+        }
+
+        /// EBML header, unknown-size Segment, Info (1 ms scale) and these tracks.
+        pub fn with_tracks(tracks: Vec<Track>) -> Self {
             let raw = Bytes::from(write::tracks_data(&tracks));
             let mut bytes = Vec::new();
             write::ebml_header(&mut bytes);
@@ -679,6 +712,37 @@ pub(crate) mod tests {
             self
         }
     }
+
+    /// An H.264 track (320x240, [`AVC_CONFIG`]).
+    pub(crate) fn h264_track(number: u64) -> Track {
+        Track {
+            number,
+            track_type: 1,
+            codec_id: "V_MPEG4/ISO/AVC".into(),
+            codec_private: Bytes::from_static(&AVC_CONFIG),
+            width: 320,
+            height: 240,
+            sample_rate: 0,
+            channels: 0,
+        }
+    }
+
+    /// An AAC-LC track, 44.1 kHz mono ([`AAC_CONFIG`]).
+    pub(crate) fn aac_track(number: u64) -> Track {
+        Track {
+            number,
+            track_type: 2,
+            codec_id: "A_AAC".into(),
+            codec_private: Bytes::from_static(&AAC_CONFIG),
+            width: 0,
+            height: 0,
+            sample_rate: 44_100,
+            channels: 1,
+        }
+    }
+
+    /// AudioSpecificConfig of AAC-LC (object type 2), 44.1 kHz (index 4), mono.
+    pub(crate) const AAC_CONFIG: [u8; 2] = [0x12, 0x08];
 
     /// A minimal AVCDecoderConfigurationRecord (Baseline 3.0, one tiny SPS and PPS).
     pub(crate) const AVC_CONFIG: [u8; 15] = [
@@ -738,6 +802,23 @@ pub(crate) mod tests {
             (tracks.tracks[0].width, tracks.tracks[0].height),
             (320, 240)
         );
+    }
+
+    #[test]
+    fn aac_tracks_report_their_config_sample_rate_and_channels() {
+        let body = MkvBuilder::video_and_audio()
+            .cluster(0, &[(1, 0), (2, 0)])
+            .bytes;
+        let events = demux_in_pieces(&body, &[]).expect("valid");
+        let Event::Tracks { tracks, .. } = &events[0] else {
+            panic!("tracks first")
+        };
+        let audio = tracks.get(2).expect("track 2");
+        assert!(audio.is_aac() && !audio.is_h264());
+        assert_eq!(audio.track_type, 2);
+        assert_eq!(audio.codec_private, Bytes::from_static(&AAC_CONFIG));
+        assert_eq!((audio.sample_rate, audio.channels), (44_100, 1));
+        assert_eq!(tracks.get(1).map(|t| t.sample_rate), Some(0));
     }
 
     #[test]
