@@ -368,7 +368,8 @@ async fn with_auth_on_put_media_is_verified_before_any_ack_and_hls_needs_its_ses
         .collect();
     assert_eq!(events, ["BUFFERING", "RECEIVED", "PERSISTED"]);
 
-    // A chunk altered in transit ends the body with an error ack; nothing of it is stored.
+    // A chunk altered in transit cuts the body off before it with an error ack; this body
+    // arrives in one piece, so none of it is stored.
     let mut altered = chunked;
     let last = altered.len() - 100;
     altered[last] ^= 1;
