@@ -1,12 +1,18 @@
 //! Kinesis Video Streams over HTTP: REST-JSON errors, PutMedia acks streamed while the chunked
 //! body is still being sent, and GetMedia reading the fragments back.
 
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
+};
+use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::TokioIo;
 use local_broker::video::mkv::{Track, Tracks, write};
+use std::time::SystemTime;
 
 /// An H.264 track header and `(timecode, frames)` clusters, written like KVS producers do.
 fn mkv_header() -> Vec<u8> {
@@ -17,6 +23,8 @@ fn mkv_header() -> Vec<u8> {
         codec_private: Bytes::from_static(&[1, 0x42, 0xC0, 0x1E, 0xFF, 0xE1, 0, 0]),
         width: 64,
         height: 48,
+        sample_rate: 0,
+        channels: 0,
     };
     let raw = Bytes::from(write::tracks_data(std::slice::from_ref(&track)));
     let mut out = Vec::new();
@@ -69,16 +77,124 @@ async fn post(
     path: &str,
     body: serde_json::Value,
 ) -> (u16, hyper::HeaderMap, Bytes) {
-    let (mut send, authority) = connect(endpoint).await;
-    let request = hyper::Request::post(path)
-        .header("host", authority)
+    post_as(endpoint, path, body, None).await
+}
+
+/// [`post`], signed by [`KEY`] with `secret` when given.
+async fn post_as(
+    endpoint: &str,
+    path: &str,
+    body: serde_json::Value,
+    secret: Option<&str>,
+) -> (u16, hyper::HeaderMap, Bytes) {
+    let body = Bytes::from(body.to_string());
+    let mut request = hyper::Request::post(path)
+        .header("host", authority(endpoint))
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(Full::new(body.clone()))
         .unwrap();
+    if let Some(secret) = secret {
+        Signer::now(secret).sign(&mut request, SignableBody::Bytes(&body));
+    }
+    send(endpoint, request).await
+}
+
+fn authority(endpoint: &str) -> &str {
+    endpoint.trim_start_matches("http://")
+}
+
+/// Sends one request on a new connection; answers its status, headers and whole body.
+async fn send(
+    endpoint: &str,
+    request: hyper::Request<Full<Bytes>>,
+) -> (u16, hyper::HeaderMap, Bytes) {
+    let (mut send, _) = connect(endpoint).await;
     let response = send.send_request(request).await.unwrap();
     let (parts, body) = response.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
     (parts.status.as_u16(), parts.headers, bytes)
+}
+
+/// The access key of the brokers started with SigV4 on, and its secret.
+const KEY: &str = "AKIDVIDEO";
+const SECRET: &str = "video-secret";
+
+/// Signs requests as KVS clients do: SigV4 with the signing name `kinesisvideo` (all three KVS
+/// APIs use it), at one instant so signed chunks chain from the request's signature.
+struct Signer<'a> {
+    secret: &'a str,
+    time: SystemTime,
+}
+
+impl<'a> Signer<'a> {
+    fn now(secret: &'a str) -> Self {
+        Self {
+            secret,
+            time: SystemTime::now(),
+        }
+    }
+
+    /// Signs `request` with its payload as `payload` (sent in `x-amz-content-sha256` unless it
+    /// is the body's own hash); answers the request's signature.
+    fn sign<B>(&self, request: &mut hyper::Request<B>, payload: SignableBody<'_>) -> String {
+        let identity = Credentials::new(KEY, self.secret, None, None, "video-auth").into();
+        let mut settings = SigningSettings::default();
+        if !matches!(payload, SignableBody::Bytes(_)) {
+            settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        }
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("kinesisvideo")
+            .time(self.time)
+            .settings(settings)
+            .build()
+            .unwrap()
+            .into();
+        let headers: Vec<(String, String)> = request
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+            .collect();
+        let signable = SignableRequest::new(
+            request.method().as_str(),
+            request.uri().to_string(),
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            payload,
+        )
+        .unwrap();
+        let (instructions, signature) = sign(signable, &params).unwrap().into_parts();
+        instructions.apply_to_request_http1x(request);
+        signature
+    }
+
+    /// `pieces` as an `aws-chunked` body, each chunk signed after the one before, the first
+    /// after the request's `signature`.
+    fn chunked(&self, mut signature: String, pieces: &[&[u8]]) -> Vec<u8> {
+        let identity = Credentials::new(KEY, self.secret, None, None, "video-auth").into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("kinesisvideo")
+            .time(self.time)
+            .settings(())
+            .build()
+            .unwrap();
+        let mut body = Vec::new();
+        for piece in pieces.iter().copied().chain([&[][..]]) {
+            let chunk = Bytes::copy_from_slice(piece);
+            signature = v4::sign_chunk(&chunk, &signature, &params)
+                .unwrap()
+                .into_parts()
+                .1;
+            body.extend_from_slice(
+                format!("{:x};chunk-signature={signature}\r\n", piece.len()).as_bytes(),
+            );
+            body.extend_from_slice(piece);
+            body.extend_from_slice(b"\r\n");
+        }
+        body
+    }
 }
 
 #[tokio::test]
@@ -108,6 +224,215 @@ async fn errors_are_rest_json_with_the_code_in_x_amzn_errortype() {
     )
     .await;
     assert_eq!(status, 404, "{body:?}");
+    broker.shutdown().await;
+}
+
+/// A broker requiring SigV4 from [`KEY`], with a stream `cam` that keeps data.
+async fn broker_with_auth() -> local_broker::RunningBroker {
+    let broker = local_broker::LocalBroker::builder()
+        .auth(local_broker::Credentials::new().with(KEY, SECRET))
+        .start()
+        .await
+        .unwrap();
+    let (status, _, body) = post_as(
+        &broker.endpoint(),
+        "/createStream",
+        serde_json::json!({"StreamName": "cam", "DataRetentionInHours": 1}),
+        Some(SECRET),
+    )
+    .await;
+    assert_eq!(status, 200, "{body:?}");
+    broker
+}
+
+/// ListFragments input for every fragment `stream` holds.
+fn list_all(stream: &str) -> serde_json::Value {
+    serde_json::json!({"StreamName": stream, "FragmentSelector": {
+        "FragmentSelectorType": "SERVER_TIMESTAMP",
+        "TimestampRange": {"StartTimestamp": 0, "EndTimestamp": 4_000_000_000u64},
+    }})
+}
+
+/// Asserts a refusal's status and `x-amzn-ErrorType`, and that it is the REST-JSON shape.
+fn assert_refused(answer: &(u16, hyper::HeaderMap, Bytes), status: u16, code: &str) {
+    let (actual, headers, body) = answer;
+    assert_eq!(
+        (*actual, headers["x-amzn-errortype"].to_str().unwrap()),
+        (status, code),
+        "{body:?}"
+    );
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert!(body["Message"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn with_auth_on_control_and_archived_media_calls_need_a_valid_signature() {
+    let broker = broker_with_auth().await;
+    let endpoint = broker.endpoint();
+    let describe = serde_json::json!({"StreamName": "cam"});
+    let (status, _, body) =
+        post_as(&endpoint, "/describeStream", describe.clone(), Some(SECRET)).await;
+    assert_eq!(status, 200, "{body:?}");
+    let answer = post_as(
+        &endpoint,
+        "/describeStream",
+        describe.clone(),
+        Some("wrong"),
+    )
+    .await;
+    assert_refused(&answer, 403, "InvalidSignatureException");
+    let answer = post(&endpoint, "/describeStream", describe).await;
+    assert_refused(&answer, 403, "MissingAuthenticationTokenException");
+
+    let mut stranger = hyper::Request::post("/listStreams")
+        .header("host", authority(&endpoint))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    Signer::now(SECRET).sign(&mut stranger, SignableBody::Bytes(b""));
+    let signed = stranger.headers()["authorization"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    stranger.headers_mut().insert(
+        "authorization",
+        signed.replace(KEY, "AKIDSTRANGER").parse().unwrap(),
+    );
+    assert_refused(
+        &send(&endpoint, stranger).await,
+        403,
+        "UnrecognizedClientException",
+    );
+
+    // The archived-media and media APIs are checked the same way.
+    let list = list_all("cam");
+    let (status, _, body) = post_as(&endpoint, "/listFragments", list.clone(), Some(SECRET)).await;
+    assert_eq!(status, 200, "{body:?}");
+    let answer = post_as(&endpoint, "/listFragments", list, Some("wrong")).await;
+    assert_refused(&answer, 403, "InvalidSignatureException");
+    let get_media = serde_json::json!({"StreamName": "cam", "StartSelector": {"StartSelectorType": "EARLIEST"}});
+    let answer = post_as(&endpoint, "/getMedia", get_media, Some("wrong")).await;
+    assert_refused(&answer, 403, "InvalidSignatureException");
+    let session = serde_json::json!({"StreamName": "cam"});
+    let answer = post_as(&endpoint, "/getHLSStreamingSessionURL", session, None).await;
+    assert_refused(&answer, 403, "MissingAuthenticationTokenException");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_auth_on_put_media_is_verified_before_any_ack_and_hls_needs_its_session_token() {
+    let broker = broker_with_auth().await;
+    let endpoint = broker.endpoint();
+    let mut body = mkv_header();
+    body.extend(mkv_cluster(0, 25));
+
+    // The header signature is checked before the stream is even looked up.
+    let answer = send(&endpoint, put_media_request(&endpoint, "cam", body.clone())).await;
+    assert_refused(&answer, 403, "MissingAuthenticationTokenException");
+    let mut request = put_media_request(&endpoint, "cam", body.clone());
+    Signer::now("wrong").sign(&mut request, SignableBody::UnsignedPayload);
+    assert_refused(
+        &send(&endpoint, request).await,
+        403,
+        "InvalidSignatureException",
+    );
+
+    // A producer that leaves the payload unsigned, as the KVS producer SDKs do.
+    let mut request = put_media_request(&endpoint, "cam", body.clone());
+    Signer::now(SECRET).sign(&mut request, SignableBody::UnsignedPayload);
+    let (status, _, acks) = send(&endpoint, request).await;
+    assert_eq!(status, 200);
+    let events: Vec<_> = parse_acks(&acks)
+        .iter()
+        .map(|a| a["EventType"].clone())
+        .collect();
+    assert_eq!(events, ["BUFFERING", "RECEIVED", "PERSISTED"]);
+
+    // Signed chunks: each verified as it arrives; the clusters split across chunks anywhere.
+    let mut second = mkv_header();
+    second.extend(mkv_cluster(2000, 25));
+    let (left, right) = second.split_at(second.len() / 3);
+    let signer = Signer::now(SECRET);
+    let mut request = put_media_request(&endpoint, "cam", Vec::new());
+    let headers = request.headers_mut();
+    headers.insert("content-encoding", "aws-chunked".parse().unwrap());
+    headers.insert("x-amz-decoded-content-length", second.len().into());
+    let seed = signer.sign(
+        &mut request,
+        SignableBody::Precomputed("STREAMING-AWS4-HMAC-SHA256-PAYLOAD".into()),
+    );
+    let chunked = signer.chunked(seed.clone(), &[left, right]);
+    *request.body_mut() = Full::new(Bytes::from(chunked.clone()));
+    let (status, _, acks) = send(&endpoint, request.clone()).await;
+    assert_eq!(status, 200);
+    let events: Vec<_> = parse_acks(&acks)
+        .iter()
+        .map(|a| a["EventType"].clone())
+        .collect();
+    assert_eq!(events, ["BUFFERING", "RECEIVED", "PERSISTED"]);
+
+    // A chunk altered in transit cuts the body off before it with an error ack; this body
+    // arrives in one piece, so none of it is stored.
+    let mut altered = chunked;
+    let last = altered.len() - 100;
+    altered[last] ^= 1;
+    *request.body_mut() = Full::new(Bytes::from(altered));
+    let (status, _, acks) = send(&endpoint, request).await;
+    assert_eq!(status, 200);
+    let acks = parse_acks(&acks);
+    let last = acks.last().unwrap();
+    assert_eq!(
+        (&last["EventType"], &last["ErrorId"]),
+        (&"ERROR".into(), &4000.into())
+    );
+    assert!(
+        acks.iter().all(|a| a["EventType"] != "PERSISTED"),
+        "{acks:?}"
+    );
+
+    let (status, _, listed) =
+        post_as(&endpoint, "/listFragments", list_all("cam"), Some(SECRET)).await;
+    assert_eq!(status, 200);
+    let listed: serde_json::Value = serde_json::from_slice(&listed).unwrap();
+    assert_eq!(listed["Fragments"].as_array().unwrap().len(), 2, "{listed}");
+
+    // HLS resources are authorised by the session token in their URL, not by SigV4.
+    let (status, _, body) = post_as(
+        &endpoint,
+        "/getHLSStreamingSessionURL",
+        serde_json::json!({"StreamName": "cam", "PlaybackMode": "LIVE"}),
+        Some(SECRET),
+    )
+    .await;
+    assert_eq!(status, 200, "{body:?}");
+    let session: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let url = session["HLSStreamingSessionURL"].as_str().unwrap();
+    let path = url.strip_prefix(endpoint.as_str()).unwrap();
+    let get = |path: String| {
+        hyper::Request::get(path)
+            .header("host", authority(&endpoint))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let (status, _, playlist) = send(&endpoint, get(path.to_owned())).await;
+    assert_eq!(status, 200);
+    assert!(playlist.starts_with(b"#EXTM3U"));
+    let bogus = "/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken=hls-bogus";
+    let answer = send(&endpoint, get(bogus.to_owned())).await;
+    assert_refused(&answer, 401, "NotAuthorizedException");
+    let answer = send(
+        &endpoint,
+        get("/hls/v1/getHLSMasterPlaylist.m3u8".to_owned()),
+    )
+    .await;
+    assert_refused(&answer, 401, "NotAuthorizedException");
+    // A valid signature is no substitute for the token.
+    let mut signed = get(bogus.to_owned());
+    Signer::now(SECRET).sign(&mut signed, SignableBody::Bytes(b""));
+    assert_refused(
+        &send(&endpoint, signed).await,
+        401,
+        "NotAuthorizedException",
+    );
     broker.shutdown().await;
 }
 
@@ -204,27 +529,33 @@ async fn put_media_acks_stream_while_the_body_is_sent_and_get_media_reads_it_bac
     broker.shutdown().await;
 }
 
-/// Sends `body` as one PutMedia request (RELATIVE timecodes from 1700000000 s) and returns the
-/// acknowledgement event types.
+/// Sends `body` as one PutMedia request and returns the acknowledgement event types.
 async fn put_media(endpoint: &str, stream: &str, body: Vec<u8>) -> Vec<String> {
-    let (mut send, authority) = connect(endpoint).await;
-    let request = hyper::Request::post("/putMedia")
-        .header("host", authority)
+    let (status, _, acks) = send(endpoint, put_media_request(endpoint, stream, body)).await;
+    assert_eq!(status, 200);
+    parse_acks(&acks)
+        .iter()
+        .map(|ack| ack["EventType"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A PutMedia request for `stream` carrying `body` (RELATIVE timecodes from 1700000000 s).
+fn put_media_request(endpoint: &str, stream: &str, body: Vec<u8>) -> hyper::Request<Full<Bytes>> {
+    hyper::Request::post("/putMedia")
+        .header("host", authority(endpoint))
         .header("x-amzn-stream-name", stream)
         .header("x-amzn-fragment-timecode-type", "RELATIVE")
         .header("x-amzn-producer-start-timestamp", "1700000000.000")
         .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    let response = send.send_request(request).await.unwrap();
-    assert_eq!(response.status(), 200);
-    let acks = response.into_body().collect().await.unwrap().to_bytes();
-    std::str::from_utf8(&acks)
+        .unwrap()
+}
+
+/// The acknowledgements of a PutMedia response: one JSON object a line.
+fn parse_acks(body: &[u8]) -> Vec<serde_json::Value> {
+    std::str::from_utf8(body)
         .unwrap()
         .lines()
-        .map(|line| {
-            let ack: serde_json::Value = serde_json::from_str(line).unwrap();
-            ack["EventType"].as_str().unwrap().to_owned()
-        })
+        .map(|line| serde_json::from_str(line).unwrap())
         .collect()
 }
 

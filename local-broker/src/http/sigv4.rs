@@ -8,6 +8,10 @@
 //! A body sent in signed chunks (`x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD`,
 //! `Content-Encoding: aws-chunked`) has every chunk's signature checked, each chained to the one
 //! before it starting from the request's signature, and is decoded for the operation.
+//!
+//! A body too long to read before answering (Kinesis Video PutMedia) is verified by its headers
+//! first ([`Credentials::verify_streamed`]) and then piece by piece as it arrives
+//! ([`PayloadCheck`]).
 
 use super::error::ApiError;
 use crate::clock::{civil_from_days, days_from_civil};
@@ -21,6 +25,8 @@ const MAX_SKEW_MS: i64 = 5 * 60 * 1000;
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// The payload hash that announces a body in signed chunks.
 const STREAMING_PAYLOAD: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
+/// The payload hash of a body the signature does not cover.
+const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 
 /// Access key id → secret access key.
 #[derive(Debug, Clone, Default)]
@@ -98,6 +104,18 @@ fn invalid_signature(message: impl Into<String>) -> ApiError {
     ApiError::new("InvalidSignatureException", message)
 }
 
+/// A request whose headers carry a valid signature, and what its body was signed as.
+struct Authenticated {
+    signing_key: Vec<u8>,
+    date: String,
+    scope: String,
+    /// The request's own signature, which the first signed chunk chains from.
+    signature: String,
+    /// The payload hash the signature covers: a SHA-256, `UNSIGNED-PAYLOAD` or
+    /// [`STREAMING_PAYLOAD`].
+    payload_hash: String,
+}
+
 impl Credentials {
     /// Verifies a request's signature at `now_ms`. A body in signed chunks comes back decoded
     /// (`Some`); any other body is the payload as sent (`None`).
@@ -106,6 +124,57 @@ impl Credentials {
         request: &SignedRequest<'_>,
         now_ms: i64,
     ) -> Result<Option<Vec<u8>>, ApiError> {
+        let authenticated = self.authenticate(request, now_ms, false)?;
+        if authenticated.payload_hash != STREAMING_PAYLOAD {
+            return Ok(None);
+        }
+        let mut chunks = ChunkChain::new(authenticated, request.headers)?;
+        let decoded = chunks.push(request.body)?;
+        chunks.finish()?;
+        Ok(Some(decoded))
+    }
+
+    /// Verifies the signature of a request whose body is still arriving (PutMedia streams for
+    /// as long as the producer records), from its headers alone. The answer checks the body
+    /// piece by piece: signed chunks each against their signature, a declared SHA-256 when the
+    /// body ends; an unsigned payload passes as sent. A producer that signs without declaring a
+    /// payload hash may have signed the empty body's hash or `UNSIGNED-PAYLOAD`; either means
+    /// the payload is unsigned.
+    pub fn verify_streamed(
+        &self,
+        request: &SignedRequest<'_>,
+        now_ms: i64,
+    ) -> Result<PayloadCheck, ApiError> {
+        let declared = request.headers.contains_key("x-amz-content-sha256");
+        let authenticated = self.authenticate(request, now_ms, true)?;
+        let hash = authenticated.payload_hash.as_str();
+        let check = if hash == STREAMING_PAYLOAD {
+            Check::Chunked(Box::new(ChunkChain::new(authenticated, request.headers)?))
+        } else if hash == UNSIGNED_PAYLOAD || !declared {
+            Check::Unsigned
+        } else if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Check::Digest {
+                hasher: Sha256::new(),
+                expected: hash.to_ascii_lowercase(),
+            }
+        } else {
+            return Err(incomplete(format!(
+                "x-amz-content-sha256 {hash} is not supported here: sign the payload as \
+                 {UNSIGNED_PAYLOAD}, {STREAMING_PAYLOAD} or its SHA-256."
+            )));
+        };
+        Ok(PayloadCheck(check))
+    }
+
+    /// Checks the key, the date and the header (or query) signature against every payload hash
+    /// the request may have been signed with. `streamed`: the body has not been read, so an
+    /// undeclared payload hash may be the empty body's or `UNSIGNED-PAYLOAD`.
+    fn authenticate(
+        &self,
+        request: &SignedRequest<'_>,
+        now_ms: i64,
+        streamed: bool,
+    ) -> Result<Authenticated, ApiError> {
         let signature = parse(request)?;
         let secret = self.secrets.get(&signature.access_key).ok_or_else(|| {
             ApiError::new(
@@ -154,10 +223,10 @@ impl Credentials {
             .and_then(|v| v.to_str().ok())
         {
             Some(declared) => vec![declared.to_owned()],
-            None if signature.presigned_expires.is_some() => {
+            None if streamed || signature.presigned_expires.is_some() => {
                 vec![
                     hex(&Sha256::digest(request.body)),
-                    "UNSIGNED-PAYLOAD".to_owned(),
+                    UNSIGNED_PAYLOAD.to_owned(),
                 ]
             }
             None => vec![hex(&Sha256::digest(request.body))],
@@ -172,29 +241,13 @@ impl Credentials {
             );
             let expected = hex(&hmac(&signing_key, string_to_sign.as_bytes()));
             if constant_time_eq(expected.as_bytes(), signature.signature.as_bytes()) {
-                if payload_hash != STREAMING_PAYLOAD {
-                    return Ok(None);
-                }
-                let chunks = ChunkChain {
-                    signing_key: &signing_key,
-                    date: &signature.date,
-                    scope: &signature.scope,
-                    previous: expected,
-                };
-                let decoded = chunks.decode(request.body)?;
-                let declared = request
-                    .headers
-                    .get("x-amz-decoded-content-length")
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| v.parse::<usize>());
-                return match declared {
-                    Some(Ok(length)) if length == decoded.len() => Ok(Some(decoded)),
-                    None => Ok(Some(decoded)),
-                    _ => Err(invalid_signature(format!(
-                        "X-Amz-Decoded-Content-Length does not match the {} bytes of the chunks.",
-                        decoded.len()
-                    ))),
-                };
+                return Ok(Authenticated {
+                    signing_key,
+                    date: signature.date,
+                    scope: signature.scope,
+                    signature: expected,
+                    payload_hash,
+                });
             }
         }
         Err(invalid_signature(
@@ -203,36 +256,130 @@ impl Credentials {
     }
 }
 
-/// Verifies and decodes an `aws-chunked` body: `SIZE_HEX;chunk-signature=SIG\r\nDATA\r\n`
-/// repeated, ending with a zero-size chunk. Each signature covers the chunk's data and the
-/// signature before it, so chunks cannot be dropped, reordered or altered.
-struct ChunkChain<'a> {
-    signing_key: &'a [u8],
-    date: &'a str,
-    scope: &'a str,
-    previous: String,
+/// The body check of a request verified by its headers ([`Credentials::verify_streamed`]):
+/// feed it the body as it arrives, and tell it when the body ends.
+pub struct PayloadCheck(Check);
+
+enum Check {
+    /// Nothing to check: the producer did not sign the payload.
+    Unsigned,
+    /// The whole body must hash to the declared SHA-256.
+    Digest { hasher: Sha256, expected: String },
+    /// Signed chunks, each checked as it completes.
+    Chunked(Box<ChunkChain>),
 }
 
-impl ChunkChain<'_> {
-    fn decode(mut self, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+impl PayloadCheck {
+    /// Takes the next piece of the body as sent; answers the payload it completes (chunk
+    /// framing removed), or why the body is refused.
+    pub fn push(&mut self, data: bytes::Bytes) -> Result<bytes::Bytes, ApiError> {
+        match &mut self.0 {
+            Check::Unsigned => Ok(data),
+            Check::Digest { hasher, .. } => {
+                hasher.update(&data);
+                Ok(data)
+            }
+            Check::Chunked(chunks) => chunks.push(&data).map(bytes::Bytes::from),
+        }
+    }
+
+    /// The body ended: succeeds only if all of it was as signed.
+    pub fn finish(self) -> Result<(), ApiError> {
+        match self.0 {
+            Check::Unsigned => Ok(()),
+            Check::Digest { hasher, expected } => {
+                if constant_time_eq(hex(&hasher.finalize()).as_bytes(), expected.as_bytes()) {
+                    Ok(())
+                } else {
+                    Err(invalid_signature(
+                        "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                    ))
+                }
+            }
+            Check::Chunked(chunks) => chunks.finish(),
+        }
+    }
+}
+
+/// Verifies and decodes an `aws-chunked` body: `SIZE_HEX;chunk-signature=SIG\r\nDATA\r\n`
+/// repeated, ending with a zero-size chunk. Each signature covers the chunk's data and the
+/// signature before it, so chunks cannot be dropped, reordered or altered. The body may arrive
+/// split anywhere; an incomplete chunk waits for the rest.
+struct ChunkChain {
+    signing_key: Vec<u8>,
+    date: String,
+    scope: String,
+    previous: String,
+    /// The start of a chunk whose end has not arrived.
+    pending: Vec<u8>,
+    /// The zero-size chunk has been seen.
+    ended: bool,
+    decoded_length: usize,
+    /// `x-amz-decoded-content-length`, when sent.
+    declared_length: Option<usize>,
+}
+
+/// Longest chunk header (`SIZE_HEX;chunk-signature=SIG`) accepted.
+const MAX_CHUNK_HEADER: usize = 256;
+
+impl ChunkChain {
+    fn new(authenticated: Authenticated, headers: &http::HeaderMap) -> Result<Self, ApiError> {
+        let declared_length = headers
+            .get("x-amz-decoded-content-length")
+            .map(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .ok_or_else(|| {
+                        invalid_signature("X-Amz-Decoded-Content-Length must be a number of bytes.")
+                    })
+            })
+            .transpose()?;
+        Ok(Self {
+            signing_key: authenticated.signing_key,
+            date: authenticated.date,
+            scope: authenticated.scope,
+            previous: authenticated.signature,
+            pending: Vec::new(),
+            ended: false,
+            decoded_length: 0,
+            declared_length,
+        })
+    }
+
+    /// Takes the next piece of the body; answers the data of the chunks it completes.
+    fn push(&mut self, data: &[u8]) -> Result<Vec<u8>, ApiError> {
         let malformed = || incomplete("The aws-chunked body is malformed.");
         let empty_hash = hex(&Sha256::digest(b""));
-        let mut decoded = Vec::with_capacity(body.len());
-        let mut rest = body;
-        loop {
-            let line_end = rest
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .ok_or_else(malformed)?;
+        self.pending.extend_from_slice(data);
+        let mut decoded = Vec::new();
+        let mut consumed = 0;
+        while consumed < self.pending.len() {
+            if self.ended {
+                return Err(malformed());
+            }
+            let rest = &self.pending[consumed..];
+            let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") else {
+                if rest.len() > MAX_CHUNK_HEADER {
+                    return Err(malformed());
+                }
+                break;
+            };
             let header = std::str::from_utf8(&rest[..line_end]).map_err(|_| malformed())?;
             let (size, signature) = header
                 .split_once(";chunk-signature=")
                 .ok_or_else(malformed)?;
             let size = usize::from_str_radix(size, 16).map_err(|_| malformed())?;
+            if size > super::MAX_REQUEST_BYTES {
+                return Err(malformed());
+            }
             let data_start = line_end + 2;
-            let data_end = data_start.checked_add(size).ok_or_else(malformed)?;
-            let data = rest.get(data_start..data_end).ok_or_else(malformed)?;
-            if rest.get(data_end..data_end + 2) != Some(b"\r\n".as_slice()) {
+            let data_end = data_start + size;
+            if rest.len() < data_end + 2 {
+                break;
+            }
+            let data = &rest[data_start..data_end];
+            if &rest[data_end..data_end + 2] != b"\r\n" {
                 return Err(malformed());
             }
             let string_to_sign = format!(
@@ -242,22 +389,33 @@ impl ChunkChain<'_> {
                 self.previous,
                 hex(&Sha256::digest(data))
             );
-            let expected = hex(&hmac(self.signing_key, string_to_sign.as_bytes()));
+            let expected = hex(&hmac(&self.signing_key, string_to_sign.as_bytes()));
             if !constant_time_eq(expected.as_bytes(), signature.as_bytes()) {
                 return Err(invalid_signature(
                     "The chunk signature we calculated does not match the signature you provided.",
                 ));
             }
             decoded.extend_from_slice(data);
-            rest = &rest[data_end + 2..];
-            if size == 0 {
-                return if rest.is_empty() {
-                    Ok(decoded)
-                } else {
-                    Err(malformed())
-                };
-            }
+            consumed += data_end + 2;
+            self.ended = size == 0;
             self.previous = expected;
+        }
+        self.pending.drain(..consumed);
+        self.decoded_length += decoded.len();
+        Ok(decoded)
+    }
+
+    /// The body ended: it must have ended with the zero-size chunk, after the declared length.
+    fn finish(self) -> Result<(), ApiError> {
+        if !self.ended || !self.pending.is_empty() {
+            return Err(incomplete("The aws-chunked body is malformed."));
+        }
+        match self.declared_length {
+            Some(length) if length != self.decoded_length => Err(invalid_signature(format!(
+                "X-Amz-Decoded-Content-Length does not match the {} bytes of the chunks.",
+                self.decoded_length
+            ))),
+            _ => Ok(()),
         }
     }
 }
@@ -639,6 +797,63 @@ mod tests {
         assert_eq!(
             verify_chunked(&headers, truncated).unwrap_err().code,
             "IncompleteSignatureException"
+        );
+    }
+
+    fn verify_streamed(headers: &http::HeaderMap) -> Result<PayloadCheck, ApiError> {
+        let request = SignedRequest {
+            method: "PUT",
+            path: "/examplebucket/chunkObject.txt",
+            query: None,
+            headers,
+            host: None,
+            body: b"",
+        };
+        Credentials::new()
+            .with(
+                "AKIAIOSFODNN7EXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            )
+            .verify_streamed(&request, parse_amz_date("20130524T000000Z").unwrap())
+    }
+
+    /// Feeds `body` in pieces of `piece` bytes; answers the payload and how the body ended.
+    fn stream(mut check: PayloadCheck, body: &[u8], piece: usize) -> Result<Vec<u8>, ApiError> {
+        let mut payload = Vec::new();
+        for part in body.chunks(piece) {
+            payload.extend_from_slice(&check.push(bytes::Bytes::copy_from_slice(part))?);
+        }
+        check.finish()?;
+        Ok(payload)
+    }
+
+    #[test]
+    fn a_streamed_chunked_body_is_verified_however_it_is_split() {
+        let (headers, body) = documented_chunked_request();
+        for piece in [1, 7, 100, 65_600, body.len()] {
+            let check = verify_streamed(&headers).unwrap();
+            assert_eq!(stream(check, &body, piece).unwrap(), vec![b'a'; 66560]);
+        }
+        let (_, mut altered) = documented_chunked_request();
+        altered[66_000] = b'b';
+        let err = stream(verify_streamed(&headers).unwrap(), &altered, 4096).unwrap_err();
+        assert_eq!(err.code, "InvalidSignatureException");
+        let err = stream(verify_streamed(&headers).unwrap(), &body[..66_000], 4096).unwrap_err();
+        assert_eq!(err.code, "IncompleteSignatureException");
+    }
+
+    #[test]
+    fn a_streamed_request_is_refused_on_its_headers_alone() {
+        let (mut headers, _) = documented_chunked_request();
+        headers.insert("x-amz-date", "20130524T000001Z".parse().unwrap());
+        assert_eq!(
+            verify_streamed(&headers).err().map(|e| e.code),
+            Some("InvalidSignatureException")
+        );
+        headers.remove("authorization");
+        assert_eq!(
+            verify_streamed(&headers).err().map(|e| e.code),
+            Some("MissingAuthenticationTokenException")
         );
     }
 

@@ -32,6 +32,19 @@ pub fn not_found(message: impl Into<String>) -> ApiError {
     ApiError::not_found(message).with_status(StatusCode::NOT_FOUND)
 }
 
+/// A request whose signature could not be verified. KVS is REST-JSON behind AWS's front end,
+/// which answers every signature failure (UnrecognizedClientException, InvalidSignatureException,
+/// IncompleteSignatureException, MissingAuthenticationTokenException) with 403.
+pub fn not_signed(err: ApiError) -> ApiError {
+    err.with_status(StatusCode::FORBIDDEN)
+}
+
+/// The caller may not use the resource: an HLS or DASH session token that is unknown or has
+/// expired (HTTP 401, as the archived-media model declares).
+pub fn not_authorized(message: impl Into<String>) -> ApiError {
+    ApiError::new("NotAuthorizedException", message).with_status(StatusCode::UNAUTHORIZED)
+}
+
 /// The stream's `CurrentVersion` is not the one given.
 pub fn version_mismatch(message: impl Into<String>) -> ApiError {
     ApiError::new("VersionMismatchException", message)

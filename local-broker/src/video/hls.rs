@@ -166,7 +166,7 @@ impl Sessions {
         token
             .and_then(|t| sessions.get(t))
             .cloned()
-            .ok_or_else(|| api::not_found("The streaming session is unknown or has expired."))
+            .ok_or_else(|| api::not_authorized("The streaming session is unknown or has expired."))
     }
 }
 
@@ -777,7 +777,7 @@ pub(crate) mod tests {
             "getHLSMasterPlaylist.m3u8?SessionToken=nope",
         )
         .expect_err("unknown");
-        assert_eq!(missing.code, "ResourceNotFoundException");
+        assert_eq!(missing.code, "NotAuthorizedException");
         let bad = open(
             &sessions,
             &store,

@@ -38,6 +38,7 @@ use crate::http::sigv4;
 use crate::storage::{self, Storage, StorageError};
 use axum::body::Body;
 use axum::response::Response;
+use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -263,7 +264,18 @@ impl Video {
             )));
         }
         if parts.uri.path() == "/putMedia" {
-            // The body streams for as long as the producer records: never buffered.
+            // The body streams for as long as the producer records: never buffered, so the
+            // signature is checked on the headers before any ack, and the body as it arrives.
+            let body = match &self.inner.config.auth {
+                Some(credentials) => {
+                    let signed = sigv4::SignedRequest::new(&parts, &[]);
+                    let check = credentials
+                        .verify_streamed(&signed, self.now_millis())
+                        .map_err(api::not_signed)?;
+                    checked_body(body, check)
+                }
+                None => body,
+            };
             return ingest::put_media(self, &parts.headers, body).map(Output::Media);
         }
         let body = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
@@ -273,10 +285,19 @@ impl Video {
                     "Request body is larger than the {MAX_REQUEST_BYTES} bytes this server accepts"
                 ))
             })?;
-        if let Some(credentials) = &self.inner.config.auth {
-            let signed = sigv4::SignedRequest::new(&parts, &body);
-            credentials.verify(&signed, self.now_millis())?;
-        }
+        let body = match &self.inner.config.auth {
+            Some(credentials) => {
+                let signed = sigv4::SignedRequest::new(&parts, &body);
+                match credentials
+                    .verify(&signed, self.now_millis())
+                    .map_err(api::not_signed)?
+                {
+                    Some(decoded) => Bytes::from(decoded),
+                    None => body,
+                }
+            }
+            None => body,
+        };
         let streams = &self.inner.streams;
         // Operations run synchronously on this thread; the write mark tells what they wrote,
         // and so what must be durable before answering.
@@ -435,6 +456,25 @@ impl hls::StreamLookup for Video {
     fn fragments(&self, stream: &api::StreamRef) -> ApiResult<Arc<fragments::FragmentStore>> {
         self.readable(stream).map(|s| s.fragments)
     }
+}
+
+/// A PutMedia body passed on only as far as it is as signed: a piece that fails its check
+/// ends the body with that error (which the ingest acks as a read error).
+fn checked_body(body: Body, check: sigv4::PayloadCheck) -> Body {
+    let pieces =
+        futures::stream::unfold(Some((body.into_data_stream(), check)), |state| async move {
+            let (mut data, mut check) = state?;
+            let refused = |err: ApiError| Err(Box::new(err) as axum::BoxError);
+            match futures::StreamExt::next(&mut data).await {
+                Some(Ok(piece)) => match check.push(piece) {
+                    Ok(payload) => Some((Ok(payload), Some((data, check)))),
+                    Err(err) => Some((refused(err), None)),
+                },
+                Some(Err(err)) => Some((Err(Box::new(err) as axum::BoxError), None)),
+                None => check.finish().err().map(|err| (refused(err), None)),
+            }
+        });
+    Body::from_stream(pieces)
 }
 
 /// A 200 response carrying media of `content_type`.
