@@ -519,33 +519,30 @@ pub(crate) mod tests {
         }
     }
 
-    fn stored(seconds: u64) -> Arc<FragmentStore> {
+    /// `seconds` one-second fragments of `body`'s tracks, each second's frames given by `frames`.
+    fn ingested(seconds: u64, mut body: MkvBuilder, frames: &[(u64, i16)]) -> Arc<FragmentStore> {
         let (video, stream) = video_with_stream(1);
         let mut session = Ingest::new(video, stream.clone(), TimecodeType::Absolute, 0);
-        let mut body = MkvBuilder::new(&[1]);
         for second in 1..=seconds {
-            body = body.cluster(second * 1000, &[(1, 0), (1, 500)]);
+            body = body.cluster(second * 1000, frames);
         }
         session.push(&body.bytes);
         session.finish();
         Arc::clone(&stream.fragments)
     }
 
+    /// `seconds` one-second fragments of 2 video frames.
+    fn stored(seconds: u64) -> Arc<FragmentStore> {
+        ingested(seconds, MkvBuilder::new(&[1]), &[(1, 0), (1, 500)])
+    }
+
     /// `seconds` one-second fragments of 2 video frames and 44.1 kHz AAC frames (23.22 ms
     /// apart, rounded to ms) from track 2, interleaved as muxers write them.
     pub(crate) fn stored_with_audio(seconds: u64) -> Arc<FragmentStore> {
-        let (video, stream) = video_with_stream(1);
-        let mut session = Ingest::new(video, stream.clone(), TimecodeType::Absolute, 0);
-        let mut body = MkvBuilder::video_and_audio();
-        for second in 1..=seconds {
-            let mut frames = vec![(1, 0), (1, 500)];
-            frames.extend(AUDIO_OFFSETS.iter().map(|ms| (2, *ms)));
-            frames.sort_by_key(|(_, ms)| *ms);
-            body = body.cluster(second * 1000, &frames);
-        }
-        session.push(&body.bytes);
-        session.finish();
-        Arc::clone(&stream.fragments)
+        let mut frames = vec![(1, 0), (1, 500)];
+        frames.extend(AUDIO_OFFSETS.iter().map(|ms| (2, *ms)));
+        frames.sort_by_key(|(_, ms)| *ms);
+        ingested(seconds, MkvBuilder::video_and_audio(), &frames)
     }
 
     /// The AAC frame times (ms) within a second: 43 frames of 1024 samples at 44.1 kHz.
@@ -559,56 +556,73 @@ pub(crate) mod tests {
         offsets
     };
 
-    fn open(sessions: &Sessions, store: &FragmentStore, json: &str) -> ApiResult<String> {
-        sessions.open(api::parse(json.as_bytes())?, store, 0)
+    /// An on-demand selection of producer timestamps 0–9 s, as HLS and DASH sessions take it.
+    const ALL_OF_IT: &str = r#""FragmentSelectorType":"PRODUCER_TIMESTAMP","TimestampRange":{"StartTimestamp":0,"EndTimestamp":9}"#;
+
+    /// The stored fragments of one stream and the playback sessions opened on them.
+    struct Playback {
+        sessions: Sessions,
+        store: Arc<FragmentStore>,
     }
 
-    fn get(sessions: &Sessions, store: &Arc<FragmentStore>, url: &str) -> ApiResult<String> {
-        let (path, query) = url.split_once('?').unwrap_or((url, ""));
-        let resource = Resource::parse(path, Some(query));
-        serve(sessions, &One(Arc::clone(store)), &resource, 0)
-            .map(|(_, body)| String::from_utf8_lossy(&body).into_owned())
+    impl Playback {
+        fn of(store: Arc<FragmentStore>) -> Self {
+            Self {
+                sessions: Sessions::default(),
+                store,
+            }
+        }
+
+        /// Opens an HLS session from a GetHLSStreamingSessionURL body; answers its token.
+        fn open(&self, json: &str) -> ApiResult<String> {
+            self.sessions
+                .open(api::parse(json.as_bytes())?, &self.store, 0)
+        }
+
+        /// Opens an on-demand DASH session over all fragments; answers its token.
+        fn open_dash(&self) -> String {
+            let json = format!(
+                r#"{{"StreamName":"cam","PlaybackMode":"ON_DEMAND","DASHFragmentSelector":{{{ALL_OF_IT}}}}}"#
+            );
+            let dash: api::GetDashSessionInput = api::parse(json.as_bytes()).expect("input");
+            self.sessions
+                .open(dash.into(), &self.store, 0)
+                .expect("session")
+        }
+
+        /// The body served for a session URL (path and query).
+        fn get_bytes(&self, url: &str) -> ApiResult<Vec<u8>> {
+            let (path, query) = url.split_once('?').unwrap_or((url, ""));
+            let resource = Resource::parse(path, Some(query));
+            serve(&self.sessions, &One(Arc::clone(&self.store)), &resource, 0).map(|(_, body)| body)
+        }
+
+        /// The playlist or manifest served for a session URL.
+        fn get(&self, url: &str) -> ApiResult<String> {
+            self.get_bytes(url)
+                .map(|body| String::from_utf8_lossy(&body).into_owned())
+        }
     }
 
     #[test]
     fn on_demand_lists_the_range_and_ends() {
-        let store = stored(5);
-        let sessions = Sessions::default();
-        let token = open(
-            &sessions,
-            &store,
-            r#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND","HLSFragmentSelector":{"FragmentSelectorType":"PRODUCER_TIMESTAMP","TimestampRange":{"StartTimestamp":2,"EndTimestamp":4}}}"#,
-        )
-        .expect("session");
-        let master = get(
-            &sessions,
-            &store,
-            &format!("getHLSMasterPlaylist.m3u8?SessionToken={token}"),
-        )
-        .expect("master");
+        let playback = Playback::of(stored(5));
+        let token = playback
+            .open(r#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND","HLSFragmentSelector":{"FragmentSelectorType":"PRODUCER_TIMESTAMP","TimestampRange":{"StartTimestamp":2,"EndTimestamp":4}}}"#)
+            .expect("session");
+        let master = playback
+            .get(&format!("getHLSMasterPlaylist.m3u8?SessionToken={token}"))
+            .expect("master");
         assert!(master.contains("CODECS=\"avc1.42C01E\",RESOLUTION=320x240,FRAME-RATE=2.000"));
-        let media = get(
-            &sessions,
-            &store,
-            &format!("getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber=1"),
-        )
-        .expect("media");
+        let media = playback
+            .get(&format!(
+                "getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber=1"
+            ))
+            .expect("media");
         assert_eq!(media.matches("#EXTINF:1.000,").count(), 3);
         assert!(media.contains("#EXT-X-PLAYLIST-TYPE:VOD") && media.ends_with("#EXT-X-ENDLIST\n"));
         assert!(media.contains("#EXT-X-MEDIA-SEQUENCE:1\n"));
         assert!(!media.contains("DISCONTINUITY"));
-    }
-
-    fn get_bytes(sessions: &Sessions, store: &Arc<FragmentStore>, url: &str) -> Vec<u8> {
-        let (path, query) = url.split_once('?').unwrap_or((url, ""));
-        serve(
-            sessions,
-            &One(Arc::clone(store)),
-            &Resource::parse(path, Some(query)),
-            0,
-        )
-        .expect("served")
-        .1
     }
 
     /// The 32-bit field `at` bytes after the first `kind` box type in `file`.
@@ -619,41 +633,35 @@ pub(crate) mod tests {
 
     #[test]
     fn aac_audio_is_a_second_rendition_with_its_own_init_and_segments() {
-        let store = stored_with_audio(3);
-        let sessions = Sessions::default();
-        let token = open(
-            &sessions,
-            &store,
-            r#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND","HLSFragmentSelector":{"FragmentSelectorType":"PRODUCER_TIMESTAMP","TimestampRange":{"StartTimestamp":0,"EndTimestamp":9}}}"#,
-        )
-        .expect("session");
-        let master = get(
-            &sessions,
-            &store,
-            &format!("getHLSMasterPlaylist.m3u8?SessionToken={token}"),
-        )
-        .expect("master");
+        let playback = Playback::of(stored_with_audio(3));
+        let token = playback
+            .open(&format!(
+                r#"{{"StreamName":"cam","PlaybackMode":"ON_DEMAND","HLSFragmentSelector":{{{ALL_OF_IT}}}}}"#
+            ))
+            .expect("session");
+        let master = playback
+            .get(&format!("getHLSMasterPlaylist.m3u8?SessionToken={token}"))
+            .expect("master");
         assert!(master.contains("#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\""));
         assert!(master.contains(&format!(
             "URI=\"getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber=2\""
         )));
         assert!(master.contains("CODECS=\"avc1.42C01E,mp4a.40.2\""));
         assert!(master.contains("AUDIO=\"audio\""));
-        let audio = get(
-            &sessions,
-            &store,
-            &format!("getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber=2"),
-        )
-        .expect("audio playlist");
+        let audio = playback
+            .get(&format!(
+                "getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber=2"
+            ))
+            .expect("audio playlist");
         assert_eq!(audio.matches("&TrackNumber=2").count(), 4, "{audio}");
         // 42 gaps of 23.2 ms plus one more frame: 998 ms.
         assert_eq!(audio.matches("#EXTINF:0.998,").count(), 3, "{audio}");
 
-        let init = get_bytes(
-            &sessions,
-            &store,
-            &format!("getMP4InitFragment.mp4?SessionToken={token}&TrackNumber=2"),
-        );
+        let init = playback
+            .get_bytes(&format!(
+                "getMP4InitFragment.mp4?SessionToken={token}&TrackNumber=2"
+            ))
+            .expect("init");
         assert_eq!(field(&init, b"hdlr", 8).to_be_bytes(), *b"soun");
         assert_eq!(field(&init, b"mdhd", 12), 44_100, "timescale");
         assert_eq!(field(&init, b"tkhd", 12), 2, "track_ID");
@@ -666,40 +674,29 @@ pub(crate) mod tests {
         );
         assert!(init[esds..].windows(3).any(|w| w == [0x02, 0x12, 0x08]));
 
-        let second = store.all()[1].number();
-        let segment = get_bytes(
-            &sessions,
-            &store,
-            &format!(
-                "getMP4MediaFragment.mp4?FragmentNumber={second}&SessionToken={token}&TrackNumber=2"
-            ),
-        );
-        assert_eq!(field(&segment, b"tfhd", 4), 2, "track_ID");
+        let second = playback.store.all()[1].number();
+        let segment = |track: u64| {
+            playback
+                .get_bytes(&format!(
+                    "getMP4MediaFragment.mp4?FragmentNumber={second}&SessionToken={token}&TrackNumber={track}"
+                ))
+                .expect("segment")
+        };
+        let audio = segment(2);
+        assert_eq!(field(&audio, b"tfhd", 4), 2, "track_ID");
         // tfdt (version 1): the fragment's start at 2 s, in samples.
-        let tfdt = segment.windows(4).position(|w| w == b"tfdt").expect("tfdt");
-        let base = u64::from_be_bytes(segment[tfdt + 8..tfdt + 16].try_into().expect("8"));
+        let tfdt = audio.windows(4).position(|w| w == b"tfdt").expect("tfdt");
+        let base = u64::from_be_bytes(audio[tfdt + 8..tfdt + 16].try_into().expect("8"));
         assert_eq!(base, 88_200);
-        assert_eq!(field(&segment, b"trun", 4), 43, "sample count");
-        assert_eq!(field(&segment, b"trun", 12), 1024, "first duration");
-        let video = get_bytes(
-            &sessions,
-            &store,
-            &format!(
-                "getMP4MediaFragment.mp4?FragmentNumber={second}&SessionToken={token}&TrackNumber=1"
-            ),
-        );
-        assert_eq!(field(&video, b"trun", 4), 2);
-        let dash: api::GetDashSessionInput = api::parse(
-            br#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND","DASHFragmentSelector":{"FragmentSelectorType":"PRODUCER_TIMESTAMP","TimestampRange":{"StartTimestamp":0,"EndTimestamp":9}}}"#,
-        )
-        .expect("input");
-        let token = sessions.open(dash.into(), &store, 0).expect("session");
-        let mpd = get(
-            &sessions,
-            &store,
-            &format!("/dash/v1/getDASHManifest.mpd?SessionToken={token}"),
-        )
-        .expect("manifest");
+        assert_eq!(field(&audio, b"trun", 4), 43, "sample count");
+        assert_eq!(field(&audio, b"trun", 12), 1024, "first duration");
+        assert_eq!(field(&segment(1), b"trun", 4), 2);
+        let token = playback.open_dash();
+        let mpd = playback
+            .get(&format!(
+                "/dash/v1/getDASHManifest.mpd?SessionToken={token}"
+            ))
+            .expect("manifest");
         assert!(mpd.contains("contentType=\"audio\""));
         assert!(mpd.contains("audioSamplingRate=\"44100\""));
         assert_eq!(
@@ -711,40 +708,29 @@ pub(crate) mod tests {
 
     #[test]
     fn video_only_streams_serve_no_audio_track() {
-        let store = stored(2);
-        let sessions = Sessions::default();
-        let token = open(&sessions, &store, r#"{"StreamName":"cam"}"#).expect("session");
-        let master = get(
-            &sessions,
-            &store,
-            &format!("getHLSMasterPlaylist.m3u8?SessionToken={token}"),
-        )
-        .expect("master");
+        let playback = Playback::of(stored(2));
+        let token = playback.open(r#"{"StreamName":"cam"}"#).expect("session");
+        let master = playback
+            .get(&format!("getHLSMasterPlaylist.m3u8?SessionToken={token}"))
+            .expect("master");
         assert!(!master.contains("EXT-X-MEDIA") && master.contains("CODECS=\"avc1.42C01E\","));
-        let missing = get(
-            &sessions,
-            &store,
-            &format!("getMP4InitFragment.mp4?SessionToken={token}&TrackNumber=2"),
-        )
-        .expect_err("no audio");
+        let missing = playback
+            .get(&format!(
+                "getMP4InitFragment.mp4?SessionToken={token}&TrackNumber=2"
+            ))
+            .expect_err("no audio");
         assert_eq!(missing.code, "ResourceNotFoundException");
     }
 
     #[test]
     fn dash_manifests_list_a_segment_per_fragment_with_its_time() {
-        let store = stored(3);
-        let sessions = Sessions::default();
-        let dash: api::GetDashSessionInput = api::parse(
-            br#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND","DASHFragmentSelector":{"FragmentSelectorType":"PRODUCER_TIMESTAMP","TimestampRange":{"StartTimestamp":0,"EndTimestamp":9}}}"#,
-        )
-        .expect("input");
-        let token = sessions.open(dash.into(), &store, 0).expect("session");
-        let mpd = get(
-            &sessions,
-            &store,
-            &format!("/dash/v1/getDASHManifest.mpd?SessionToken={token}"),
-        )
-        .expect("manifest");
+        let playback = Playback::of(stored(3));
+        let token = playback.open_dash();
+        let mpd = playback
+            .get(&format!(
+                "/dash/v1/getDASHManifest.mpd?SessionToken={token}"
+            ))
+            .expect("manifest");
         assert!(mpd.contains("type=\"static\" mediaPresentationDuration=\"PT3.000S\""));
         assert!(mpd.contains("<S t=\"2000\" d=\"1000\"/>"));
         assert_eq!(mpd.matches("<SegmentURL ").count(), 3);
@@ -752,15 +738,11 @@ pub(crate) mod tests {
 
     #[test]
     fn live_lists_the_newest_fragments_without_an_end() {
-        let store = stored(8);
-        let sessions = Sessions::default();
-        let token = open(&sessions, &store, r#"{"StreamName":"cam"}"#).expect("session");
-        let media = get(
-            &sessions,
-            &store,
-            &format!("getHLSMediaPlaylist.m3u8?SessionToken={token}"),
-        )
-        .expect("media");
+        let playback = Playback::of(stored(8));
+        let token = playback.open(r#"{"StreamName":"cam"}"#).expect("session");
+        let media = playback
+            .get(&format!("getHLSMediaPlaylist.m3u8?SessionToken={token}"))
+            .expect("media");
         assert_eq!(media.matches("#EXTINF").count(), 5);
         assert!(media.contains("#EXT-X-MEDIA-SEQUENCE:3\n"));
         assert!(!media.contains("ENDLIST"));
@@ -769,21 +751,14 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_tokens_and_bad_modes_are_refused() {
-        let store = stored(1);
-        let sessions = Sessions::default();
-        let missing = get(
-            &sessions,
-            &store,
-            "getHLSMasterPlaylist.m3u8?SessionToken=nope",
-        )
-        .expect_err("unknown");
+        let playback = Playback::of(stored(1));
+        let missing = playback
+            .get("getHLSMasterPlaylist.m3u8?SessionToken=nope")
+            .expect_err("unknown");
         assert_eq!(missing.code, "NotAuthorizedException");
-        let bad = open(
-            &sessions,
-            &store,
-            r#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND"}"#,
-        )
-        .expect_err("no range");
+        let bad = playback
+            .open(r#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND"}"#)
+            .expect_err("no range");
         assert_eq!(bad.code, "InvalidArgumentException");
     }
 
