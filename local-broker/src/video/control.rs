@@ -41,18 +41,10 @@ impl Status {
     }
 }
 
-/// One video stream's metadata; its fragments live in [`FragmentStore`].
+/// One video stream: its saved metadata, its fragments and its status.
 #[derive(Clone)]
 pub struct VideoStream {
-    pub name: String,
-    pub arn: String,
-    pub device_name: Option<String>,
-    pub media_type: Option<String>,
-    pub kms_key_id: String,
-    pub version: String,
-    pub creation_millis: i64,
-    pub retention_hours: u32,
-    pub tags: BTreeMap<String, String>,
+    pub record: StreamRecord,
     pub fragments: Arc<FragmentStore>,
     /// The status while a transition is in flight, and when it ends.
     transition: Option<(Status, i64)>,
@@ -69,18 +61,18 @@ impl VideoStream {
 
     fn info(&self, now_millis: i64) -> Value {
         let mut info = json!({
-            "StreamName": self.name,
-            "StreamARN": self.arn,
-            "KmsKeyId": self.kms_key_id,
-            "Version": self.version,
+            "StreamName": self.record.name,
+            "StreamARN": self.record.arn,
+            "KmsKeyId": self.record.kms_key_id,
+            "Version": self.record.version,
             "Status": self.status(now_millis).as_str(),
-            "CreationTime": millis_to_seconds(self.creation_millis),
-            "DataRetentionInHours": self.retention_hours,
+            "CreationTime": millis_to_seconds(self.record.creation_millis),
+            "DataRetentionInHours": self.record.retention_hours,
         });
-        if let Some(device) = &self.device_name {
+        if let Some(device) = &self.record.device_name {
             info["DeviceName"] = device.clone().into();
         }
-        if let Some(media_type) = &self.media_type {
+        if let Some(media_type) = &self.record.media_type {
             info["MediaType"] = media_type.clone().into();
         }
         info
@@ -139,19 +131,11 @@ impl Streams {
                 );
                 store.restore(fragments.remove(&record.name).unwrap_or_default());
                 let stream = VideoStream {
-                    name: record.name.clone(),
-                    arn: record.arn,
-                    device_name: record.device_name,
-                    media_type: record.media_type,
-                    kms_key_id: record.kms_key_id,
-                    version: record.version,
-                    creation_millis: record.creation_millis,
-                    retention_hours: record.retention_hours,
-                    tags: record.tags,
+                    record,
                     fragments: Arc::new(store),
                     transition: None,
                 };
-                (record.name, stream)
+                (stream.record.name.clone(), stream)
             })
             .collect();
         Self {
@@ -167,7 +151,7 @@ impl Streams {
     pub fn longest_retention_hours(&self) -> u32 {
         self.locked()
             .values()
-            .map(|s| s.retention_hours)
+            .map(|s| s.record.retention_hours)
             .max()
             .unwrap_or(0)
     }
@@ -198,7 +182,7 @@ impl Streams {
     ) -> ApiResult<String> {
         let stream = match (&reference.stream_name, &reference.stream_arn) {
             (Some(name), _) => streams.get(name),
-            (None, Some(arn)) => streams.values().find(|s| &s.arn == arn),
+            (None, Some(arn)) => streams.values().find(|s| &s.record.arn == arn),
             (None, None) => {
                 return Err(invalid_argument(
                     "Either StreamName or StreamARN must be specified.",
@@ -210,9 +194,9 @@ impl Streams {
                 if reference
                     .stream_arn
                     .as_ref()
-                    .is_none_or(|arn| *arn == stream.arn) =>
+                    .is_none_or(|arn| *arn == stream.record.arn) =>
             {
-                Ok(stream.name.clone())
+                Ok(stream.record.name.clone())
             }
             _ => Err(not_found(format!(
                 "The requested stream {} is not found or not active.",
@@ -258,7 +242,7 @@ impl Streams {
             )));
         }
         change(stream)?;
-        stream.version = new_version();
+        stream.record.version = new_version();
         stream.transition = transition;
         store::put_stream(&self.storage, stream)
     }
@@ -294,20 +278,22 @@ impl Streams {
             self.config.region, self.config.account_id
         );
         let stream = VideoStream {
-            name: name.clone(),
-            arn: arn.clone(),
-            device_name: input.device_name,
-            media_type: input.media_type,
-            kms_key_id: input.kms_key_id.unwrap_or_else(|| {
-                format!(
-                    "arn:aws:kms:{}:{}:alias/aws/kinesisvideo",
-                    self.config.region, self.config.account_id
-                )
-            }),
-            version: new_version(),
-            creation_millis: now,
-            retention_hours: retention as u32,
-            tags: input.tags.unwrap_or_default(),
+            record: StreamRecord {
+                name: name.clone(),
+                arn: arn.clone(),
+                device_name: input.device_name,
+                media_type: input.media_type,
+                kms_key_id: input.kms_key_id.unwrap_or_else(|| {
+                    format!(
+                        "arn:aws:kms:{}:{}:alias/aws/kinesisvideo",
+                        self.config.region, self.config.account_id
+                    )
+                }),
+                version: new_version(),
+                creation_millis: now,
+                retention_hours: retention as u32,
+                tags: input.tags.unwrap_or_default(),
+            },
             fragments: Arc::new(FragmentStore::new(
                 Owner {
                     stream_name: name.clone(),
@@ -404,10 +390,10 @@ impl Streams {
         v.finish().map_err(|e| invalid_argument(e.message))?;
         self.update(&input.stream, input.current_version.as_deref(), |stream| {
             if let Some(device) = input.device_name {
-                stream.device_name = Some(device);
+                stream.record.device_name = Some(device);
             }
             if let Some(media_type) = input.media_type {
-                stream.media_type = Some(media_type);
+                stream.record.media_type = Some(media_type);
             }
             Ok(())
         })?;
@@ -435,7 +421,7 @@ impl Streams {
         let increase = input.operation.as_deref() == Some("INCREASE_DATA_RETENTION");
         let now = self.now();
         self.update(&input.stream, input.current_version.as_deref(), |stream| {
-            let current = i64::from(stream.retention_hours);
+            let current = i64::from(stream.record.retention_hours);
             let new = if increase {
                 current + change
             } else {
@@ -446,9 +432,9 @@ impl Streams {
                     "The resulting retention {new} hours is outside 0..={MAX_RETENTION_HOURS}."
                 )));
             }
-            stream.retention_hours = new as u32;
+            stream.record.retention_hours = new as u32;
             // A decrease deletes data older than the new window at once.
-            stream.fragments.expire(now, stream.retention_hours);
+            stream.fragments.expire(now, stream.record.retention_hours);
             Ok(())
         })?;
         Ok(json!({}))
@@ -480,7 +466,7 @@ impl Streams {
         let stream = streams
             .get_mut(&name)
             .ok_or_else(|| ApiError::internal("stream vanished"))?;
-        let mut merged = stream.tags.clone();
+        let mut merged = stream.record.tags.clone();
         merged.extend(tags);
         if merged.len() > MAX_TAGS {
             return Err(ApiError::new(
@@ -488,7 +474,7 @@ impl Streams {
                 format!("A stream can have at most {MAX_TAGS} tags."),
             ));
         }
-        stream.tags = merged;
+        stream.record.tags = merged;
         store::put_stream(&self.storage, stream)?;
         Ok(json!({}))
     }
@@ -502,7 +488,7 @@ impl Streams {
         let name = Self::find_name(&streams, reference)?;
         if let Some(stream) = streams.get_mut(&name) {
             for key in keys {
-                stream.tags.remove(&key);
+                stream.record.tags.remove(&key);
             }
             store::put_stream(&self.storage, stream)?;
         }
@@ -511,7 +497,7 @@ impl Streams {
 
     pub fn list_tags(&self, reference: &StreamRef) -> ApiResult<Value> {
         let stream = self.get(reference)?;
-        Ok(json!({ "Tags": stream.tags }))
+        Ok(json!({ "Tags": stream.record.tags }))
     }
 
     /// Deletes closed log segments whose fragments all arrived before `horizon_millis`.
@@ -523,7 +509,7 @@ impl Streams {
     pub fn expire_fragments(&self) {
         let now = self.now();
         for stream in self.locked().values() {
-            stream.fragments.expire(now, stream.retention_hours);
+            stream.fragments.expire(now, stream.record.retention_hours);
         }
     }
 }
@@ -541,9 +527,9 @@ pub fn by_arn(arn: Option<String>) -> ApiResult<StreamRef> {
 
 fn check_version(stream: &VideoStream, current_version: Option<&str>) -> ApiResult<()> {
     match current_version {
-        Some(version) if version != stream.version => Err(api::version_mismatch(format!(
+        Some(version) if version != stream.record.version => Err(api::version_mismatch(format!(
             "The stream {} has version {}, not {version}.",
-            stream.name, stream.version
+            stream.record.name, stream.record.version
         ))),
         _ => Ok(()),
     }
@@ -606,7 +592,7 @@ mod tests {
     fn updates_need_the_current_version_and_change_it() {
         let streams = Streams::new(BrokerConfig::default());
         create(&streams, "cam").expect("created");
-        let version = streams.get(&named("cam")).expect("exists").version;
+        let version = streams.get(&named("cam")).expect("exists").record.version;
         let update = |version: &str| {
             streams.update_retention(
                 api::parse(
@@ -624,8 +610,8 @@ mod tests {
         );
         update(&version).expect("updated");
         let after = streams.get(&named("cam")).expect("exists");
-        assert_eq!(after.retention_hours, 2);
-        assert_ne!(after.version, version);
+        assert_eq!(after.record.retention_hours, 2);
+        assert_ne!(after.record.version, version);
     }
 
     #[test]
@@ -645,7 +631,7 @@ mod tests {
         assert_eq!(status(&streams).expect("exists"), "CREATING");
         clock.advance(Duration::from_secs(3));
         assert_eq!(status(&streams).expect("exists"), "ACTIVE");
-        let arn = streams.get(&named("cam")).expect("exists").arn;
+        let arn = streams.get(&named("cam")).expect("exists").record.arn;
         streams
             .delete(api::parse(format!(r#"{{"StreamARN":"{arn}"}}"#).as_bytes()).expect("input"))
             .expect("deleting");

@@ -259,7 +259,7 @@ impl Session {
             }
         }
         if let Err(err) = parsed {
-            tracing::debug!(stream = %self.stream.name, %err, "PutMedia body rejected");
+            tracing::debug!(stream = %self.stream.record.name, %err, "PutMedia body rejected");
             let error = match err {
                 MkvError::Invalid(_) => AckError::InvalidMkvData,
                 MkvError::TooLarge { .. } => AckError::MaxFragmentSizeReached,
@@ -365,16 +365,16 @@ impl Session {
         };
         match self.validate(&building, timecode) {
             Err(error) => {
-                tracing::debug!(stream = %self.stream.name, fragment = %number, code = error.code(), "fragment rejected");
+                tracing::debug!(stream = %self.stream.record.name, fragment = %number, code = error.code(), "fragment rejected");
                 acks.push(ack(EventType::Error, Some(error)));
                 if error == AckError::StreamNotActive {
                     self.ended = true;
                 }
             }
             Ok((fragment, latest_frame_millis)) => {
-                let retention_hours = self.stream.retention_hours;
+                let retention_hours = self.stream.record.retention_hours;
                 if let Err(err) = self.stream.fragments.append(fragment, retention_hours) {
-                    tracing::error!(stream = %self.stream.name, fragment = %number, %err, "cannot store a fragment");
+                    tracing::error!(stream = %self.stream.record.name, fragment = %number, %err, "cannot store a fragment");
                     acks.push(ack(EventType::Error, Some(AckError::ArchivalError)));
                     return;
                 }
@@ -405,10 +405,10 @@ impl Session {
         };
         // The stream must still exist, and be the same stream (not deleted and re-created).
         let current = self.video.stream(&StreamRef {
-            stream_name: Some(self.stream.name.clone()),
+            stream_name: Some(self.stream.record.name.clone()),
             stream_arn: None,
         });
-        if current.is_none_or(|s| s.arn != self.stream.arn) {
+        if current.is_none_or(|s| s.record.arn != self.stream.record.arn) {
             return Err(AckError::StreamNotActive);
         }
         if building.metadata.len() > MAX_METADATA_ITEMS
@@ -782,7 +782,7 @@ pub(crate) mod tests {
         let (video, stream) = video_with_stream(1);
         let mut session = Session::new(video.clone(), stream.clone(), TimecodeType::Absolute, 0);
         session.push(&MkvBuilder::new(&[1]).cluster(1_000, &[(1, 0)]).bytes);
-        let delete = format!(r#"{{"StreamARN":"{}"}}"#, stream.arn);
+        let delete = format!(r#"{{"StreamARN":"{}"}}"#, stream.record.arn);
         video
             .streams()
             .delete(api::parse(delete.as_bytes()).expect("input"))

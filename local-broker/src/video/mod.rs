@@ -208,15 +208,15 @@ impl Video {
         let stream = self.inner.streams.get(reference)?;
         stream
             .fragments
-            .expire(self.now_millis(), stream.retention_hours);
+            .expire(self.now_millis(), stream.record.retention_hours);
         Ok(stream)
     }
 
     /// A stream for the archived-media APIs, which need retention.
     fn archived(&self, reference: &api::StreamRef) -> ApiResult<control::VideoStream> {
         let stream = self.readable(reference)?;
-        if stream.retention_hours == 0 {
-            return Err(api::no_data_retention(&stream.name));
+        if stream.record.retention_hours == 0 {
+            return Err(api::no_data_retention(&stream.record.name));
         }
         Ok(stream)
     }

@@ -29,8 +29,9 @@ const STREAM_PREFIX: &str = "video/stream/";
 /// The name of the service log fragments are written to.
 pub const LOG_NAME: &str = "video";
 
-/// A stream's control-plane state as the metadata map holds it.
-#[derive(Debug, Serialize, Deserialize)]
+/// A stream's control-plane state as the metadata map holds it (a [`VideoStream`] without its
+/// fragments and status).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StreamRecord {
     pub name: String,
     pub arn: String,
@@ -53,20 +54,9 @@ pub fn put_stream(storage: &Storage, stream: &VideoStream) -> ApiResult<()> {
     if !storage.is_durable() {
         return Ok(());
     }
-    let record = StreamRecord {
-        name: stream.name.clone(),
-        arn: stream.arn.clone(),
-        device_name: stream.device_name.clone(),
-        media_type: stream.media_type.clone(),
-        kms_key_id: stream.kms_key_id.clone(),
-        version: stream.version.clone(),
-        creation_millis: stream.creation_millis,
-        retention_hours: stream.retention_hours,
-        tags: stream.tags.clone(),
-    };
-    let value = serde_json::to_vec(&record)
+    let value = serde_json::to_vec(&stream.record)
         .map_err(|e| ApiError::internal(format!("encode stream: {e}")))?;
-    let key = format!("{STREAM_PREFIX}{}", stream.name);
+    let key = format!("{STREAM_PREFIX}{}", stream.record.name);
     storage
         .write_meta(&[Change::Put(&key, &value)])
         .map_err(unwritable)
