@@ -745,7 +745,13 @@ mod tests {
         (headers, body)
     }
 
-    fn verify_chunked(headers: &http::HeaderMap, body: &[u8]) -> Result<Option<Vec<u8>>, ApiError> {
+    /// Runs `verify` (one of the [`Credentials`] checks) on the documented upload with `headers`
+    /// and `body`, with the documentation's credentials at its signing time.
+    fn verify_documented<T>(
+        headers: &http::HeaderMap,
+        body: &[u8],
+        verify: impl FnOnce(&Credentials, &SignedRequest<'_>, i64) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         let request = SignedRequest {
             method: "PUT",
             path: "/examplebucket/chunkObject.txt",
@@ -754,12 +760,19 @@ mod tests {
             host: None,
             body,
         };
-        Credentials::new()
-            .with(
-                "AKIAIOSFODNN7EXAMPLE",
-                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            )
-            .verify(&request, parse_amz_date("20130524T000000Z").unwrap())
+        let credentials = Credentials::new().with(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        );
+        verify(
+            &credentials,
+            &request,
+            parse_amz_date("20130524T000000Z").unwrap(),
+        )
+    }
+
+    fn verify_chunked(headers: &http::HeaderMap, body: &[u8]) -> Result<Option<Vec<u8>>, ApiError> {
+        verify_documented(headers, body, Credentials::verify)
     }
 
     #[test]
@@ -801,20 +814,7 @@ mod tests {
     }
 
     fn verify_streamed(headers: &http::HeaderMap) -> Result<PayloadCheck, ApiError> {
-        let request = SignedRequest {
-            method: "PUT",
-            path: "/examplebucket/chunkObject.txt",
-            query: None,
-            headers,
-            host: None,
-            body: b"",
-        };
-        Credentials::new()
-            .with(
-                "AKIAIOSFODNN7EXAMPLE",
-                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            )
-            .verify_streamed(&request, parse_amz_date("20130524T000000Z").unwrap())
+        verify_documented(headers, b"", Credentials::verify_streamed)
     }
 
     /// Feeds `body` in pieces of `piece` bytes; answers the payload and how the body ended.
