@@ -99,6 +99,18 @@ async fn post_as(
     send(endpoint, request).await
 }
 
+/// [`post`] of a call that must succeed; answers its body.
+async fn post_ok(endpoint: &str, path: &str, body: serde_json::Value) -> Bytes {
+    let (status, _, answer) = post(endpoint, path, body).await;
+    assert_eq!(status, 200, "{path}: {answer:?}");
+    answer
+}
+
+/// [`post_ok`] of a call answering JSON.
+async fn post_json(endpoint: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+    serde_json::from_slice(&post_ok(endpoint, path, body).await).unwrap()
+}
+
 fn authority(endpoint: &str) -> &str {
     endpoint.trim_start_matches("http://")
 }
@@ -339,13 +351,10 @@ async fn with_auth_on_put_media_is_verified_before_any_ack_and_hls_needs_its_ses
     // A producer that leaves the payload unsigned, as the KVS producer SDKs do.
     let mut request = put_media_request(&endpoint, "cam", body.clone());
     Signer::now(SECRET).sign(&mut request, SignableBody::UnsignedPayload);
-    let (status, _, acks) = send(&endpoint, request).await;
-    assert_eq!(status, 200);
-    let events: Vec<_> = parse_acks(&acks)
-        .iter()
-        .map(|a| a["EventType"].clone())
-        .collect();
-    assert_eq!(events, ["BUFFERING", "RECEIVED", "PERSISTED"]);
+    assert_eq!(
+        acked_events(&endpoint, request).await,
+        ["BUFFERING", "RECEIVED", "PERSISTED"]
+    );
 
     // Signed chunks: each verified as it arrives; the clusters split across chunks anywhere.
     let mut second = mkv_header();
@@ -362,13 +371,10 @@ async fn with_auth_on_put_media_is_verified_before_any_ack_and_hls_needs_its_ses
     );
     let chunked = signer.chunked(seed.clone(), &[left, right]);
     *request.body_mut() = Full::new(Bytes::from(chunked.clone()));
-    let (status, _, acks) = send(&endpoint, request.clone()).await;
-    assert_eq!(status, 200);
-    let events: Vec<_> = parse_acks(&acks)
-        .iter()
-        .map(|a| a["EventType"].clone())
-        .collect();
-    assert_eq!(events, ["BUFFERING", "RECEIVED", "PERSISTED"]);
+    assert_eq!(
+        acked_events(&endpoint, request.clone()).await,
+        ["BUFFERING", "RECEIVED", "PERSISTED"]
+    );
 
     // A chunk altered in transit cuts the body off before it with an error ack; this body
     // arrives in one piece, so none of it is stored.
@@ -440,20 +446,18 @@ async fn with_auth_on_put_media_is_verified_before_any_ack_and_hls_needs_its_ses
 async fn put_media_acks_stream_while_the_body_is_sent_and_get_media_reads_it_back() {
     let broker = local_broker::LocalBroker::builder().start().await.unwrap();
     let endpoint = broker.endpoint();
-    let (status, _, _) = post(
+    post_ok(
         &endpoint,
         "/createStream",
         serde_json::json!({"StreamName": "cam", "DataRetentionInHours": 1}),
     )
     .await;
-    assert_eq!(status, 200);
-    let (_, _, body) = post(
+    let data = post_json(
         &endpoint,
         "/getDataEndpoint",
         serde_json::json!({"StreamName": "cam", "APIName": "PUT_MEDIA"}),
     )
     .await;
-    let data: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(data["DataEndpoint"], endpoint.as_str());
 
     let (mut send, authority) = connect(&endpoint).await;
@@ -531,7 +535,12 @@ async fn put_media_acks_stream_while_the_body_is_sent_and_get_media_reads_it_bac
 
 /// Sends `body` as one PutMedia request and returns the acknowledgement event types.
 async fn put_media(endpoint: &str, stream: &str, body: Vec<u8>) -> Vec<String> {
-    let (status, _, acks) = send(endpoint, put_media_request(endpoint, stream, body)).await;
+    acked_events(endpoint, put_media_request(endpoint, stream, body)).await
+}
+
+/// Sends a PutMedia request and returns the acknowledgement event types.
+async fn acked_events(endpoint: &str, request: hyper::Request<Full<Bytes>>) -> Vec<String> {
+    let (status, _, acks) = send(endpoint, request).await;
     assert_eq!(status, 200);
     parse_acks(&acks)
         .iter()
@@ -594,14 +603,12 @@ async fn archived(endpoint: &str, stream: &str) -> Archived {
         "FragmentSelectorType": "PRODUCER_TIMESTAMP",
         "TimestampRange": {"StartTimestamp": 1_700_000_000u64, "EndTimestamp": 1_700_003_600u64},
     });
-    let (status, _, body) = post(
+    let listed = post_json(
         endpoint,
         "/listFragments",
         serde_json::json!({"StreamName": stream, "FragmentSelector": range}),
     )
     .await;
-    assert_eq!(status, 200, "{body:?}");
-    let listed: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let mut listed = listed["Fragments"].clone();
     listed
         .as_array_mut()
@@ -613,29 +620,28 @@ async fn archived(endpoint: &str, stream: &str) -> Archived {
         .iter()
         .map(|f| f["FragmentNumber"].as_str().unwrap())
         .collect();
-    let (status, _, payload) = post(
-        endpoint,
-        "/getMediaForFragmentList",
-        serde_json::json!({"StreamName": stream, "Fragments": numbers}),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let fragment_list_frames = frames_of(&payload);
-    let (status, _, payload) = post(
-        endpoint,
-        "/getMedia",
-        serde_json::json!({"StreamName": stream, "StartSelector": {"StartSelectorType": "EARLIEST"}}),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let get_media_frames = frames_of(&payload);
-    let (status, _, clip) = post(
+    let fragment_list_frames = frames_of(
+        &post_ok(
+            endpoint,
+            "/getMediaForFragmentList",
+            serde_json::json!({"StreamName": stream, "Fragments": numbers}),
+        )
+        .await,
+    );
+    let get_media_frames = frames_of(
+        &post_ok(
+            endpoint,
+            "/getMedia",
+            serde_json::json!({"StreamName": stream, "StartSelector": {"StartSelectorType": "EARLIEST"}}),
+        )
+        .await,
+    );
+    let clip = post_ok(
         endpoint,
         "/getClip",
         serde_json::json!({"StreamName": stream, "ClipFragmentSelector": range}),
     )
     .await;
-    assert_eq!(status, 200, "{clip:?}");
     Archived {
         listed,
         fragment_list_frames,
@@ -664,13 +670,12 @@ async fn fragments_survive_a_restart_and_deleted_or_unretained_streams_keep_none
     let broker = start().await.unwrap();
     let endpoint = broker.endpoint();
     for (name, hours) in [("cam", 2), ("gone", 1), ("live", 0)] {
-        let (status, _, _) = post(
+        post_ok(
             &endpoint,
             "/createStream",
             serde_json::json!({"StreamName": name, "DataRetentionInHours": hours, "Tags": {"k": name}}),
         )
         .await;
-        assert_eq!(status, 200);
     }
     let mut body = mkv_header();
     for second in 0..3 {
@@ -693,33 +698,30 @@ async fn fragments_survive_a_restart_and_deleted_or_unretained_streams_keep_none
     assert_eq!(bytes_under(&dir.0.join("video")), logged);
 
     // Deleted, then re-created under the same name: the old fragments are not the new stream's.
-    let (_, _, described) = post(
+    let described = post_json(
         &endpoint,
         "/describeStream",
         serde_json::json!({"StreamName": "gone"}),
     )
     .await;
-    let described: serde_json::Value = serde_json::from_slice(&described).unwrap();
     let arn = described["StreamInfo"]["StreamARN"].clone();
-    let (status, _, _) = post(
+    post_ok(
         &endpoint,
         "/deleteStream",
         serde_json::json!({"StreamARN": arn}),
     )
     .await;
-    assert_eq!(status, 200);
     broker.shutdown().await;
 
     let broker = start().await.unwrap();
     let endpoint = broker.endpoint();
     assert_eq!(archived(&endpoint, "cam").await, before);
-    let (_, _, tags) = post(
+    let tags = post_json(
         &endpoint,
         "/listTagsForStream",
         serde_json::json!({"StreamName": "cam"}),
     )
     .await;
-    let tags: serde_json::Value = serde_json::from_slice(&tags).unwrap();
     assert_eq!(tags["Tags"], serde_json::json!({"k": "cam"}));
     let (status, _, _) = post(
         &endpoint,
@@ -728,26 +730,14 @@ async fn fragments_survive_a_restart_and_deleted_or_unretained_streams_keep_none
     )
     .await;
     assert_eq!(status, 404, "a deleted stream stays deleted");
-    let (status, _, _) = post(
+    post_ok(
         &endpoint,
         "/createStream",
         serde_json::json!({"StreamName": "gone", "DataRetentionInHours": 1}),
     )
     .await;
-    assert_eq!(status, 200);
-    let range = serde_json::json!({
-        "FragmentSelectorType": "SERVER_TIMESTAMP",
-        "TimestampRange": {"StartTimestamp": 0, "EndTimestamp": 4_000_000_000u64},
-    });
     for name in ["gone", "live"] {
-        let (status, _, listed) = post(
-            &endpoint,
-            "/listFragments",
-            serde_json::json!({"StreamName": name, "FragmentSelector": range}),
-        )
-        .await;
-        assert_eq!(status, 200);
-        let listed: serde_json::Value = serde_json::from_slice(&listed).unwrap();
+        let listed = post_json(&endpoint, "/listFragments", list_all(name)).await;
         assert_eq!(listed["Fragments"], serde_json::json!([]), "{name}");
     }
     // New fragments get numbers after the recovered ones.
