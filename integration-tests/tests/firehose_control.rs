@@ -5,11 +5,11 @@ mod firehose_support;
 
 use aws_sdk_firehose::error::ProvideErrorMetadata;
 use aws_sdk_firehose::types::{
-    DeliveryStreamEncryptionConfigurationInput, DeliveryStreamStatus, ExtendedS3DestinationUpdate,
-    KeyType, Record, RedshiftDestinationConfiguration, S3DestinationConfiguration, Tag,
+    DeliveryStreamStatus, ExtendedS3DestinationUpdate, Record, RedshiftDestinationConfiguration,
+    S3DestinationConfiguration, Tag,
 };
 use firehose_support::{
-    buffered_s3, create_s3_stream, description, record, s3_destination, status,
+    buffered_s3, create_s3_stream, description, record, s3_destination, start_encryption, status,
     try_create_s3_stream, update_s3_destination,
 };
 use integration_tests::{FIREHOSE_ROLE_ARN, TempDir, broker_with_firehose, firehose_client};
@@ -288,18 +288,7 @@ async fn tags_and_encryption() {
         .unwrap_err();
     assert_eq!(err.code(), Some("ValidationException"));
 
-    client
-        .start_delivery_stream_encryption()
-        .delivery_stream_name("tagged")
-        .delivery_stream_encryption_configuration_input(
-            DeliveryStreamEncryptionConfigurationInput::builder()
-                .key_type(KeyType::AwsOwnedCmk)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    start_encryption(&client, "tagged").await;
     let put = client
         .put_record()
         .delivery_stream_name("tagged")

@@ -6,13 +6,11 @@
 mod firehose_support;
 
 use aws_sdk_firehose::types::builders::ExtendedS3DestinationConfigurationBuilder;
-use aws_sdk_firehose::types::{
-    DeliveryStreamEncryptionConfigurationInput, DeliveryStreamStatus, ExtendedS3DestinationUpdate,
-    KeyType, Tag,
-};
+use aws_sdk_firehose::types::{DeliveryStreamStatus, ExtendedS3DestinationUpdate, Tag};
 use firehose_support::{
     buffered_s3, create_kinesis_sourced_stream, create_s3_stream, delivered_lines, durable_broker,
-    put_kinesis_record, record, sorted_text, status, update_s3_destination, wait_for_lines,
+    put_kinesis_record, record, sorted_text, start_encryption, status, update_s3_destination,
+    wait_for_lines,
 };
 use integration_tests::{
     TempDir, create_stream, files_under, firehose_client, kinesis_client, newline_delimited,
@@ -21,8 +19,12 @@ use integration_tests::{
 use local_broker::{LocalBroker, RunningBroker, ShiftableClock, SyncMode};
 use std::time::{Duration, Instant};
 
-/// A broker on `data` delivering S3 objects under `root`, with `clock`.
-async fn start(data: &TempDir, root: &TempDir, clock: ShiftableClock) -> RunningBroker {
+/// A broker on `data` delivering S3 objects under `root`, with `clock`, and a client for it.
+async fn start(
+    data: &TempDir,
+    root: &TempDir,
+    clock: ShiftableClock,
+) -> (RunningBroker, aws_sdk_firehose::Client) {
     start_with_delay(data, root, clock, Duration::ZERO).await
 }
 
@@ -32,14 +34,21 @@ async fn start_with_delay(
     root: &TempDir,
     clock: ShiftableClock,
     delay: Duration,
-) -> RunningBroker {
-    durable_broker(data, root)
+) -> (RunningBroker, aws_sdk_firehose::Client) {
+    let broker = durable_broker(data, root)
         .sync(SyncMode::Always)
         .clock(clock)
         .state_transition_delay(delay)
         .start()
         .await
-        .unwrap()
+        .unwrap();
+    let client = firehose_client(&broker.endpoint());
+    (broker, client)
+}
+
+/// A data directory and an S3 root for the test `label`.
+fn directories(label: &str) -> (TempDir, TempDir) {
+    (TempDir::new(label), TempDir::new(&format!("{label}-s3")))
 }
 
 /// An ExtendedS3 destination into `bucket` that waits up to 900 s (or `size_in_mbs` MiB) before
@@ -78,12 +87,8 @@ async fn described(client: &aws_sdk_firehose::Client, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_and_their_configuration_survive_a_restart_and_deleted_ones_stay_deleted() {
-    let (data, root) = (
-        TempDir::new("fh-dur-config"),
-        TempDir::new("fh-dur-config-s3"),
-    );
-    let broker = start(&data, &root, ShiftableClock::new()).await;
-    let client = firehose_client(&broker.endpoint());
+    let (data, root) = directories("fh-dur-config");
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
     create(&client, "kept", "kept-bucket", 128).await;
     create(&client, "doomed", "doomed-bucket", 128).await;
     let update = ExtendedS3DestinationUpdate::builder()
@@ -99,18 +104,7 @@ async fn streams_and_their_configuration_survive_a_restart_and_deleted_ones_stay
         .send()
         .await
         .unwrap();
-    client
-        .start_delivery_stream_encryption()
-        .delivery_stream_name("kept")
-        .delivery_stream_encryption_configuration_input(
-            DeliveryStreamEncryptionConfigurationInput::builder()
-                .key_type(KeyType::AwsOwnedCmk)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    start_encryption(&client, "kept").await;
     client
         .delete_delivery_stream()
         .delivery_stream_name("doomed")
@@ -122,8 +116,7 @@ async fn streams_and_their_configuration_survive_a_restart_and_deleted_ones_stay
     assert!(before.contains("updated/"), "{before}");
     broker.shutdown().await;
 
-    let broker = start(&data, &root, ShiftableClock::new()).await;
-    let client = firehose_client(&broker.endpoint());
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
     assert_eq!(described(&client, "kept").await, before);
     let names = client
         .list_delivery_streams()
@@ -147,12 +140,8 @@ async fn streams_and_their_configuration_survive_a_restart_and_deleted_ones_stay
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_come_back_in_their_status_and_finish_creating_or_deleting() {
-    let (data, root) = (
-        TempDir::new("fh-dur-status"),
-        TempDir::new("fh-dur-status-s3"),
-    );
-    let broker = start(&data, &root, ShiftableClock::new()).await;
-    let client = firehose_client(&broker.endpoint());
+    let (data, root) = directories("fh-dur-status");
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
     create(&client, "steady", "steady-bucket", 128).await;
     create(&client, "doomed", "doomed-bucket", 128).await;
     put_record_batch(&client, "doomed", &[b"last words"]).await;
@@ -160,8 +149,7 @@ async fn streams_come_back_in_their_status_and_finish_creating_or_deleting() {
 
     // Transitions that take an hour: the broker stops in the middle of them.
     let hour = Duration::from_secs(3600);
-    let broker = start_with_delay(&data, &root, ShiftableClock::new(), hour).await;
-    let client = firehose_client(&broker.endpoint());
+    let (broker, client) = start_with_delay(&data, &root, ShiftableClock::new(), hour).await;
     create(&client, "young", "young-bucket", 128).await;
     client
         .delete_delivery_stream()
@@ -174,8 +162,7 @@ async fn streams_come_back_in_their_status_and_finish_creating_or_deleting() {
     assert_eq!(delivered_text(&root), ["last words"]);
     broker.shutdown().await;
 
-    let broker = start_with_delay(&data, &root, ShiftableClock::new(), hour).await;
-    let client = firehose_client(&broker.endpoint());
+    let (broker, client) = start_with_delay(&data, &root, ShiftableClock::new(), hour).await;
     for (name, expected) in [
         ("steady", DeliveryStreamStatus::Active),
         ("young", DeliveryStreamStatus::Creating),
@@ -193,8 +180,7 @@ async fn streams_come_back_in_their_status_and_finish_creating_or_deleting() {
     broker.shutdown().await;
 
     // Once the delay passes, the transitions complete; nothing is delivered twice.
-    let broker = start(&data, &root, ShiftableClock::new()).await;
-    let client = firehose_client(&broker.endpoint());
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
     assert_eq!(
         status(&client, "young").await,
         Some(DeliveryStreamStatus::Active)
@@ -217,8 +203,7 @@ async fn streams_come_back_in_their_status_and_finish_creating_or_deleting() {
     assert_eq!(names, ["steady", "young"]);
     broker.shutdown().await;
 
-    let broker = start(&data, &root, ShiftableClock::new()).await;
-    let client = firehose_client(&broker.endpoint());
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
     assert_eq!(status(&client, "doomed").await, None, "and stays deleted");
     assert_eq!(delivered_text(&root), ["last words"]);
     broker.shutdown().await;
@@ -228,12 +213,8 @@ async fn streams_come_back_in_their_status_and_finish_creating_or_deleting() {
 async fn buffered_records_are_delivered_after_a_restart_byte_exact() {
     const BATCHES: usize = 40;
     const PER_BATCH: usize = 500;
-    let (data, root) = (
-        TempDir::new("fh-dur-records"),
-        TempDir::new("fh-dur-records-s3"),
-    );
-    let broker = start(&data, &root, ShiftableClock::new()).await;
-    let client = firehose_client(&broker.endpoint());
+    let (data, root) = directories("fh-dur-records");
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
     create(&client, "slow", "slow-bucket", 1).await;
     let mut expected = Vec::new();
     for batch in 0..BATCHES {
@@ -266,7 +247,7 @@ async fn buffered_records_are_delivered_after_a_restart_byte_exact() {
     let clock = ShiftableClock::new();
     clock.advance(Duration::from_secs(901));
     let started = Instant::now();
-    let broker = start(&data, &root, clock).await;
+    let (broker, _) = start(&data, &root, clock).await;
     eprintln!(
         "restart recovered the undelivered part of {} records ({} bytes) in {:?}",
         BATCHES * PER_BATCH,
@@ -292,7 +273,7 @@ async fn buffered_records_are_delivered_after_a_restart_byte_exact() {
     broker.shutdown().await;
     let clock = ShiftableClock::new();
     clock.advance(Duration::from_secs(1802));
-    let broker = start(&data, &root, clock).await;
+    let (broker, _) = start(&data, &root, clock).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(files_under(&root.0).len(), 2);
     broker.shutdown().await;
@@ -300,13 +281,10 @@ async fn buffered_records_are_delivered_after_a_restart_byte_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
-    let (data, root) = (
-        TempDir::new("fh-dur-source"),
-        TempDir::new("fh-dur-source-s3"),
-    );
-    let broker = start(&data, &root, ShiftableClock::new()).await;
+    let (data, root) = directories("fh-dur-source");
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
     let kinesis = kinesis_client(&broker.endpoint());
-    let client = firehose_client(&broker.endpoint());
+
     create_stream(&kinesis, "events", 2).await;
     let arn = stream_arn(&kinesis, "events").await;
     create_kinesis_sourced_stream(&client, "from-kinesis", &arn, slow_s3("source-bucket", 128))
@@ -323,13 +301,12 @@ async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
 
     let clock = ShiftableClock::new();
     clock.advance(Duration::from_secs(901));
-    let broker = start(&data, &root, clock.clone()).await;
+    let (broker, client) = start(&data, &root, clock.clone()).await;
     let kinesis = kinesis_client(&broker.endpoint());
     put_kinesis_record(&kinesis, "events", "after", "put-after-restart").await;
     // Wait until the post-restart record is read, then make everything due.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     clock.advance(Duration::from_secs(901));
-    let client = firehose_client(&broker.endpoint());
     // New hints wake the delivery task, which finds the buffer due by the advanced clock.
     let update = ExtendedS3DestinationUpdate::builder().prefix("p/").build();
     update_s3_destination(&client, "from-kinesis", "1", update)
@@ -352,18 +329,9 @@ async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
 
 #[tokio::test]
 async fn a_restart_without_what_a_stored_stream_needs_fails_and_says_why() {
-    let (data, root) = (
-        TempDir::new("fh-dur-needs"),
-        TempDir::new("fh-dur-needs-s3"),
-    );
-    let broker = start(&data, &root, ShiftableClock::new()).await;
-    create(
-        &firehose_client(&broker.endpoint()),
-        "needs-s3",
-        "bucket",
-        1,
-    )
-    .await;
+    let (data, root) = directories("fh-dur-needs");
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
+    create(&client, "needs-s3", "bucket", 1).await;
     broker.shutdown().await;
 
     let err = LocalBroker::builder()
@@ -378,8 +346,6 @@ async fn a_restart_without_what_a_stored_stream_needs_fails_and_says_why() {
         "{message}"
     );
     // With what it needs, the same directory starts.
-    start(&data, &root, ShiftableClock::new())
-        .await
-        .shutdown()
-        .await;
+    let (broker, _) = start(&data, &root, ShiftableClock::new()).await;
+    broker.shutdown().await;
 }

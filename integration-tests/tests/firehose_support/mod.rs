@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use aws_sdk_firehose::error::SdkError;
+use aws_sdk_firehose::operation::create_delivery_stream::builders::CreateDeliveryStreamFluentBuilder;
 use aws_sdk_firehose::operation::create_delivery_stream::{
     CreateDeliveryStreamError, CreateDeliveryStreamOutput,
 };
@@ -17,8 +18,9 @@ use aws_sdk_firehose::operation::update_destination::{
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::builders::ExtendedS3DestinationConfigurationBuilder;
 use aws_sdk_firehose::types::{
-    BufferingHints, DeliveryStreamDescription, DeliveryStreamStatus, DeliveryStreamType,
-    ExtendedS3DestinationUpdate, KinesisStreamSourceConfiguration, Record,
+    BufferingHints, DeliveryStreamDescription, DeliveryStreamEncryptionConfigurationInput,
+    DeliveryStreamStatus, DeliveryStreamType, ExtendedS3DestinationUpdate, KeyType,
+    KinesisStreamSourceConfiguration, Record,
 };
 use integration_tests::{FIREHOSE_ROLE_ARN, TempDir, files_under, http_get};
 use local_broker::{LocalBroker, LocalBrokerBuilder, RunningBroker};
@@ -54,6 +56,15 @@ pub async fn try_create_s3_stream(
     name: &str,
     destination: ExtendedS3DestinationConfigurationBuilder,
 ) -> Result<CreateDeliveryStreamOutput, SdkError<CreateDeliveryStreamError>> {
+    create_request(client, name, destination).send().await
+}
+
+/// A CreateDeliveryStream request for `name` delivering to `destination`.
+fn create_request(
+    client: &aws_sdk_firehose::Client,
+    name: &str,
+    destination: ExtendedS3DestinationConfigurationBuilder,
+) -> CreateDeliveryStreamFluentBuilder {
     client
         .create_delivery_stream()
         .delivery_stream_name(name)
@@ -62,8 +73,6 @@ pub async fn try_create_s3_stream(
                 .build()
                 .expect("a destination with role and bucket"),
         )
-        .send()
-        .await
 }
 
 /// Creates a DirectPut stream `name` delivering to `destination`, and returns its ARN.
@@ -86,9 +95,7 @@ pub async fn create_kinesis_sourced_stream(
     kinesis_stream_arn: &str,
     destination: ExtendedS3DestinationConfigurationBuilder,
 ) -> Result<CreateDeliveryStreamOutput, SdkError<CreateDeliveryStreamError>> {
-    client
-        .create_delivery_stream()
-        .delivery_stream_name(name)
+    create_request(client, name, destination)
         .delivery_stream_type(DeliveryStreamType::KinesisStreamAsSource)
         .kinesis_stream_source_configuration(
             KinesisStreamSourceConfiguration::builder()
@@ -96,11 +103,6 @@ pub async fn create_kinesis_sourced_stream(
                 .role_arn(FIREHOSE_ROLE_ARN)
                 .build()
                 .expect("a source with stream and role"),
-        )
-        .extended_s3_destination_configuration(
-            destination
-                .build()
-                .expect("a destination with role and bucket"),
         )
         .send()
         .await
@@ -121,6 +123,22 @@ pub async fn update_s3_destination(
         .extended_s3_destination_update(update)
         .send()
         .await
+}
+
+/// Starts server-side encryption of `name` with an AWS-owned key.
+pub async fn start_encryption(client: &aws_sdk_firehose::Client, name: &str) {
+    client
+        .start_delivery_stream_encryption()
+        .delivery_stream_name(name)
+        .delivery_stream_encryption_configuration_input(
+            DeliveryStreamEncryptionConfigurationInput::builder()
+                .key_type(KeyType::AwsOwnedCmk)
+                .build()
+                .expect("an encryption input with a key type"),
+        )
+        .send()
+        .await
+        .expect("StartDeliveryStreamEncryption succeeds");
 }
 
 /// What DescribeDeliveryStream says about `name`, which must exist.
