@@ -43,6 +43,19 @@ pub async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards:
         .expect("CreateStream succeeds");
 }
 
+/// The ARN of the Kinesis stream `name`, from DescribeStreamSummary.
+pub async fn stream_arn(client: &aws_sdk_kinesis::Client, name: &str) -> String {
+    client
+        .describe_stream_summary()
+        .stream_name(name)
+        .send()
+        .await
+        .expect("DescribeStreamSummary succeeds")
+        .stream_description_summary
+        .expect("a stream summary")
+        .stream_arn
+}
+
 /// A shard iterator of type `kind`, from `sequence` or `at` where the type needs one.
 pub async fn shard_iterator(
     client: &aws_sdk_kinesis::Client,

@@ -9,6 +9,7 @@ use aws_sdk_kinesis::types::{
 };
 use integration_tests::{
     TempDir, create_stream, create_table, dynamodb_client, kinesis_client, shard_iterator,
+    stream_arn,
 };
 use local_broker::{LocalBroker, SyncMode};
 use std::collections::BTreeMap;
@@ -114,15 +115,7 @@ async fn restart_keeps_streams_records_consumers_tags_and_tables() {
     let kinesis = kinesis_client(&broker.endpoint());
     let dynamodb = dynamodb_client(&broker.endpoint());
     create_stream(&kinesis, "durable", 2).await;
-    let stream_arn = kinesis
-        .describe_stream_summary()
-        .stream_name("durable")
-        .send()
-        .await
-        .unwrap()
-        .stream_description_summary
-        .unwrap()
-        .stream_arn;
+    let stream_arn = stream_arn(&kinesis, "durable").await;
     kinesis
         .add_tags_to_stream()
         .stream_name("durable")
@@ -410,15 +403,7 @@ async fn records_far_beyond_the_cache_are_served_from_disk_in_order() {
     let expected = by_shard(&written);
     check_reads(&kinesis, "big", &expected).await;
 
-    let stream_arn = kinesis
-        .describe_stream_summary()
-        .stream_name("big")
-        .send()
-        .await
-        .unwrap()
-        .stream_description_summary
-        .unwrap()
-        .stream_arn;
+    let stream_arn = stream_arn(&kinesis, "big").await;
     let consumer = kinesis
         .register_stream_consumer()
         .stream_arn(&stream_arn)

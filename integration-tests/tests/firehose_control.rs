@@ -1,24 +1,20 @@
 //! The Firehose control plane and PutRecord/PutRecordBatch limits: lifecycle, describe, list,
 //! tags, encryption, version ids, and the AWS error each bad request gets.
 
+mod firehose_support;
+
 use aws_sdk_firehose::error::ProvideErrorMetadata;
-use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::{
-    BufferingHints, DeliveryStreamEncryptionConfigurationInput, DeliveryStreamStatus,
-    ExtendedS3DestinationConfiguration, ExtendedS3DestinationUpdate, KeyType, Record,
-    RedshiftDestinationConfiguration, S3DestinationConfiguration, Tag,
+    DeliveryStreamStatus, ExtendedS3DestinationUpdate, Record, RedshiftDestinationConfiguration,
+    S3DestinationConfiguration, Tag,
+};
+use firehose_support::{
+    buffered_s3, create_s3_stream, description, record, s3_destination, start_encryption, status,
+    try_create_s3_stream, update_s3_destination,
 };
 use integration_tests::{FIREHOSE_ROLE_ARN, TempDir, broker_with_firehose, firehose_client};
 use local_broker::LocalBroker;
 use std::time::Duration;
-
-fn s3(bucket: &str) -> ExtendedS3DestinationConfiguration {
-    ExtendedS3DestinationConfiguration::builder()
-        .role_arn(FIREHOSE_ROLE_ARN)
-        .bucket_arn(format!("arn:aws:s3:::{bucket}"))
-        .build()
-        .unwrap()
-}
 
 async fn setup() -> (
     TempDir,
@@ -31,22 +27,7 @@ async fn setup() -> (
 }
 
 async fn create(client: &aws_sdk_firehose::Client, name: &str) -> String {
-    client
-        .create_delivery_stream()
-        .delivery_stream_name(name)
-        .extended_s3_destination_configuration(s3("bucket"))
-        .send()
-        .await
-        .expect("CreateDeliveryStream succeeds")
-        .delivery_stream_arn
-        .expect("the stream's ARN")
-}
-
-fn record(data: impl Into<Vec<u8>>) -> Record {
-    Record::builder()
-        .data(Blob::new(data.into()))
-        .build()
-        .unwrap()
+    create_s3_stream(client, name, s3_destination("bucket")).await
 }
 
 #[tokio::test]
@@ -59,13 +40,7 @@ async fn create_describe_list_delete() {
     );
     create(&client, "audit").await;
 
-    let described = client
-        .describe_delivery_stream()
-        .delivery_stream_name("orders")
-        .send()
-        .await
-        .unwrap();
-    let d = described.delivery_stream_description().unwrap();
+    let d = description(&client, "orders").await;
     assert_eq!(d.delivery_stream_status(), &DeliveryStreamStatus::Active);
     assert_eq!(d.delivery_stream_type().as_str(), "DirectPut");
     assert_eq!(d.version_id(), "1");
@@ -127,19 +102,10 @@ async fn streams_are_creating_until_the_transition_delay_passes() {
         .unwrap();
     let client = firehose_client(&broker.endpoint());
     create(&client, "slow").await;
-    let status = |client: aws_sdk_firehose::Client| async move {
-        client
-            .describe_delivery_stream()
-            .delivery_stream_name("slow")
-            .send()
-            .await
-            .unwrap()
-            .delivery_stream_description()
-            .unwrap()
-            .delivery_stream_status()
-            .clone()
-    };
-    assert_eq!(status(client.clone()).await, DeliveryStreamStatus::Creating);
+    assert_eq!(
+        status(&client, "slow").await,
+        Some(DeliveryStreamStatus::Creating)
+    );
     let err = client
         .put_record()
         .delivery_stream_name("slow")
@@ -158,33 +124,28 @@ async fn streams_are_creating_until_the_transition_delay_passes() {
         .into_service_error();
     assert!(err.is_resource_in_use_exception(), "{err:?}");
     for _ in 0..100 {
-        if status(client.clone()).await == DeliveryStreamStatus::Active {
+        if status(&client, "slow").await == Some(DeliveryStreamStatus::Active) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(status(client.clone()).await, DeliveryStreamStatus::Active);
+    assert_eq!(
+        status(&client, "slow").await,
+        Some(DeliveryStreamStatus::Active)
+    );
 }
 
 #[tokio::test]
 async fn bad_requests_get_the_aws_error() {
     let (_root, _broker, client) = setup().await;
     create(&client, "dup").await;
-    let err = client
-        .create_delivery_stream()
-        .delivery_stream_name("dup")
-        .extended_s3_destination_configuration(s3("b"))
-        .send()
+    let err = try_create_s3_stream(&client, "dup", s3_destination("b"))
         .await
         .unwrap_err()
         .into_service_error();
     assert!(err.is_resource_in_use_exception(), "{err:?}");
 
-    let err = client
-        .create_delivery_stream()
-        .delivery_stream_name("bad name!")
-        .extended_s3_destination_configuration(s3("b"))
-        .send()
+    let err = try_create_s3_stream(&client, "bad name!", s3_destination("b"))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("ValidationException"));
@@ -193,44 +154,21 @@ async fn bad_requests_get_the_aws_error() {
         "{err:?}"
     );
 
-    let err = client
-        .create_delivery_stream()
-        .delivery_stream_name("hints")
-        .extended_s3_destination_configuration(
-            ExtendedS3DestinationConfiguration::builder()
-                .role_arn(FIREHOSE_ROLE_ARN)
-                .bucket_arn("arn:aws:s3:::b")
-                .buffering_hints(
-                    BufferingHints::builder()
-                        .size_in_mbs(500)
-                        .interval_in_seconds(60)
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
+    let err = try_create_s3_stream(&client, "hints", buffered_s3("b", 500, 60))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("ValidationException"));
     assert!(err.message().unwrap().contains("sizeInMBs"), "{err:?}");
 
     // Expressions in the Prefix need an ErrorOutputPrefix.
-    let err = client
-        .create_delivery_stream()
-        .delivery_stream_name("prefix")
-        .extended_s3_destination_configuration(
-            ExtendedS3DestinationConfiguration::builder()
-                .role_arn(FIREHOSE_ROLE_ARN)
-                .bucket_arn("arn:aws:s3:::b")
-                .prefix("!{timestamp:yyyy}/")
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = try_create_s3_stream(
+        &client,
+        "prefix",
+        s3_destination("b").prefix("!{timestamp:yyyy}/"),
+    )
+    .await
+    .unwrap_err()
+    .into_service_error();
     assert!(err.is_invalid_argument_exception(), "{err:?}");
 
     let err = client
@@ -288,21 +226,14 @@ async fn unsupported_options_are_rejected_by_name() {
             .contains("RedshiftDestinationConfiguration")
     );
 
-    let err = client
-        .create_delivery_stream()
-        .delivery_stream_name("tz")
-        .extended_s3_destination_configuration(
-            ExtendedS3DestinationConfiguration::builder()
-                .role_arn(FIREHOSE_ROLE_ARN)
-                .bucket_arn("arn:aws:s3:::b")
-                .custom_time_zone("Europe/Paris")
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = try_create_s3_stream(
+        &client,
+        "tz",
+        s3_destination("b").custom_time_zone("Europe/Paris"),
+    )
+    .await
+    .unwrap_err()
+    .into_service_error();
     assert!(err.message().unwrap().contains("CustomTimeZone"), "{err:?}");
 }
 
@@ -310,16 +241,9 @@ async fn unsupported_options_are_rejected_by_name() {
 async fn stale_version_ids_are_concurrent_modifications() {
     let (_root, _broker, client) = setup().await;
     create(&client, "versioned").await;
-    let update = |version: &str| {
-        client
-            .update_destination()
-            .delivery_stream_name("versioned")
-            .current_delivery_stream_version_id(version)
-            .destination_id("destinationId-000000000001")
-            .extended_s3_destination_update(
-                ExtendedS3DestinationUpdate::builder().prefix("p/").build(),
-            )
-            .send()
+    let update = |version: &'static str| {
+        let update = ExtendedS3DestinationUpdate::builder().prefix("p/").build();
+        update_s3_destination(&client, "versioned", version, update)
     };
     update("1").await.expect("the current version updates");
     let err = update("1").await.unwrap_err().into_service_error();
@@ -364,18 +288,7 @@ async fn tags_and_encryption() {
         .unwrap_err();
     assert_eq!(err.code(), Some("ValidationException"));
 
-    client
-        .start_delivery_stream_encryption()
-        .delivery_stream_name("tagged")
-        .delivery_stream_encryption_configuration_input(
-            DeliveryStreamEncryptionConfigurationInput::builder()
-                .key_type(KeyType::AwsOwnedCmk)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    start_encryption(&client, "tagged").await;
     let put = client
         .put_record()
         .delivery_stream_name("tagged")
@@ -390,15 +303,8 @@ async fn tags_and_encryption() {
         .send()
         .await
         .unwrap();
-    let described = client
-        .describe_delivery_stream()
-        .delivery_stream_name("tagged")
-        .send()
-        .await
-        .unwrap();
+    let described = description(&client, "tagged").await;
     let encryption = described
-        .delivery_stream_description()
-        .unwrap()
         .delivery_stream_encryption_configuration()
         .unwrap();
     assert_eq!(encryption.status().unwrap().as_str(), "DISABLED");

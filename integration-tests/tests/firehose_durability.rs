@@ -3,19 +3,28 @@
 //! broker delivers those records; streams come back in their status (CREATING, ACTIVE, DELETING)
 //! and finish what they were doing; a deleted stream stays deleted.
 
-use aws_sdk_firehose::types::{
-    BufferingHints, DeliveryStreamEncryptionConfigurationInput, ExtendedS3DestinationConfiguration,
-    ExtendedS3DestinationUpdate, KeyType, Tag,
+mod firehose_support;
+
+use aws_sdk_firehose::types::builders::ExtendedS3DestinationConfigurationBuilder;
+use aws_sdk_firehose::types::{DeliveryStreamStatus, ExtendedS3DestinationUpdate, Tag};
+use firehose_support::{
+    buffered_s3, create_kinesis_sourced_stream, create_s3_stream, delivered_lines, durable_broker,
+    put_kinesis_record, record, sorted_text, start_encryption, status, update_s3_destination,
+    wait_for_lines,
 };
 use integration_tests::{
-    FIREHOSE_ROLE_ARN, TempDir, create_stream, files_under, firehose_client, kinesis_client,
-    newline_delimited, put_record_batch, wait_for_files,
+    TempDir, create_stream, files_under, firehose_client, kinesis_client, newline_delimited,
+    put_record_batch, stream_arn, wait_for_files,
 };
 use local_broker::{LocalBroker, RunningBroker, ShiftableClock, SyncMode};
 use std::time::{Duration, Instant};
 
-/// A broker on `data` delivering S3 objects under `root`, with `clock`.
-async fn start(data: &TempDir, root: &TempDir, clock: ShiftableClock) -> RunningBroker {
+/// A broker on `data` delivering S3 objects under `root`, with `clock`, and a client for it.
+async fn start(
+    data: &TempDir,
+    root: &TempDir,
+    clock: ShiftableClock,
+) -> (RunningBroker, aws_sdk_firehose::Client) {
     start_with_delay(data, root, clock, Duration::ZERO).await
 }
 
@@ -25,58 +34,36 @@ async fn start_with_delay(
     root: &TempDir,
     clock: ShiftableClock,
     delay: Duration,
-) -> RunningBroker {
-    LocalBroker::builder()
-        .data_dir(&data.0)
+) -> (RunningBroker, aws_sdk_firehose::Client) {
+    let broker = durable_broker(data, root)
         .sync(SyncMode::Always)
-        .s3_root(&root.0)
         .clock(clock)
         .state_transition_delay(delay)
         .start()
         .await
-        .unwrap()
+        .unwrap();
+    let client = firehose_client(&broker.endpoint());
+    (broker, client)
+}
+
+/// A data directory and an S3 root for the test `label`.
+fn directories(label: &str) -> (TempDir, TempDir) {
+    (TempDir::new(label), TempDir::new(&format!("{label}-s3")))
 }
 
 /// An ExtendedS3 destination into `bucket` that waits up to 900 s (or `size_in_mbs` MiB) before
 /// delivering, with newline-delimited records.
-fn slow_s3(bucket: &str, size_in_mbs: i32) -> ExtendedS3DestinationConfiguration {
-    ExtendedS3DestinationConfiguration::builder()
-        .role_arn(FIREHOSE_ROLE_ARN)
-        .bucket_arn(format!("arn:aws:s3:::{bucket}"))
-        .buffering_hints(
-            BufferingHints::builder()
-                .size_in_mbs(size_in_mbs)
-                .interval_in_seconds(900)
-                .build(),
-        )
-        .processing_configuration(newline_delimited())
-        .build()
-        .unwrap()
+fn slow_s3(bucket: &str, size_in_mbs: i32) -> ExtendedS3DestinationConfigurationBuilder {
+    buffered_s3(bucket, size_in_mbs, 900).processing_configuration(newline_delimited())
 }
 
 async fn create(client: &aws_sdk_firehose::Client, name: &str, bucket: &str, size_in_mbs: i32) {
-    client
-        .create_delivery_stream()
-        .delivery_stream_name(name)
-        .extended_s3_destination_configuration(slow_s3(bucket, size_in_mbs))
-        .send()
-        .await
-        .expect("CreateDeliveryStream succeeds");
+    create_s3_stream(client, name, slow_s3(bucket, size_in_mbs)).await;
 }
 
 /// Every line of every object under `root`, sorted.
-fn delivered_lines(root: &TempDir) -> Vec<String> {
-    let mut lines: Vec<String> = files_under(&root.0)
-        .iter()
-        .flat_map(|(_, body)| {
-            String::from_utf8_lossy(body)
-                .lines()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    lines.sort();
-    lines
+fn delivered_text(root: &TempDir) -> Vec<String> {
+    sorted_text(&delivered_lines(root))
 }
 
 /// Everything DescribeDeliveryStream and ListTagsForDeliveryStream say about `name`.
@@ -100,25 +87,14 @@ async fn described(client: &aws_sdk_firehose::Client, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_and_their_configuration_survive_a_restart_and_deleted_ones_stay_deleted() {
-    let (data, root) = (
-        TempDir::new("fh-dur-config"),
-        TempDir::new("fh-dur-config-s3"),
-    );
-    let broker = start(&data, &root, ShiftableClock::new()).await;
-    let client = firehose_client(&broker.endpoint());
+    let (data, root) = directories("fh-dur-config");
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
     create(&client, "kept", "kept-bucket", 128).await;
     create(&client, "doomed", "doomed-bucket", 128).await;
-    client
-        .update_destination()
-        .delivery_stream_name("kept")
-        .current_delivery_stream_version_id("1")
-        .destination_id("destinationId-000000000001")
-        .extended_s3_destination_update(
-            ExtendedS3DestinationUpdate::builder()
-                .prefix("updated/")
-                .build(),
-        )
-        .send()
+    let update = ExtendedS3DestinationUpdate::builder()
+        .prefix("updated/")
+        .build();
+    update_s3_destination(&client, "kept", "1", update)
         .await
         .unwrap();
     client
@@ -128,18 +104,7 @@ async fn streams_and_their_configuration_survive_a_restart_and_deleted_ones_stay
         .send()
         .await
         .unwrap();
-    client
-        .start_delivery_stream_encryption()
-        .delivery_stream_name("kept")
-        .delivery_stream_encryption_configuration_input(
-            DeliveryStreamEncryptionConfigurationInput::builder()
-                .key_type(KeyType::AwsOwnedCmk)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    start_encryption(&client, "kept").await;
     client
         .delete_delivery_stream()
         .delivery_stream_name("doomed")
@@ -151,8 +116,7 @@ async fn streams_and_their_configuration_survive_a_restart_and_deleted_ones_stay
     assert!(before.contains("updated/"), "{before}");
     broker.shutdown().await;
 
-    let broker = start(&data, &root, ShiftableClock::new()).await;
-    let client = firehose_client(&broker.endpoint());
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
     assert_eq!(described(&client, "kept").await, before);
     let names = client
         .list_delivery_streams()
@@ -174,37 +138,10 @@ async fn streams_and_their_configuration_survive_a_restart_and_deleted_ones_stay
     broker.shutdown().await;
 }
 
-/// The status DescribeDeliveryStream gives `name`, or `None` once it is gone.
-async fn status(client: &aws_sdk_firehose::Client, name: &str) -> Option<String> {
-    match client
-        .describe_delivery_stream()
-        .delivery_stream_name(name)
-        .send()
-        .await
-    {
-        Ok(out) => Some(
-            out.delivery_stream_description
-                .unwrap()
-                .delivery_stream_status
-                .as_str()
-                .to_owned(),
-        ),
-        Err(err) => {
-            let err = err.into_service_error();
-            assert!(err.is_resource_not_found_exception(), "{err:?}");
-            None
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_come_back_in_their_status_and_finish_creating_or_deleting() {
-    let (data, root) = (
-        TempDir::new("fh-dur-status"),
-        TempDir::new("fh-dur-status-s3"),
-    );
-    let broker = start(&data, &root, ShiftableClock::new()).await;
-    let client = firehose_client(&broker.endpoint());
+    let (data, root) = directories("fh-dur-status");
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
     create(&client, "steady", "steady-bucket", 128).await;
     create(&client, "doomed", "doomed-bucket", 128).await;
     put_record_batch(&client, "doomed", &[b"last words"]).await;
@@ -212,8 +149,7 @@ async fn streams_come_back_in_their_status_and_finish_creating_or_deleting() {
 
     // Transitions that take an hour: the broker stops in the middle of them.
     let hour = Duration::from_secs(3600);
-    let broker = start_with_delay(&data, &root, ShiftableClock::new(), hour).await;
-    let client = firehose_client(&broker.endpoint());
+    let (broker, client) = start_with_delay(&data, &root, ShiftableClock::new(), hour).await;
     create(&client, "young", "young-bucket", 128).await;
     client
         .delete_delivery_stream()
@@ -223,40 +159,32 @@ async fn streams_come_back_in_their_status_and_finish_creating_or_deleting() {
         .unwrap();
     // A deleted stream still delivers what it buffered.
     wait_for_files(&root.0, 1).await;
-    assert_eq!(delivered_lines(&root), ["last words"]);
+    assert_eq!(delivered_text(&root), ["last words"]);
     broker.shutdown().await;
 
-    let broker = start_with_delay(&data, &root, ShiftableClock::new(), hour).await;
-    let client = firehose_client(&broker.endpoint());
+    let (broker, client) = start_with_delay(&data, &root, ShiftableClock::new(), hour).await;
     for (name, expected) in [
-        ("steady", "ACTIVE"),
-        ("young", "CREATING"),
-        ("doomed", "DELETING"),
+        ("steady", DeliveryStreamStatus::Active),
+        ("young", DeliveryStreamStatus::Creating),
+        ("doomed", DeliveryStreamStatus::Deleting),
     ] {
-        assert_eq!(
-            status(&client, name).await.as_deref(),
-            Some(expected),
-            "{name}"
-        );
+        assert_eq!(status(&client, name).await, Some(expected), "{name}");
     }
     let refused = client
         .put_record()
         .delivery_stream_name("doomed")
-        .record(
-            aws_sdk_firehose::types::Record::builder()
-                .data(aws_sdk_firehose::primitives::Blob::new("too late"))
-                .build()
-                .unwrap(),
-        )
+        .record(record("too late"))
         .send()
         .await;
     assert!(refused.is_err(), "a DELETING stream takes no records");
     broker.shutdown().await;
 
     // Once the delay passes, the transitions complete; nothing is delivered twice.
-    let broker = start(&data, &root, ShiftableClock::new()).await;
-    let client = firehose_client(&broker.endpoint());
-    assert_eq!(status(&client, "young").await.as_deref(), Some("ACTIVE"));
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
+    assert_eq!(
+        status(&client, "young").await,
+        Some(DeliveryStreamStatus::Active)
+    );
     let mut doomed = status(&client, "doomed").await;
     for _ in 0..100 {
         if doomed.is_none() {
@@ -275,10 +203,9 @@ async fn streams_come_back_in_their_status_and_finish_creating_or_deleting() {
     assert_eq!(names, ["steady", "young"]);
     broker.shutdown().await;
 
-    let broker = start(&data, &root, ShiftableClock::new()).await;
-    let client = firehose_client(&broker.endpoint());
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
     assert_eq!(status(&client, "doomed").await, None, "and stays deleted");
-    assert_eq!(delivered_lines(&root), ["last words"]);
+    assert_eq!(delivered_text(&root), ["last words"]);
     broker.shutdown().await;
 }
 
@@ -286,12 +213,8 @@ async fn streams_come_back_in_their_status_and_finish_creating_or_deleting() {
 async fn buffered_records_are_delivered_after_a_restart_byte_exact() {
     const BATCHES: usize = 40;
     const PER_BATCH: usize = 500;
-    let (data, root) = (
-        TempDir::new("fh-dur-records"),
-        TempDir::new("fh-dur-records-s3"),
-    );
-    let broker = start(&data, &root, ShiftableClock::new()).await;
-    let client = firehose_client(&broker.endpoint());
+    let (data, root) = directories("fh-dur-records");
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
     create(&client, "slow", "slow-bucket", 1).await;
     let mut expected = Vec::new();
     for batch in 0..BATCHES {
@@ -324,7 +247,7 @@ async fn buffered_records_are_delivered_after_a_restart_byte_exact() {
     let clock = ShiftableClock::new();
     clock.advance(Duration::from_secs(901));
     let started = Instant::now();
-    let broker = start(&data, &root, clock).await;
+    let (broker, _) = start(&data, &root, clock).await;
     eprintln!(
         "restart recovered the undelivered part of {} records ({} bytes) in {:?}",
         BATCHES * PER_BATCH,
@@ -350,7 +273,7 @@ async fn buffered_records_are_delivered_after_a_restart_byte_exact() {
     broker.shutdown().await;
     let clock = ShiftableClock::new();
     clock.advance(Duration::from_secs(1802));
-    let broker = start(&data, &root, clock).await;
+    let (broker, _) = start(&data, &root, clock).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(files_under(&root.0).len(), 2);
     broker.shutdown().await;
@@ -358,51 +281,16 @@ async fn buffered_records_are_delivered_after_a_restart_byte_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
-    let (data, root) = (
-        TempDir::new("fh-dur-source"),
-        TempDir::new("fh-dur-source-s3"),
-    );
-    let broker = start(&data, &root, ShiftableClock::new()).await;
+    let (data, root) = directories("fh-dur-source");
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
     let kinesis = kinesis_client(&broker.endpoint());
-    let client = firehose_client(&broker.endpoint());
+
     create_stream(&kinesis, "events", 2).await;
-    let arn = kinesis
-        .describe_stream_summary()
-        .stream_name("events")
-        .send()
-        .await
-        .unwrap()
-        .stream_description_summary
-        .unwrap()
-        .stream_arn;
-    client
-        .create_delivery_stream()
-        .delivery_stream_name("from-kinesis")
-        .delivery_stream_type(aws_sdk_firehose::types::DeliveryStreamType::KinesisStreamAsSource)
-        .kinesis_stream_source_configuration(
-            aws_sdk_firehose::types::KinesisStreamSourceConfiguration::builder()
-                .kinesis_stream_arn(arn)
-                .role_arn(FIREHOSE_ROLE_ARN)
-                .build()
-                .unwrap(),
-        )
-        .extended_s3_destination_configuration(slow_s3("source-bucket", 128))
-        .send()
+    let arn = stream_arn(&kinesis, "events").await;
+    create_kinesis_sourced_stream(&client, "from-kinesis", &arn, slow_s3("source-bucket", 128))
         .await
         .unwrap();
-    let put = |data: &'static str| {
-        let kinesis = kinesis.clone();
-        async move {
-            kinesis
-                .put_record()
-                .stream_name("events")
-                .partition_key(data)
-                .data(aws_sdk_kinesis::primitives::Blob::new(data))
-                .send()
-                .await
-                .unwrap();
-        }
-    };
+    let put = |data: &'static str| put_kinesis_record(&kinesis, "events", data, data);
     put("read-before-restart").await;
     // The source polls every second: this record is read (and logged) before the restart ...
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -413,38 +301,18 @@ async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
 
     let clock = ShiftableClock::new();
     clock.advance(Duration::from_secs(901));
-    let broker = start(&data, &root, clock.clone()).await;
+    let (broker, client) = start(&data, &root, clock.clone()).await;
     let kinesis = kinesis_client(&broker.endpoint());
-    kinesis
-        .put_record()
-        .stream_name("events")
-        .partition_key("after")
-        .data(aws_sdk_kinesis::primitives::Blob::new("put-after-restart"))
-        .send()
-        .await
-        .unwrap();
+    put_kinesis_record(&kinesis, "events", "after", "put-after-restart").await;
     // Wait until the post-restart record is read, then make everything due.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     clock.advance(Duration::from_secs(901));
-    let client = firehose_client(&broker.endpoint());
     // New hints wake the delivery task, which finds the buffer due by the advanced clock.
-    client
-        .update_destination()
-        .delivery_stream_name("from-kinesis")
-        .current_delivery_stream_version_id("1")
-        .destination_id("destinationId-000000000001")
-        .extended_s3_destination_update(ExtendedS3DestinationUpdate::builder().prefix("p/").build())
-        .send()
+    let update = ExtendedS3DestinationUpdate::builder().prefix("p/").build();
+    update_s3_destination(&client, "from-kinesis", "1", update)
         .await
         .unwrap();
-    let mut lines = Vec::new();
-    for _ in 0..300 {
-        lines = delivered_lines(&root);
-        if lines.len() >= 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let lines = sorted_text(&wait_for_lines(&root, 4).await);
     let files = files_under(&root.0);
     assert_eq!(
         lines,
@@ -461,18 +329,9 @@ async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
 
 #[tokio::test]
 async fn a_restart_without_what_a_stored_stream_needs_fails_and_says_why() {
-    let (data, root) = (
-        TempDir::new("fh-dur-needs"),
-        TempDir::new("fh-dur-needs-s3"),
-    );
-    let broker = start(&data, &root, ShiftableClock::new()).await;
-    create(
-        &firehose_client(&broker.endpoint()),
-        "needs-s3",
-        "bucket",
-        1,
-    )
-    .await;
+    let (data, root) = directories("fh-dur-needs");
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
+    create(&client, "needs-s3", "bucket", 1).await;
     broker.shutdown().await;
 
     let err = LocalBroker::builder()
@@ -487,8 +346,6 @@ async fn a_restart_without_what_a_stored_stream_needs_fails_and_says_why() {
         "{message}"
     );
     // With what it needs, the same directory starts.
-    start(&data, &root, ShiftableClock::new())
-        .await
-        .shutdown()
-        .await;
+    let (broker, _) = start(&data, &root, ShiftableClock::new()).await;
+    broker.shutdown().await;
 }

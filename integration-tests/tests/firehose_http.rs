@@ -4,19 +4,21 @@
 //! shuts down meanwhile with a data directory, which keeps the batch for after the restart. A 413
 //! answer is final: no retry, no backup.
 
+mod firehose_support;
+
 use aws_sdk_firehose::types::{
-    BufferingHints, ContentEncoding, HttpEndpointBufferingHints, HttpEndpointCommonAttribute,
+    ContentEncoding, FailureDescription, HttpEndpointBufferingHints, HttpEndpointCommonAttribute,
     HttpEndpointConfiguration, HttpEndpointDestinationConfiguration,
     HttpEndpointRequestConfiguration, HttpEndpointRetryOptions, HttpEndpointS3BackupMode,
     S3DestinationConfiguration,
 };
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use firehose_support::{description, durable_broker, hints, metrics_page, sample, serve};
 use integration_tests::{
-    FIREHOSE_ROLE_ARN, TempDir, files_under, firehose_client, http_get, put_record_batch,
-    wait_for_files,
+    FIREHOSE_ROLE_ARN, TempDir, broker_with_firehose, files_under, firehose_client,
+    put_record_batch, wait_for_files,
 };
-use local_broker::LocalBroker;
 use std::io::Read as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -83,9 +85,7 @@ async fn spawn_switchable_endpoint(
             received: Arc::clone(&received),
             status: Arc::clone(&status),
         });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/ingest", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = format!("http://{}/ingest", serve(app).await);
     (url, received, status)
 }
 
@@ -119,15 +119,40 @@ fn destination(
                 .role_arn(FIREHOSE_ROLE_ARN)
                 .bucket_arn("arn:aws:s3:::backup")
                 .error_output_prefix("failed/!{firehose:error-output-type}/")
-                .buffering_hints(
-                    BufferingHints::builder()
-                        .size_in_mbs(1)
-                        .interval_in_seconds(1)
-                        .build(),
-                )
+                .buffering_hints(hints(1, 1))
                 .build()
                 .unwrap(),
         )
+}
+
+/// Creates the DirectPut stream `name` delivering to the HTTP endpoint `destination`.
+async fn create(
+    client: &aws_sdk_firehose::Client,
+    name: &str,
+    destination: aws_sdk_firehose::types::builders::HttpEndpointDestinationConfigurationBuilder,
+) {
+    client
+        .create_delivery_stream()
+        .delivery_stream_name(name)
+        .http_endpoint_destination_configuration(destination.build())
+        .send()
+        .await
+        .expect("CreateDeliveryStream succeeds");
+}
+
+/// Waits (up to 5 s) for the FailureDescription DescribeDeliveryStream gives `name`.
+async fn wait_for_failure(
+    client: &aws_sdk_firehose::Client,
+    name: &str,
+) -> Option<FailureDescription> {
+    for _ in 0..100 {
+        let failure = description(client, name).await.failure_description;
+        if failure.is_some() {
+            return failure;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
 }
 
 async fn wait_for_requests(received: &Mutex<Vec<Received>>, count: usize) -> Vec<Received> {
@@ -153,12 +178,7 @@ fn records(body: &serde_json::Value) -> Vec<Vec<u8>> {
 #[tokio::test]
 async fn the_endpoint_receives_the_documented_request() {
     let root = TempDir::new("fh-http");
-    let broker = LocalBroker::builder()
-        .s3_root(&root.0)
-        .start()
-        .await
-        .unwrap();
-    let client = firehose_client(&broker.endpoint());
+    let (broker, client) = broker_with_firehose(&root).await;
     let (url, received) = spawn_endpoint(StatusCode::OK).await;
     let config = destination(&url, 60)
         .request_configuration(
@@ -174,13 +194,7 @@ async fn the_endpoint_receives_the_documented_request() {
                 .build(),
         )
         .s3_backup_mode(HttpEndpointS3BackupMode::AllData);
-    client
-        .create_delivery_stream()
-        .delivery_stream_name("to-http")
-        .http_endpoint_destination_configuration(config.build())
-        .send()
-        .await
-        .unwrap();
+    create(&client, "to-http", config).await;
     put_record_batch(&client, "to-http", &[b"first", b"second"]).await;
     let requests = wait_for_requests(&received, 1).await;
     let request = &requests[0];
@@ -221,16 +235,8 @@ async fn the_endpoint_receives_the_documented_request() {
     assert_eq!(files[0].1, b"firstsecond");
 
     // The access key is never described back.
-    let described = client
-        .describe_delivery_stream()
-        .delivery_stream_name("to-http")
-        .send()
-        .await
-        .unwrap();
-    let http = described
-        .delivery_stream_description()
-        .unwrap()
-        .destinations()[0]
+    let described = description(&client, "to-http").await;
+    let http = described.destinations()[0]
         .http_endpoint_destination_description()
         .unwrap();
     assert_eq!(
@@ -247,20 +253,9 @@ async fn the_endpoint_receives_the_documented_request() {
 #[tokio::test]
 async fn a_failing_endpoint_is_retried_then_backed_up_to_s3() {
     let root = TempDir::new("fh-http-fail");
-    let broker = LocalBroker::builder()
-        .s3_root(&root.0)
-        .start()
-        .await
-        .unwrap();
-    let client = firehose_client(&broker.endpoint());
+    let (broker, client) = broker_with_firehose(&root).await;
     let (url, received) = spawn_endpoint(StatusCode::SERVICE_UNAVAILABLE).await;
-    client
-        .create_delivery_stream()
-        .delivery_stream_name("flaky")
-        .http_endpoint_destination_configuration(destination(&url, 2).build())
-        .send()
-        .await
-        .unwrap();
+    create(&client, "flaky", destination(&url, 2)).await;
     put_record_batch(&client, "flaky", &[b"lost?", b"never"]).await;
     let files = wait_for_files(&root.0, 1).await;
     let requests = received.lock().unwrap().clone();
@@ -297,33 +292,22 @@ async fn a_failing_endpoint_is_retried_then_backed_up_to_s3() {
     assert_eq!(raw, [b"lost?".to_vec(), b"never".to_vec()]);
 
     // The failure shows in DescribeDeliveryStream and on /metrics.
-    let mut failure = None;
-    for _ in 0..100 {
-        failure = client
-            .describe_delivery_stream()
-            .delivery_stream_name("flaky")
-            .send()
-            .await
-            .unwrap()
-            .delivery_stream_description
-            .unwrap()
-            .failure_description;
-        if failure.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let failure = failure.expect("a FailureDescription while the endpoint fails");
+    let failure = wait_for_failure(&client, "flaky")
+        .await
+        .expect("a FailureDescription while the endpoint fails");
     assert_eq!(failure.r#type().as_str(), "UNKNOWN_ERROR");
     assert!(failure.details().contains(&url), "{}", failure.details());
-    let (_, page) = http_get(broker.local_addr(), "/metrics").await;
+    let page = metrics_page(&broker).await;
     for (name, value) in [
-        ("DeliveryToHttpEndpoint_Success", "0"),
-        ("BackupToS3_Records", "2"),
-        ("BackupToS3_Success", "1"),
+        ("DeliveryToHttpEndpoint_Success", 0.0),
+        ("BackupToS3_Records", 2.0),
+        ("BackupToS3_Success", 1.0),
     ] {
-        let line = format!("{name}{{delivery_stream=\"flaky\"}} {value}");
-        assert!(page.lines().any(|l| l == line), "{line} in\n{page}");
+        assert_eq!(
+            sample(&page, name, "flaky"),
+            Some(value),
+            "{name} in\n{page}"
+        );
     }
     broker.shutdown().await;
 }
@@ -331,40 +315,15 @@ async fn a_failing_endpoint_is_retried_then_backed_up_to_s3() {
 #[tokio::test]
 async fn a_batch_the_endpoint_answers_413_is_neither_retried_nor_backed_up() {
     let root = TempDir::new("fh-http-413");
-    let broker = LocalBroker::builder()
-        .s3_root(&root.0)
-        .start()
-        .await
-        .unwrap();
-    let client = firehose_client(&broker.endpoint());
+    let (broker, client) = broker_with_firehose(&root).await;
     let (url, received, status) = spawn_switchable_endpoint(StatusCode::PAYLOAD_TOO_LARGE).await;
     // A retry window long enough that a retried batch would be sent again within the test.
-    client
-        .create_delivery_stream()
-        .delivery_stream_name("too-big")
-        .http_endpoint_destination_configuration(destination(&url, 60).build())
-        .send()
-        .await
-        .unwrap();
+    create(&client, "too-big", destination(&url, 60)).await;
     put_record_batch(&client, "too-big", &[b"huge", b"batch"]).await;
     wait_for_requests(&received, 1).await;
-    let mut failure = None;
-    for _ in 0..100 {
-        failure = client
-            .describe_delivery_stream()
-            .delivery_stream_name("too-big")
-            .send()
-            .await
-            .unwrap()
-            .delivery_stream_description
-            .unwrap()
-            .failure_description;
-        if failure.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let failure = failure.expect("a FailureDescription for the refused batch");
+    let failure = wait_for_failure(&client, "too-big")
+        .await
+        .expect("a FailureDescription for the refused batch");
     assert!(failure.details().contains("413"), "{}", failure.details());
 
     // The next batch is delivered, and the refused one is never sent again.
@@ -395,22 +354,11 @@ async fn a_batch_the_endpoint_answers_413_is_neither_retried_nor_backed_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_data_dir_a_batch_failing_at_shutdown_is_delivered_after_the_restart() {
     let (data, root) = (TempDir::new("fh-http-dur"), TempDir::new("fh-http-dur-s3"));
-    let start = || {
-        LocalBroker::builder()
-            .data_dir(&data.0)
-            .s3_root(&root.0)
-            .start()
-    };
+    let start = || durable_broker(&data, &root).start();
     let broker = start().await.unwrap();
     let client = firehose_client(&broker.endpoint());
     let (url, received, status) = spawn_switchable_endpoint(StatusCode::SERVICE_UNAVAILABLE).await;
-    client
-        .create_delivery_stream()
-        .delivery_stream_name("patient")
-        .http_endpoint_destination_configuration(destination(&url, 600).build())
-        .send()
-        .await
-        .unwrap();
+    create(&client, "patient", destination(&url, 600)).await;
     put_record_batch(&client, "patient", &[b"kept", b"for later"]).await;
     wait_for_requests(&received, 1).await;
     broker.shutdown().await;

@@ -2,45 +2,19 @@
 //! metrics and labelled with the delivery stream — including what the background delivery task
 //! records after the put was answered.
 
-use aws_sdk_firehose::types::{BufferingHints, ExtendedS3DestinationConfiguration};
-use integration_tests::{
-    FIREHOSE_ROLE_ARN, TempDir, broker_with_firehose, http_get, put_record_batch, wait_for_files,
-};
+mod firehose_support;
 
-/// The value of the sample `name{delivery_stream="stream"}` on a metrics page.
-fn sample(page: &str, name: &str, stream: &str) -> Option<f64> {
-    let prefix = format!("{name}{{delivery_stream=\"{stream}\"}} ");
-    page.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|value| value.parse().ok())
-}
+use firehose_support::{buffered_s3, create_s3_stream, metrics_page, sample};
+use integration_tests::{TempDir, broker_with_firehose, put_record_batch, wait_for_files};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_to_s3_is_counted_per_delivery_stream() {
     let root = TempDir::new("fh-metrics");
     let (broker, client) = broker_with_firehose(&root).await;
-    client
-        .create_delivery_stream()
-        .delivery_stream_name("counted")
-        .extended_s3_destination_configuration(
-            ExtendedS3DestinationConfiguration::builder()
-                .role_arn(FIREHOSE_ROLE_ARN)
-                .bucket_arn("arn:aws:s3:::metrics-bucket")
-                .buffering_hints(
-                    BufferingHints::builder()
-                        .size_in_mbs(1)
-                        .interval_in_seconds(1)
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    create_s3_stream(&client, "counted", buffered_s3("metrics-bucket", 1, 1)).await;
     put_record_batch(&client, "counted", &[b"one", b"two", b"three"]).await;
     put_record_batch(&client, "counted", &[b"four"]).await;
-    let (_, page) = http_get(broker.local_addr(), "/metrics").await;
+    let page = metrics_page(&broker).await;
     // Buffered for up to a second: not delivered yet, and waiting.
     assert_eq!(
         sample(&page, "BufferedRecords", "counted"),
@@ -51,7 +25,7 @@ async fn delivery_to_s3_is_counted_per_delivery_stream() {
 
     let mut page = String::new();
     for _ in 0..100 {
-        page = http_get(broker.local_addr(), "/metrics").await.1;
+        page = metrics_page(&broker).await;
         if sample(&page, "DeliveryToS3_Records", "counted").is_some() {
             break;
         }

@@ -1,12 +1,18 @@
 //! Firehose processing: dynamic partitioning by a JSON field (MetadataExtraction with jq),
 //! a Lambda-style transform that changes, drops and fails records, and record de-aggregation.
 
+mod firehose_support;
+
+use aws_sdk_firehose::types::builders::ExtendedS3DestinationConfigurationBuilder;
 use aws_sdk_firehose::types::{
-    BufferingHints, DynamicPartitioningConfiguration, ExtendedS3DestinationConfiguration,
-    ProcessingConfiguration, Processor, ProcessorParameter, ProcessorParameterName, ProcessorType,
+    DynamicPartitioningConfiguration, ProcessingConfiguration, Processor, ProcessorParameter,
+    ProcessorParameterName, ProcessorType,
+};
+use firehose_support::{
+    buffered_s3, create_s3_stream, hints, metrics_page, sample, serve, try_create_s3_stream,
 };
 use integration_tests::{
-    FIREHOSE_ROLE_ARN, TempDir, firehose_client, http_get, put_record_batch, wait_for_files,
+    TempDir, broker_with_firehose, files_under, firehose_client, put_record_batch, wait_for_files,
 };
 use local_broker::LocalBroker;
 
@@ -26,18 +32,9 @@ fn processor(kind: ProcessorType, parameters: &[(ProcessorParameterName, &str)])
     builder.build().unwrap()
 }
 
-fn destination(
-    processors: Vec<Processor>,
-) -> aws_sdk_firehose::types::builders::ExtendedS3DestinationConfigurationBuilder {
-    ExtendedS3DestinationConfiguration::builder()
-        .role_arn(FIREHOSE_ROLE_ARN)
-        .bucket_arn("arn:aws:s3:::lake")
-        .buffering_hints(
-            BufferingHints::builder()
-                .size_in_mbs(64)
-                .interval_in_seconds(1)
-                .build(),
-        )
+/// Bucket `lake`, delivering after a second, with `processors` and an error prefix by type.
+fn destination(processors: Vec<Processor>) -> ExtendedS3DestinationConfigurationBuilder {
+    buffered_s3("lake", 64, 1)
         .error_output_prefix("errors/!{firehose:error-output-type}/")
         .processing_configuration(
             ProcessingConfiguration::builder()
@@ -62,41 +59,37 @@ fn raw_data(body: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// [`destination`] partitioned by the JSON field `customer` (extracted with jq), under
+/// `customer=<value>/`, with `processors` after the extraction.
+fn partitioned_by_customer(
+    processors: Vec<Processor>,
+) -> ExtendedS3DestinationConfigurationBuilder {
+    let extraction = processor(
+        ProcessorType::MetadataExtraction,
+        &[
+            (
+                ProcessorParameterName::MetadataExtractionQuery,
+                "{customer: .customer}",
+            ),
+            (ProcessorParameterName::JsonParsingEngine, "JQ-1.6"),
+        ],
+    );
+    destination([vec![extraction], processors].concat())
+        .prefix("customer=!{partitionKeyFromQuery:customer}/")
+        .dynamic_partitioning_configuration(
+            DynamicPartitioningConfiguration::builder()
+                .enabled(true)
+                .build(),
+        )
+}
+
 #[tokio::test]
 async fn dynamic_partitioning_splits_objects_by_a_json_field() {
     let root = TempDir::new("fh-partition");
-    let broker = LocalBroker::builder()
-        .s3_root(&root.0)
-        .start()
-        .await
-        .unwrap();
-    let client = firehose_client(&broker.endpoint());
-    let config = destination(vec![
-        processor(
-            ProcessorType::MetadataExtraction,
-            &[
-                (
-                    ProcessorParameterName::MetadataExtractionQuery,
-                    "{customer: .customer}",
-                ),
-                (ProcessorParameterName::JsonParsingEngine, "JQ-1.6"),
-            ],
-        ),
-        processor(ProcessorType::AppendDelimiterToRecord, &[]),
-    ])
-    .prefix("customer=!{partitionKeyFromQuery:customer}/")
-    .dynamic_partitioning_configuration(
-        DynamicPartitioningConfiguration::builder()
-            .enabled(true)
-            .build(),
-    );
-    client
-        .create_delivery_stream()
-        .delivery_stream_name("orders")
-        .extended_s3_destination_configuration(config.build().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let (broker, client) = broker_with_firehose(&root).await;
+    let config =
+        partitioned_by_customer(vec![processor(ProcessorType::AppendDelimiterToRecord, &[])]);
+    create_s3_stream(&client, "orders", config).await;
     put_record_batch(
         &client,
         "orders",
@@ -139,12 +132,7 @@ async fn dynamic_partitioning_splits_objects_by_a_json_field() {
 #[tokio::test]
 async fn dynamic_partitioning_needs_partition_keys_in_the_prefix() {
     let root = TempDir::new("fh-partition-rules");
-    let broker = LocalBroker::builder()
-        .s3_root(&root.0)
-        .start()
-        .await
-        .unwrap();
-    let client = firehose_client(&broker.endpoint());
+    let (_broker, client) = broker_with_firehose(&root).await;
     let config = destination(vec![processor(
         ProcessorType::MetadataExtraction,
         &[(ProcessorParameterName::MetadataExtractionQuery, "{c: .c}")],
@@ -155,11 +143,7 @@ async fn dynamic_partitioning_needs_partition_keys_in_the_prefix() {
             .enabled(true)
             .build(),
     );
-    let err = client
-        .create_delivery_stream()
-        .delivery_stream_name("bad")
-        .extended_s3_destination_configuration(config.build().unwrap())
-        .send()
+    let err = try_create_s3_stream(&client, "bad", config)
         .await
         .unwrap_err()
         .into_service_error();
@@ -193,10 +177,8 @@ async fn shout(body: axum::body::Bytes) -> String {
 
 #[tokio::test]
 async fn a_transform_changes_drops_and_fails_records_as_it_answers() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/invoke", listener.local_addr().unwrap());
     let app = axum::Router::new().route("/invoke", axum::routing::post(shout));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = format!("http://{}/invoke", serve(app).await);
 
     let root = TempDir::new("fh-transform");
     let broker = LocalBroker::builder()
@@ -213,13 +195,7 @@ async fn a_transform_changes_drops_and_fails_records_as_it_answers() {
             &[(ProcessorParameterName::LambdaArn, FUNCTION)],
         ),
     ]);
-    client
-        .create_delivery_stream()
-        .delivery_stream_name("shouting")
-        .extended_s3_destination_configuration(config.build().unwrap())
-        .send()
-        .await
-        .unwrap();
+    create_s3_stream(&client, "shouting", config).await;
     put_record_batch(&client, "shouting", &[b"hello", b"drop", b"fail", b"world"]).await;
     let files = wait_for_files(&root.0, 2).await;
     let data = files.iter().find(|(k, _)| !k.contains("errors/")).unwrap();
@@ -233,28 +209,21 @@ async fn a_transform_changes_drops_and_fails_records_as_it_answers() {
         .find(|(k, _)| k.starts_with("lake/errors/processing-failed/"))
         .unwrap();
     assert_eq!(raw_data(&errors.1), ["fail"]);
-    let (_, page) = http_get(broker.local_addr(), "/metrics").await;
-    assert!(
-        page.lines()
-            .any(|l| l == "ExecuteProcessing_Success{delivery_stream=\"shouting\"} 1"),
+    let page = metrics_page(&broker).await;
+    assert_eq!(
+        sample(&page, "ExecuteProcessing_Success", "shouting"),
+        Some(1.0),
         "{page}"
     );
 
-    let err = client
-        .create_delivery_stream()
-        .delivery_stream_name("unknown-function")
-        .extended_s3_destination_configuration(
-            destination(vec![processor(
-                ProcessorType::Lambda,
-                &[(
-                    ProcessorParameterName::LambdaArn,
-                    "arn:aws:lambda:us-east-1:000000000000:function:nope",
-                )],
-            )])
-            .build()
-            .unwrap(),
-        )
-        .send()
+    let unknown = destination(vec![processor(
+        ProcessorType::Lambda,
+        &[(
+            ProcessorParameterName::LambdaArn,
+            "arn:aws:lambda:us-east-1:000000000000:function:nope",
+        )],
+    )]);
+    let err = try_create_s3_stream(&client, "unknown-function", unknown)
         .await
         .unwrap_err()
         .into_service_error();
@@ -265,12 +234,7 @@ async fn a_transform_changes_drops_and_fails_records_as_it_answers() {
 #[tokio::test]
 async fn deaggregation_splits_concatenated_json_documents() {
     let root = TempDir::new("fh-deaggregate");
-    let broker = LocalBroker::builder()
-        .s3_root(&root.0)
-        .start()
-        .await
-        .unwrap();
-    let client = firehose_client(&broker.endpoint());
+    let (broker, client) = broker_with_firehose(&root).await;
     let config = destination(vec![
         processor(
             ProcessorType::RecordDeAggregation,
@@ -278,62 +242,23 @@ async fn deaggregation_splits_concatenated_json_documents() {
         ),
         processor(ProcessorType::AppendDelimiterToRecord, &[]),
     ]);
-    client
-        .create_delivery_stream()
-        .delivery_stream_name("packed")
-        .extended_s3_destination_configuration(config.build().unwrap())
-        .send()
-        .await
-        .unwrap();
+    create_s3_stream(&client, "packed", config).await;
     put_record_batch(&client, "packed", &[br#"{"a":1}{"a":2} {"a":3}"#]).await;
     let files = wait_for_files(&root.0, 1).await;
     assert_eq!(text(&files[0].1), "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
     broker.shutdown().await;
 }
 
-/// A partitioned stream keyed by `.customer`, with a long interval: only size or shutdown
-/// delivers.
+/// A stream partitioned by customer, with a long interval: only size or shutdown delivers.
 async fn partitioned_stream(client: &aws_sdk_firehose::Client, name: &str) {
-    let config = destination(vec![processor(
-        ProcessorType::MetadataExtraction,
-        &[
-            (
-                ProcessorParameterName::MetadataExtractionQuery,
-                "{customer: .customer}",
-            ),
-            (ProcessorParameterName::JsonParsingEngine, "JQ-1.6"),
-        ],
-    )])
-    .buffering_hints(
-        BufferingHints::builder()
-            .size_in_mbs(64)
-            .interval_in_seconds(900)
-            .build(),
-    )
-    .prefix("customer=!{partitionKeyFromQuery:customer}/")
-    .dynamic_partitioning_configuration(
-        DynamicPartitioningConfiguration::builder()
-            .enabled(true)
-            .build(),
-    );
-    client
-        .create_delivery_stream()
-        .delivery_stream_name(name)
-        .extended_s3_destination_configuration(config.build().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let config = partitioned_by_customer(Vec::new()).buffering_hints(hints(64, 900));
+    create_s3_stream(client, name, config).await;
 }
 
 #[tokio::test]
 async fn records_beyond_500_active_partitions_go_to_the_error_prefix() {
     let root = TempDir::new("fh-partition-limit");
-    let broker = LocalBroker::builder()
-        .s3_root(&root.0)
-        .start()
-        .await
-        .unwrap();
-    let client = firehose_client(&broker.endpoint());
+    let (broker, client) = broker_with_firehose(&root).await;
     partitioned_stream(&client, "wide").await;
     let records: Vec<Vec<u8>> = (0..501)
         .map(|i| format!(r#"{{"customer":"c{i:03}"}}"#).into_bytes())
@@ -343,7 +268,7 @@ async fn records_beyond_500_active_partitions_go_to_the_error_prefix() {
     put_record_batch(&client, "wide", &refs[500..]).await;
     // Shutdown without a data directory delivers every partition.
     broker.shutdown().await;
-    let files = integration_tests::files_under(&root.0);
+    let files = files_under(&root.0);
     let (errors, data): (Vec<_>, Vec<_>) = files
         .iter()
         .partition(|(key, _)| key.starts_with("lake/errors/"));
@@ -373,12 +298,7 @@ fn large_record(customer: &str) -> Vec<u8> {
 #[tokio::test]
 async fn partitions_fill_and_deliver_independently_by_size() {
     let root = TempDir::new("fh-partition-size");
-    let broker = LocalBroker::builder()
-        .s3_root(&root.0)
-        .start()
-        .await
-        .unwrap();
-    let client = firehose_client(&broker.endpoint());
+    let (broker, client) = broker_with_firehose(&root).await;
     partitioned_stream(&client, "skewed").await;
     let busy = large_record("busy");
     let quiet = br#"{"customer":"quiet","n":1}"#;
@@ -422,7 +342,7 @@ async fn partitions_fill_and_deliver_independently_by_size() {
             .any(|(key, _)| key.starts_with("lake/customer=quiet/"))
     );
     broker.shutdown().await;
-    let files = integration_tests::files_under(&root.0);
+    let files = files_under(&root.0);
     let delivered: usize = files
         .iter()
         .map(|(_, body)| text(body).matches("\"customer\"").count())

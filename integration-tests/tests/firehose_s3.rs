@@ -1,47 +1,19 @@
 //! Firehose to S3 (a local directory tree): objects appear with Firehose's keys and the records'
 //! bytes, delimited and compressed as configured, when the buffer fills or its interval passes.
 
-use aws_sdk_firehose::primitives::Blob;
+mod firehose_support;
+
 use aws_sdk_firehose::types::{
-    BufferingHints, CompressionFormat, ExtendedS3DestinationConfiguration,
-    ExtendedS3DestinationUpdate, Record, S3BackupMode, S3DestinationConfiguration,
+    CompressionFormat, ExtendedS3DestinationUpdate, S3BackupMode, S3DestinationConfiguration,
+};
+use firehose_support::{
+    buffered_s3, create_s3_stream, description, hints, record, update_s3_destination,
 };
 use integration_tests::{
     FIREHOSE_ROLE_ARN, TempDir, broker_with_firehose, files_under, newline_delimited,
     put_record_batch, wait_for_files,
 };
 use std::io::Read as _;
-
-/// An ExtendedS3 destination into `bucket`, buffering `size` MiB or `interval` seconds.
-fn s3(
-    bucket: &str,
-    size: i32,
-    interval: i32,
-) -> aws_sdk_firehose::types::builders::ExtendedS3DestinationConfigurationBuilder {
-    ExtendedS3DestinationConfiguration::builder()
-        .role_arn(FIREHOSE_ROLE_ARN)
-        .bucket_arn(format!("arn:aws:s3:::{bucket}"))
-        .buffering_hints(
-            BufferingHints::builder()
-                .size_in_mbs(size)
-                .interval_in_seconds(interval)
-                .build(),
-        )
-}
-
-async fn create(
-    client: &aws_sdk_firehose::Client,
-    name: &str,
-    config: aws_sdk_firehose::types::builders::ExtendedS3DestinationConfigurationBuilder,
-) {
-    client
-        .create_delivery_stream()
-        .delivery_stream_name(name)
-        .extended_s3_destination_configuration(config.build().unwrap())
-        .send()
-        .await
-        .expect("CreateDeliveryStream succeeds");
-}
 
 /// Checks `key` is `YYYY/MM/DD/HH/<stream>-<version>-YYYY-MM-DD-HH-MM-SS-<uuid><ext>` after
 /// `prefix`, with matching hour folders and name timestamp.
@@ -75,7 +47,7 @@ fn uuid_like(s: &str) -> bool {
 async fn records_become_an_object_with_firehose_default_key() {
     let root = TempDir::new("fh-default");
     let (broker, client) = broker_with_firehose(&root).await;
-    create(&client, "clicks", s3("my-bucket", 1, 1)).await;
+    create_s3_stream(&client, "clicks", buffered_s3("my-bucket", 1, 1)).await;
     put_record_batch(&client, "clicks", &[b"one", b"two", b"three"]).await;
     let files = wait_for_files(&root.0, 1).await;
     assert_eq!(files.len(), 1);
@@ -98,10 +70,10 @@ async fn delimiter_and_every_compression_format_round_trip() {
         (CompressionFormat::HadoopSnappy, "hsnappy", ".hsnappy"),
     ];
     for (format, bucket, _) in &formats {
-        let config = s3(bucket, 1, 1)
+        let config = buffered_s3(bucket, 1, 1)
             .compression_format(format.clone())
             .processing_configuration(newline_delimited());
-        create(&client, bucket, config).await;
+        create_s3_stream(&client, bucket, config).await;
         put_record_batch(&client, bucket, &[br#"{"n":1}"#, br#"{"n":2}"#]).await;
     }
     let files = wait_for_files(&root.0, formats.len()).await;
@@ -158,7 +130,7 @@ async fn a_full_buffer_is_delivered_at_once_and_the_rest_at_shutdown() {
     let root = TempDir::new("fh-size");
     let (broker, client) = broker_with_firehose(&root).await;
     // 1 MiB or 15 minutes: only size (or shutdown) can deliver within this test.
-    create(&client, "big", s3("sized", 1, 900)).await;
+    create_s3_stream(&client, "big", buffered_s3("sized", 1, 900)).await;
     let first = vec![b'a'; 600 * 1024];
     let second = vec![b'b'; 600 * 1024];
     put_record_batch(&client, "big", &[&first, &second]).await;
@@ -177,11 +149,11 @@ async fn a_full_buffer_is_delivered_at_once_and_the_rest_at_shutdown() {
 async fn a_small_buffer_is_delivered_when_its_interval_passes() {
     let root = TempDir::new("fh-interval");
     let (broker, client) = broker_with_firehose(&root).await;
-    create(&client, "slow", s3("timed", 128, 1)).await;
+    create_s3_stream(&client, "slow", buffered_s3("timed", 128, 1)).await;
     client
         .put_record()
         .delivery_stream_name("slow")
-        .record(Record::builder().data(Blob::new("tick")).build().unwrap())
+        .record(record("tick"))
         .send()
         .await
         .unwrap();
@@ -194,10 +166,10 @@ async fn a_small_buffer_is_delivered_when_its_interval_passes() {
 async fn custom_prefixes_evaluate_timestamp_and_firehose_namespaces() {
     let root = TempDir::new("fh-prefix");
     let (broker, client) = broker_with_firehose(&root).await;
-    let config = s3("lake", 1, 1)
+    let config = buffered_s3("lake", 1, 1)
         .prefix("events/year=!{timestamp:yyyy}/month=!{timestamp:MM}/!{firehose:random-string}/")
         .error_output_prefix("errors/!{firehose:error-output-type}/!{timestamp:yyyy}/");
-    create(&client, "prefixed", config).await;
+    create_s3_stream(&client, "prefixed", config).await;
     put_record_batch(&client, "prefixed", &[b"x"]).await;
     let files = wait_for_files(&root.0, 1).await;
     let key = &files[0].0;
@@ -224,31 +196,18 @@ async fn custom_prefixes_evaluate_timestamp_and_firehose_namespaces() {
 async fn update_destination_bumps_the_version_in_object_names() {
     let root = TempDir::new("fh-update");
     let (broker, client) = broker_with_firehose(&root).await;
-    create(&client, "evolving", s3("first", 1, 1)).await;
-    client
-        .update_destination()
-        .delivery_stream_name("evolving")
-        .current_delivery_stream_version_id("1")
-        .destination_id("destinationId-000000000001")
-        .extended_s3_destination_update(
-            ExtendedS3DestinationUpdate::builder()
-                .bucket_arn("arn:aws:s3:::second")
-                .prefix("v2/")
-                .build(),
-        )
-        .send()
+    create_s3_stream(&client, "evolving", buffered_s3("first", 1, 1)).await;
+    let update = ExtendedS3DestinationUpdate::builder()
+        .bucket_arn("arn:aws:s3:::second")
+        .prefix("v2/")
+        .build();
+    update_s3_destination(&client, "evolving", "1", update)
         .await
         .expect("UpdateDestination succeeds");
     put_record_batch(&client, "evolving", &[b"after"]).await;
     let files = wait_for_files(&root.0, 1).await;
     assert_default_key(&files[0].0, "second/v2/", "evolving", 2, "");
-    let described = client
-        .describe_delivery_stream()
-        .delivery_stream_name("evolving")
-        .send()
-        .await
-        .unwrap();
-    let description = described.delivery_stream_description().unwrap();
+    let description = description(&client, "evolving").await;
     assert_eq!(description.version_id(), "2");
     let s3 = description.destinations()[0]
         .extended_s3_destination_description()
@@ -267,19 +226,14 @@ async fn source_backup_keeps_the_records_as_they_arrived() {
     let backup = S3DestinationConfiguration::builder()
         .role_arn(FIREHOSE_ROLE_ARN)
         .bucket_arn("arn:aws:s3:::raw")
-        .buffering_hints(
-            BufferingHints::builder()
-                .size_in_mbs(1)
-                .interval_in_seconds(1)
-                .build(),
-        )
+        .buffering_hints(hints(1, 1))
         .build()
         .unwrap();
-    let config = s3("processed", 1, 1)
+    let config = buffered_s3("processed", 1, 1)
         .processing_configuration(newline_delimited())
         .s3_backup_mode(S3BackupMode::Enabled)
         .s3_backup_configuration(backup);
-    create(&client, "backed", config).await;
+    create_s3_stream(&client, "backed", config).await;
     put_record_batch(&client, "backed", &[b"a", b"b"]).await;
     let files = wait_for_files(&root.0, 2).await;
     let body = |bucket: &str| {
