@@ -551,10 +551,6 @@ impl Coordinator {
         } else {
             self.waiting.keys().cloned().collect()
         };
-        if epoch != self.seen_epoch {
-            self.active_until = self.round + REPORT_EVERY_ROUNDS;
-        }
-        self.seen_epoch = epoch;
         let mut named = Vec::new();
         for key in keys {
             if held.contains(&key) {
@@ -564,6 +560,11 @@ impl Coordinator {
                 named.push(lease);
             }
         }
+        // Only now is the announcement handled: a failed read above looks again next round.
+        if epoch != self.seen_epoch {
+            self.active_until = self.round + REPORT_EVERY_ROUNDS;
+        }
+        self.seen_epoch = epoch;
         Ok(named)
     }
 
@@ -628,6 +629,12 @@ impl Coordinator {
         let mut moved = 0;
         let mut named = BTreeSet::new();
         for placement in &placements {
+            // The lock is renewed after leading: a slow round stops assigning once it may have
+            // lapsed, before any other worker can have taken it.
+            if !self.election.is_leader(Instant::now()) {
+                tracing::warn!(worker_id = %self.worker_id, "leader lock may have lapsed; assigning no more this round");
+                break;
+            }
             let Some(lease) = scan.iter_mut().find(|l| l.key == placement.key) else {
                 continue;
             };

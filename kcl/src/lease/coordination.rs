@@ -46,10 +46,11 @@ pub struct LockRecord {
 /// look for new leases (a `LeaseOwnerToLeaseKeyIndex` query) only when some were named for them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Assignments {
-    /// Bumped by every leader round that named leases for workers (`assignmentEpoch`); a new
-    /// leader continues from its predecessor's.
+    /// Bumped by every leader round that named leases for workers, and by a new leader's first
+    /// write (`assignmentEpoch`).
     pub epoch: u64,
-    /// The workers named in the round that set `epoch` (`assignedWorkers`).
+    /// The workers named in the round that set `epoch` (`assignedWorkers`; none after a new
+    /// leader's first write).
     pub workers: Vec<String>,
 }
 

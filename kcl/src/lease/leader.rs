@@ -102,6 +102,9 @@ impl LeaderElection {
             return self.write(store, now, Some(&version)).await;
         }
         let current = store.read_lock(LEADER_LOCK).await?;
+        // Stand-still is timed from when the read came back, never earlier than the holder's
+        // write it saw.
+        let now = now.max(Instant::now());
         self.announced = current.as_ref().and_then(|l| l.assignments.clone());
         let expected = match &current {
             None => None,
@@ -127,10 +130,12 @@ impl LeaderElection {
                 Some(lock.version.as_str())
             }
         };
-        // A new holder continues its predecessor's epoch, so followers see it move forward.
+        // A new holder starts one past its predecessor's epoch with nobody named: a follower that
+        // saw the predecessor's last announcement has nothing new, and one that missed it sees a
+        // jump and looks.
         let epoch = self.announced.as_ref().map_or(0, |a| a.epoch);
         self.assignments = Assignments {
-            epoch: self.assignments.epoch.max(epoch),
+            epoch: self.assignments.epoch.max(epoch) + 1,
             workers: Vec::new(),
         };
         self.write(store, now, expected).await
@@ -238,7 +243,7 @@ mod tests {
         assert!(a.round(&store, Instant::now()).await);
         assert!(!b.round(&store, Instant::now()).await);
         let first = Assignments {
-            epoch: 1,
+            epoch: 2,
             workers: vec!["b".into()],
         };
         assert_eq!(b.announced(), Some(&first));
@@ -246,12 +251,21 @@ mod tests {
         a.resign(&store).await;
         tokio::time::advance(Duration::from_millis(10)).await;
         assert!(b.round(&store, Instant::now()).await);
+        let taken = store.read_lock(LEADER_LOCK).await.ok().flatten();
+        assert_eq!(
+            taken.and_then(|l| l.assignments),
+            Some(Assignments {
+                epoch: 3,
+                workers: Vec::new()
+            }),
+            "a takeover moves the epoch on, so a follower that missed epoch 2 looks"
+        );
         b.announce(vec!["a".into()]);
         assert!(b.round(&store, Instant::now()).await);
         assert!(!a.round(&store, Instant::now()).await);
         assert_eq!(
             a.announced().map(|x| (x.epoch, x.workers.clone())),
-            Some((2, vec!["a".to_owned()])),
+            Some((4, vec!["a".to_owned()])),
             "the epoch moves forward across leaders"
         );
     }
