@@ -250,6 +250,16 @@ impl Session {
         acks
     }
 
+    /// The body broke off (a read error, or a piece refused by its signature check): the
+    /// fragment in progress is dropped, never stored truncated, and acked as a read error.
+    pub fn broke_off(&mut self) -> Vec<Ack> {
+        let mut acks = Vec::new();
+        if !self.ended {
+            self.fail(AckError::StreamReadError, &mut acks);
+        }
+        acks
+    }
+
     fn apply(&mut self, events: Vec<Event>, parsed: Result<(), MkvError>) -> Vec<Ack> {
         let mut acks = Vec::new();
         for event in events {
@@ -594,14 +604,7 @@ pub fn put_media(
                     }
                     Some(Err(err)) => {
                         tracing::debug!(%err, "PutMedia body broke off");
-                        let mut lines = session.finish();
-                        lines.push(Ack {
-                            event: EventType::Error,
-                            timecode: None,
-                            fragment_number: None,
-                            error: Some(AckError::StreamReadError),
-                        });
-                        lines
+                        session.broke_off()
                     }
                     None => session.finish(),
                 },
@@ -791,6 +794,32 @@ pub(crate) mod tests {
         let acks = run(&mut session, &[]);
         assert_eq!(events(&acks), ["ERROR:4008@1000"]);
         assert!(session.has_ended());
+    }
+
+    #[test]
+    fn a_body_that_breaks_off_drops_the_open_fragment_and_acks_4000() {
+        let (video, stream) = video_with_stream(1);
+        let mut session = Session::new(video, stream.clone(), TimecodeType::Absolute, 0);
+        let body = MkvBuilder::new(&[1])
+            .cluster(1_000, &[(1, 0)])
+            .cluster(2_000, &[(1, 0), (1, 40)])
+            .bytes;
+        // The second Cluster has begun (its timecode and a frame) when the body breaks off.
+        let mut acks = session.push(&body[..body.len() - 3]);
+        acks.extend(session.broke_off());
+        assert_eq!(
+            events(&acks),
+            [
+                "BUFFERING@1000",
+                "RECEIVED@1000",
+                "PERSISTED@1000",
+                "BUFFERING@2000",
+                "ERROR:4000@2000"
+            ]
+        );
+        assert!(session.has_ended());
+        assert!(session.finish().is_empty());
+        assert_eq!(stream.fragments.all().len(), 1);
     }
 
     #[test]
