@@ -348,6 +348,25 @@ async fn with_auth_on_put_media_is_verified_before_any_ack_and_hls_needs_its_ses
         "InvalidSignatureException",
     );
 
+    // A body still arriving cannot be held until its SHA-256 is known: a declared digest is
+    // refused before any ack, and an undeclared payload hash must be UNSIGNED-PAYLOAD.
+    const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let mut request = put_media_request(&endpoint, "cam", body.clone());
+    Signer::now(SECRET).sign(&mut request, SignableBody::Precomputed(EMPTY_SHA256.into()));
+    let answer = send(&endpoint, request).await;
+    assert_refused(&answer, 403, "IncompleteSignatureException");
+    assert!(
+        String::from_utf8_lossy(&answer.2).contains("UNSIGNED-PAYLOAD"),
+        "{answer:?}"
+    );
+    let mut request = put_media_request(&endpoint, "cam", body.clone());
+    Signer::now(SECRET).sign(&mut request, SignableBody::Bytes(b""));
+    assert_refused(
+        &send(&endpoint, request).await,
+        403,
+        "InvalidSignatureException",
+    );
+
     // A producer that leaves the payload unsigned, as the KVS producer SDKs do.
     let mut request = put_media_request(&endpoint, "cam", body.clone());
     Signer::now(SECRET).sign(&mut request, SignableBody::UnsignedPayload);

@@ -458,8 +458,10 @@ impl hls::StreamLookup for Video {
     }
 }
 
-/// A PutMedia body passed on only as far as it is as signed: a piece that fails its check
-/// ends the body with that error (which the ingest acks as a read error).
+/// A PutMedia body passed on only as far as it is verified: unsigned pieces as they come,
+/// signed chunks once each has matched its signature. A piece that fails its check ends the
+/// body with that error, which the ingest acks as a read error, dropping the fragment it was
+/// in; nothing of it reaches the ingest.
 fn checked_body(body: Body, check: sigv4::PayloadCheck) -> Body {
     let pieces =
         futures::stream::unfold(Some((body.into_data_stream(), check)), |state| async move {
