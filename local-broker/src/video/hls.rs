@@ -249,10 +249,17 @@ pub fn serve(
             Ok((MP4_TYPE, mp4::init_segment(&track)))
         }
         "getMP4MediaFragment.mp4" => {
+            // Only the fragments the session lists: its time range and MaxResults bound what
+            // its token may read, not the whole stream.
             let number = resource.query.get("FragmentNumber").copied().unwrap_or("");
             let fragment = parse_number(number)
-                .and_then(|sequence| store.get(sequence))
-                .ok_or_else(|| api::not_found(format!("Fragment {number} is not found.")))?;
+                .and_then(|sequence| fragments.iter().find(|f| f.sequence == sequence))
+                .cloned()
+                .ok_or_else(|| {
+                    api::not_found(format!(
+                        "Fragment {number} is not found in this streaming session."
+                    ))
+                })?;
             let (number, track) = track_of(&fragment)?;
             let frames = store.frames(&fragment)?;
             let samples = remux::fragment_samples(&fragment, &frames, number, &track);
@@ -704,6 +711,32 @@ pub(crate) mod tests {
             4,
             "init and 3 segments"
         );
+    }
+
+    #[test]
+    fn a_session_serves_only_the_fragments_it_lists() {
+        let playback = Playback::of(stored(5));
+        let token = playback
+            .open(r#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND","HLSFragmentSelector":{"FragmentSelectorType":"PRODUCER_TIMESTAMP","TimestampRange":{"StartTimestamp":2,"EndTimestamp":3}},"MaxMediaPlaylistFragmentResults":1}"#)
+            .expect("session");
+        let dash = playback.open_dash();
+        let all = playback.store.all();
+        for (session, listed) in [(&token, 1), (&dash, 0)] {
+            for (at, fragment) in all.iter().enumerate() {
+                let segment = playback.get_bytes(&format!(
+                    "getMP4MediaFragment.mp4?FragmentNumber={}&SessionToken={session}",
+                    fragment.number()
+                ));
+                // The DASH session lists all five; the HLS one only the fragment at 2 s.
+                if session == &dash || at == listed {
+                    segment.expect("listed");
+                } else {
+                    let err = segment.expect_err("not listed");
+                    assert_eq!(err.code, "ResourceNotFoundException");
+                    assert_eq!(err.status, http::StatusCode::NOT_FOUND);
+                }
+            }
+        }
     }
 
     #[test]
