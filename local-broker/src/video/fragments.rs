@@ -245,7 +245,7 @@ impl FragmentStore {
     pub fn restore(&self, fragments: Vec<Fragment>) {
         let mut held = self.held();
         for fragment in fragments {
-            held.appended = held.appended.max(fragment.ordinal + 1);
+            held.appended = held.appended.max(fragment.ordinal.saturating_add(1));
             held.bytes += fragment.size_bytes;
             self.newest.send_replace(fragment.sequence);
             held.fragments.push_back(Arc::new(fragment));

@@ -263,7 +263,7 @@ pub fn serve(
             let (number, track) = track_of(&fragment)?;
             let frames = store.frames(&fragment)?;
             let samples = remux::fragment_samples(&fragment, &frames, number, &track);
-            let sequence = u32::try_from(fragment.ordinal + 1).unwrap_or(u32::MAX);
+            let sequence = u32::try_from(fragment.ordinal.saturating_add(1)).unwrap_or(u32::MAX);
             Ok((MP4_TYPE, mp4::media_segment(sequence, track.id, &samples)))
         }
         other => Err(ApiError::unknown_operation(other)),
@@ -597,6 +597,12 @@ pub(crate) mod tests {
                 .expect("session")
         }
 
+        /// Opens a live DASH session; answers its token, if there are fragments to play.
+        fn open_live_dash(&self) -> ApiResult<String> {
+            let dash: api::GetDashSessionInput = api::parse(br#"{"StreamName":"cam"}"#)?;
+            self.sessions.open(dash.into(), &self.store, 0)
+        }
+
         /// The body served for a session URL (path and query).
         fn get_bytes(&self, url: &str) -> ApiResult<Vec<u8>> {
             let (path, query) = url.split_once('?').unwrap_or((url, ""));
@@ -793,6 +799,53 @@ pub(crate) mod tests {
             .open(r#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND"}"#)
             .expect_err("no range");
         assert_eq!(bad.code, "InvalidArgumentException");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_timecodes_never_panic_through_playlists_segments_and_clips(
+            clusters in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![0..100_000u64, proptest::prelude::any::<u64>()],
+                    proptest::collection::vec(proptest::prelude::any::<i16>(), 1..4),
+                ),
+                1..5,
+            ),
+            start in proptest::prop_oneof![0..100_000i64, proptest::prelude::any::<i64>()],
+            relative in proptest::prelude::any::<bool>(),
+        ) {
+            let (video, stream) = video_with_stream(1);
+            let mode = if relative { TimecodeType::Relative } else { TimecodeType::Absolute };
+            let mut session = Ingest::new(video, stream.clone(), mode, start);
+            let mut body = MkvBuilder::video_and_audio();
+            for (timecode, offsets) in &clusters {
+                let mut frames: Vec<(u64, i16)> = offsets.iter().flat_map(|o| [(1, *o), (2, *o)]).collect();
+                frames.sort_by_key(|(_, o)| *o);
+                body = body.cluster(*timecode, &frames);
+            }
+            session.push(&body.bytes);
+            session.finish();
+            let playback = Playback::of(Arc::clone(&stream.fragments));
+            let hls = playback.open(r#"{"StreamName":"cam"}"#);
+            let dash = playback.open_live_dash();
+            for token in hls.iter().chain(&dash) {
+                let _ = playback.get(&format!("getHLSMasterPlaylist.m3u8?SessionToken={token}"));
+                let _ = playback.get(&format!("getDASHManifest.mpd?SessionToken={token}"));
+                for track in [1, 2] {
+                    let _ = playback.get(&format!("getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber={track}"));
+                    let _ = playback.get_bytes(&format!("getMP4InitFragment.mp4?SessionToken={token}&TrackNumber={track}"));
+                    for fragment in stream.fragments.all() {
+                        let _ = playback.get_bytes(&format!(
+                            "getMP4MediaFragment.mp4?FragmentNumber={}&SessionToken={token}&TrackNumber={track}",
+                            fragment.number()
+                        ));
+                    }
+                }
+            }
+            let stored = stream.fragments.all();
+            let _ = remux::clip_samples(&stream.fragments, &stored)
+                .map(|tracks| mp4::progressive(&tracks));
+        }
     }
 
     #[test]
