@@ -188,6 +188,9 @@ pub struct FragmentStore {
     owner: Owner,
     /// Where fragments of streams with retention are written (keeps nothing in memory mode).
     log: ServiceLog,
+    /// Taken for a whole append: keeps ordinals and log records in append order while the
+    /// frames are encoded and written, without holding `held` (and so every reader) meanwhile.
+    appending: Mutex<()>,
     held: Mutex<Held>,
     /// The sequence number of the newest fragment; consumers wait on changes.
     newest: watch::Sender<u64>,
@@ -205,6 +208,7 @@ impl FragmentStore {
         Self {
             owner,
             log,
+            appending: Mutex::default(),
             held: Mutex::default(),
             newest: watch::Sender::new(0),
         }
@@ -220,8 +224,12 @@ impl FragmentStore {
     pub fn append(&self, mut fragment: Fragment, retention_hours: u32) -> Result<(), StorageError> {
         let sequence = fragment.sequence;
         {
-            let mut held = self.held();
-            fragment.ordinal = held.appended;
+            let _in_order = self
+                .appending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // Only this append changes `appended` until it is pushed below.
+            fragment.ordinal = self.held().appended;
             if retention_hours > 0
                 && self.log.is_durable()
                 && let Body::Held(frames) = &fragment.body
@@ -233,6 +241,7 @@ impl FragmentStore {
                     len: record.len(),
                 };
             }
+            let mut held = self.held();
             held.appended += 1;
             held.bytes += fragment.size_bytes;
             held.fragments.push_back(Arc::new(fragment));
@@ -302,6 +311,13 @@ impl FragmentStore {
         held.fragments.range(start..).cloned().collect()
     }
 
+    /// The first fragment with a sequence number above `sequence` (a consumer's next).
+    pub fn next_after(&self, sequence: u64) -> Option<Arc<Fragment>> {
+        let held = self.held();
+        let at = held.fragments.partition_point(|f| f.sequence <= sequence);
+        held.fragments.get(at).cloned()
+    }
+
     /// The fragment with this sequence number.
     pub fn get(&self, sequence: u64) -> Option<Arc<Fragment>> {
         let held = self.held();
@@ -366,6 +382,26 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_appends_keep_ordinals_in_store_order() {
+        let store = Arc::new(FragmentStore::default());
+        let writers: Vec<_> = (0..4u64)
+            .map(|writer| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        store.append(fragment(writer * 100 + i, 0), 1).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let ordinals: Vec<u64> = store.all().iter().map(|f| f.ordinal).collect();
+        assert_eq!(ordinals, (0..200).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn after_and_get_find_by_sequence() {
         let store = FragmentStore::default();
         for sequence in [3, 5, 9] {
@@ -373,6 +409,11 @@ mod tests {
         }
         let after: Vec<u64> = store.after(4).iter().map(|f| f.sequence).collect();
         assert_eq!(after, [5, 9]);
+        let next = |sequence| store.next_after(sequence).map(|f| f.sequence);
+        assert_eq!(
+            (next(0), next(3), next(4), next(9)),
+            (Some(3), Some(5), Some(5), None)
+        );
         assert!(store.get(5).is_some() && store.get(4).is_none());
     }
 }

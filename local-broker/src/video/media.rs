@@ -154,7 +154,7 @@ pub fn get_media(
         |(store, mut newest, last_sent, clock)| async move {
             loop {
                 newest.borrow_and_update();
-                if let Some(next) = store.after(last_sent).into_iter().next() {
+                if let Some(next) = store.next_after(last_sent) {
                     let frames = store.frames(&next).ok()?;
                     let chunk = chunk(&next, &frames, clock.now_millis());
                     return Some((chunk, (store, newest, next.sequence, clock)));
