@@ -22,6 +22,11 @@ use tokio::sync::watch;
 pub const BUFFER_WITHOUT_RETENTION_MILLIS: i64 = 5 * 60 * 1000;
 pub const BUFFER_WITHOUT_RETENTION_BYTES: u64 = 200 * 1024 * 1024;
 
+/// How long a stream with `retention_hours` of `DataRetentionInHours` keeps a fragment, in ms.
+pub fn retention_millis(retention_hours: u32) -> i64 {
+    i64::from(retention_hours) * 3_600_000
+}
+
 /// Fragment numbers are 47 decimal digits, like the ones KVS hands out: this prefix, then the
 /// fragment's sequence number zero-padded to 36 digits.
 const NUMBER_PREFIX: &str = "91343852333";
@@ -38,6 +43,11 @@ pub fn parse_number(text: &str) -> Option<u64> {
         return None;
     }
     text.strip_prefix(NUMBER_PREFIX)?.parse().ok()
+}
+
+/// The answer for a fragment number that names no fragment the caller may read.
+pub fn fragment_not_found(number: &str) -> ApiError {
+    super::api::not_found(format!("Fragment {number} is not found."))
 }
 
 /// One frame of a fragment.
@@ -286,7 +296,7 @@ impl FragmentStore {
         let keep_millis = if retention_hours == 0 {
             BUFFER_WITHOUT_RETENTION_MILLIS
         } else {
-            i64::from(retention_hours) * 3_600_000
+            retention_millis(retention_hours)
         };
         while let Some(oldest) = held.fragments.front() {
             let too_old = oldest.server_millis < now_millis - keep_millis;
@@ -316,6 +326,13 @@ impl FragmentStore {
         let held = self.held();
         let at = held.fragments.partition_point(|f| f.sequence <= sequence);
         held.fragments.get(at).cloned()
+    }
+
+    /// The fragment with this wire fragment number, or the API's answer for one there is not.
+    pub fn by_number(&self, number: &str) -> ApiResult<Arc<Fragment>> {
+        parse_number(number)
+            .and_then(|sequence| self.get(sequence))
+            .ok_or_else(|| fragment_not_found(number))
     }
 
     /// The fragment with this sequence number.

@@ -10,7 +10,7 @@
 
 use super::api::{self, StreamRef, invalid_argument, seconds_to_millis};
 use super::archive::{Selection, TimestampKind};
-use super::fragments::{Fragment, FragmentStore, parse_number};
+use super::fragments::{Fragment, FragmentStore, fragment_not_found};
 use super::{mp4, remux};
 use crate::clock::civil_from_days;
 use crate::http::error::{ApiError, ApiResult};
@@ -252,14 +252,10 @@ pub fn serve(
             // Only the fragments the session lists: its time range and MaxResults bound what
             // its token may read, not the whole stream.
             let number = resource.query.get("FragmentNumber").copied().unwrap_or("");
-            let fragment = parse_number(number)
-                .and_then(|sequence| fragments.iter().find(|f| f.sequence == sequence))
-                .cloned()
-                .ok_or_else(|| {
-                    api::not_found(format!(
-                        "Fragment {number} is not found in this streaming session."
-                    ))
-                })?;
+            let fragment = store.by_number(number)?;
+            if !fragments.iter().any(|f| f.sequence == fragment.sequence) {
+                return Err(fragment_not_found(number));
+            }
             let (number, track) = track_of(&fragment)?;
             let frames = store.frames(&fragment)?;
             let samples = remux::fragment_samples(&fragment, &frames, number, &track);
@@ -517,6 +513,7 @@ pub(crate) mod tests {
     use crate::video::ingest::tests::video_with_stream;
     use crate::video::ingest::{Session as Ingest, TimecodeType};
     use crate::video::mkv::tests::MkvBuilder;
+    use crate::video::mp4::tests::{boxes, u32_at};
 
     struct One(Arc<FragmentStore>);
 
@@ -638,12 +635,6 @@ pub(crate) mod tests {
         assert!(!media.contains("DISCONTINUITY"));
     }
 
-    /// The 32-bit field `at` bytes after the first `kind` box type in `file`.
-    fn field(file: &[u8], kind: &[u8; 4], at: usize) -> u32 {
-        let start = file.windows(4).position(|w| w == kind).expect("box") + 4 + at;
-        u32::from_be_bytes(file[start..start + 4].try_into().expect("4 bytes"))
-    }
-
     #[test]
     fn aac_audio_is_a_second_rendition_with_its_own_init_and_segments() {
         let playback = Playback::of(stored_with_audio(3));
@@ -675,9 +666,9 @@ pub(crate) mod tests {
                 "getMP4InitFragment.mp4?SessionToken={token}&TrackNumber=2"
             ))
             .expect("init");
-        assert_eq!(field(&init, b"hdlr", 8).to_be_bytes(), *b"soun");
-        assert_eq!(field(&init, b"mdhd", 12), 44_100, "timescale");
-        assert_eq!(field(&init, b"tkhd", 12), 2, "track_ID");
+        assert_eq!(u32_at(boxes(&init, b"hdlr")[0], 8).to_be_bytes(), *b"soun");
+        assert_eq!(u32_at(boxes(&init, b"mdhd")[0], 12), 44_100, "timescale");
+        assert_eq!(u32_at(boxes(&init, b"tkhd")[0], 12), 2, "track_ID");
         assert!(init.windows(4).any(|w| w == b"smhd"));
         let esds = init.windows(4).position(|w| w == b"esds").expect("esds");
         assert!(
@@ -696,14 +687,18 @@ pub(crate) mod tests {
                 .expect("segment")
         };
         let audio = segment(2);
-        assert_eq!(field(&audio, b"tfhd", 4), 2, "track_ID");
+        assert_eq!(u32_at(boxes(&audio, b"tfhd")[0], 4), 2, "track_ID");
         // tfdt (version 1): the fragment's start at 2 s, in samples.
         let tfdt = audio.windows(4).position(|w| w == b"tfdt").expect("tfdt");
         let base = u64::from_be_bytes(audio[tfdt + 8..tfdt + 16].try_into().expect("8"));
         assert_eq!(base, 88_200);
-        assert_eq!(field(&audio, b"trun", 4), 43, "sample count");
-        assert_eq!(field(&audio, b"trun", 12), 1024, "first duration");
-        assert_eq!(field(&segment(1), b"trun", 4), 2);
+        assert_eq!(u32_at(boxes(&audio, b"trun")[0], 4), 43, "sample count");
+        assert_eq!(
+            u32_at(boxes(&audio, b"trun")[0], 12),
+            1024,
+            "first duration"
+        );
+        assert_eq!(u32_at(boxes(&segment(1), b"trun")[0], 4), 2);
         let token = playback.open_dash();
         let mpd = playback
             .get(&format!(

@@ -181,9 +181,7 @@ pub fn fragment_list(
     }
     let mut out = Vec::new();
     for number in numbers {
-        let fragment = parse_number(number)
-            .and_then(|sequence| store.get(sequence))
-            .ok_or_else(|| api::not_found(format!("Fragment {number} is not found.")))?;
+        let fragment = store.by_number(number)?;
         let frames = store.frames(&fragment)?;
         out.extend_from_slice(&chunk(&fragment, &frames, now_millis));
     }

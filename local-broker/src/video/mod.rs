@@ -225,7 +225,7 @@ impl Video {
     /// needs any more (all older than the longest retention); returns how many segments.
     pub fn expire_fragments(&self) -> Result<usize, StorageError> {
         self.inner.streams.expire_fragments();
-        let keep_millis = i64::from(self.inner.streams.longest_retention_hours()) * 3_600_000;
+        let keep_millis = fragments::retention_millis(self.inner.streams.longest_retention_hours());
         self.inner
             .streams
             .expire_log(self.now_millis().saturating_sub(keep_millis))

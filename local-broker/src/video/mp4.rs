@@ -573,8 +573,25 @@ pub fn media_segment(sequence: u32, track_id: u32, samples: &[Sample]) -> Vec<u8
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The payload of each `kind` box in `file` (boxes found by their type bytes).
+    pub(crate) fn boxes<'a>(file: &'a [u8], kind: &[u8; 4]) -> Vec<&'a [u8]> {
+        file.windows(4)
+            .enumerate()
+            .filter(|(at, w)| *w == kind && *at >= 4)
+            .map(|(at, _)| {
+                let size = u32::from_be_bytes(file[at - 4..at].try_into().expect("4")) as usize;
+                &file[at + 4..at - 4 + size]
+            })
+            .collect()
+    }
+
+    /// The big-endian 32-bit field `at` bytes into `data`.
+    pub(crate) fn u32_at(data: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes(data[at..at + 4].try_into().expect("4 bytes"))
+    }
 
     fn frame(pts: i64, keyframe: bool) -> (i64, bool, Bytes) {
         (pts, keyframe, Bytes::from_static(&[0, 0, 0, 1, 0x65]))

@@ -14,7 +14,7 @@
 //! deleted and re-created since) or that is past its stream's retention is skipped.
 
 use super::control::VideoStream;
-use super::fragments::{Body, Fragment, Frame, Owner, TrackFrames};
+use super::fragments::{Body, Fragment, Frame, Owner, TrackFrames, retention_millis};
 use super::mkv::parse_tracks;
 use crate::http::error::{ApiError, ApiResult};
 use crate::storage::{Change, Storage, StorageError};
@@ -202,7 +202,7 @@ impl Replay {
         };
         let horizon = self
             .now_millis
-            .saturating_sub(i64::from(retention_hours) * 3_600_000);
+            .saturating_sub(retention_millis(retention_hours));
         if created != header.stream_created
             || retention_hours == 0
             || header.server_millis < horizon
