@@ -119,15 +119,29 @@ struct Authenticated {
 
 impl Credentials {
     /// Verifies a request's signature at `now_ms`. A body in signed chunks comes back decoded
-    /// (`Some`); any other body is the payload as sent (`None`).
+    /// (`Some`); any other body is the payload as sent (`None`). A declared SHA-256 must be the
+    /// body's: the signature covers the declared hash, not the body itself.
     pub fn verify(
         &self,
         request: &SignedRequest<'_>,
         now_ms: i64,
     ) -> Result<Option<Vec<u8>>, ApiError> {
         let authenticated = self.authenticate(request, now_ms, false)?;
-        if authenticated.payload_hash != STREAMING_PAYLOAD {
-            return Ok(None);
+        match authenticated.payload_hash.as_str() {
+            STREAMING_PAYLOAD => {}
+            UNSIGNED_PAYLOAD => return Ok(None),
+            declared => {
+                let computed = hex(&Sha256::digest(request.body));
+                if !constant_time_eq(
+                    computed.as_bytes(),
+                    declared.to_ascii_lowercase().as_bytes(),
+                ) {
+                    return Err(invalid_signature(
+                        "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                    ));
+                }
+                return Ok(None);
+            }
         }
         let mut chunks = ChunkChain::new(authenticated, request.headers)?;
         let decoded = chunks.push(request.body)?;
@@ -910,6 +924,30 @@ mod tests {
         );
         assert!(err.message.contains(UNSIGNED_PAYLOAD), "{}", err.message);
         assert!(err.message.contains(STREAMING_PAYLOAD), "{}", err.message);
+    }
+
+    #[test]
+    fn a_read_body_must_match_its_declared_sha256() {
+        let headers = signed_put_media(&hex(&Sha256::digest(b"the body")), true);
+        let at = parse_amz_date("20260101T000000Z").unwrap();
+        let credentials = Credentials::new().with("AKID", "secret");
+        let with_body = |body| SignedRequest {
+            body,
+            ..put_media_request(&headers)
+        };
+        assert_eq!(
+            credentials.verify(&with_body(b"the body"), at).unwrap(),
+            None
+        );
+        let err = credentials
+            .verify(&with_body(b"another body"), at)
+            .unwrap_err();
+        assert_eq!(err.code, "InvalidSignatureException");
+        assert!(
+            err.message.contains("x-amz-content-sha256"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
