@@ -348,6 +348,25 @@ async fn with_auth_on_put_media_is_verified_before_any_ack_and_hls_needs_its_ses
         "InvalidSignatureException",
     );
 
+    // A body still arriving cannot be held until its SHA-256 is known: a declared digest is
+    // refused before any ack, and an undeclared payload hash must be UNSIGNED-PAYLOAD.
+    const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let mut request = put_media_request(&endpoint, "cam", body.clone());
+    Signer::now(SECRET).sign(&mut request, SignableBody::Precomputed(EMPTY_SHA256.into()));
+    let answer = send(&endpoint, request).await;
+    assert_refused(&answer, 403, "IncompleteSignatureException");
+    assert!(
+        String::from_utf8_lossy(&answer.2).contains("UNSIGNED-PAYLOAD"),
+        "{answer:?}"
+    );
+    let mut request = put_media_request(&endpoint, "cam", body.clone());
+    Signer::now(SECRET).sign(&mut request, SignableBody::Bytes(b""));
+    assert_refused(
+        &send(&endpoint, request).await,
+        403,
+        "InvalidSignatureException",
+    );
+
     // A producer that leaves the payload unsigned, as the KVS producer SDKs do.
     let mut request = put_media_request(&endpoint, "cam", body.clone());
     Signer::now(SECRET).sign(&mut request, SignableBody::UnsignedPayload);
@@ -376,24 +395,21 @@ async fn with_auth_on_put_media_is_verified_before_any_ack_and_hls_needs_its_ses
         ["BUFFERING", "RECEIVED", "PERSISTED"]
     );
 
-    // A chunk altered in transit cuts the body off before it with an error ack; this body
-    // arrives in one piece, so none of it is stored.
+    // A chunk altered in transit cuts the body off before it with an error ack. The Cluster
+    // (its timecode too) is in that chunk, so however the body is split in transit nothing of
+    // it is buffered or stored.
     let mut altered = chunked;
-    let last = altered.len() - 100;
-    altered[last] ^= 1;
+    let in_right = altered.len() - 100;
+    altered[in_right] ^= 1;
     *request.body_mut() = Full::new(Bytes::from(altered));
     let (status, _, acks) = send(&endpoint, request).await;
     assert_eq!(status, 200);
     let acks = parse_acks(&acks);
-    let last = acks.last().unwrap();
-    assert_eq!(
-        (&last["EventType"], &last["ErrorId"]),
-        (&"ERROR".into(), &4000.into())
-    );
-    assert!(
-        acks.iter().all(|a| a["EventType"] != "PERSISTED"),
-        "{acks:?}"
-    );
+    let events: Vec<_> = acks
+        .iter()
+        .map(|a| (a["EventType"].as_str(), a["ErrorId"].as_u64()))
+        .collect();
+    assert_eq!(events, [(Some("ERROR"), Some(4000))], "{acks:?}");
 
     let (status, _, listed) =
         post_as(&endpoint, "/listFragments", list_all("cam"), Some(SECRET)).await;

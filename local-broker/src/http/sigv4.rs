@@ -11,7 +11,8 @@
 //!
 //! A body too long to read before answering (Kinesis Video PutMedia) is verified by its headers
 //! first ([`Credentials::verify_streamed`]) and then piece by piece as it arrives
-//! ([`PayloadCheck`]).
+//! ([`PayloadCheck`]). Such a body must be sent unsigned or in signed chunks: a SHA-256 of the
+//! whole body could only be checked once it ended, after its pieces had been acted on.
 
 use super::error::ApiError;
 use crate::clock::{civil_from_days, days_from_civil};
@@ -118,15 +119,29 @@ struct Authenticated {
 
 impl Credentials {
     /// Verifies a request's signature at `now_ms`. A body in signed chunks comes back decoded
-    /// (`Some`); any other body is the payload as sent (`None`).
+    /// (`Some`); any other body is the payload as sent (`None`). A declared SHA-256 must be the
+    /// body's: the signature covers the declared hash, not the body itself.
     pub fn verify(
         &self,
         request: &SignedRequest<'_>,
         now_ms: i64,
     ) -> Result<Option<Vec<u8>>, ApiError> {
         let authenticated = self.authenticate(request, now_ms, false)?;
-        if authenticated.payload_hash != STREAMING_PAYLOAD {
-            return Ok(None);
+        match authenticated.payload_hash.as_str() {
+            STREAMING_PAYLOAD => {}
+            UNSIGNED_PAYLOAD => return Ok(None),
+            declared => {
+                let computed = hex(&Sha256::digest(request.body));
+                if !constant_time_eq(
+                    computed.as_bytes(),
+                    declared.to_ascii_lowercase().as_bytes(),
+                ) {
+                    return Err(invalid_signature(
+                        "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                    ));
+                }
+                return Ok(None);
+            }
         }
         let mut chunks = ChunkChain::new(authenticated, request.headers)?;
         let decoded = chunks.push(request.body)?;
@@ -135,40 +150,35 @@ impl Credentials {
     }
 
     /// Verifies the signature of a request whose body is still arriving (PutMedia streams for
-    /// as long as the producer records), from its headers alone. The answer checks the body
-    /// piece by piece: signed chunks each against their signature, a declared SHA-256 when the
-    /// body ends; an unsigned payload passes as sent. A producer that signs without declaring a
-    /// payload hash may have signed the empty body's hash or `UNSIGNED-PAYLOAD`; either means
-    /// the payload is unsigned.
+    /// as long as the producer records), from its headers alone. The payload must be signed as
+    /// `UNSIGNED-PAYLOAD` (declared or not) or in signed chunks, which the answer checks piece by
+    /// piece as they arrive. A declared SHA-256 of the whole body is refused up front: it could
+    /// only be compared when the body ends, after its pieces were stored and acknowledged.
     pub fn verify_streamed(
         &self,
         request: &SignedRequest<'_>,
         now_ms: i64,
     ) -> Result<PayloadCheck, ApiError> {
-        let declared = request.headers.contains_key("x-amz-content-sha256");
         let authenticated = self.authenticate(request, now_ms, true)?;
-        let hash = authenticated.payload_hash.as_str();
-        let check = if hash == STREAMING_PAYLOAD {
-            Check::Chunked(Box::new(ChunkChain::new(authenticated, request.headers)?))
-        } else if hash == UNSIGNED_PAYLOAD || !declared {
-            Check::Unsigned
-        } else if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            Check::Digest {
-                hasher: Sha256::new(),
-                expected: hash.to_ascii_lowercase(),
+        let check = match authenticated.payload_hash.as_str() {
+            STREAMING_PAYLOAD => {
+                Check::Chunked(Box::new(ChunkChain::new(authenticated, request.headers)?))
             }
-        } else {
-            return Err(incomplete(format!(
-                "x-amz-content-sha256 {hash} is not supported here: sign the payload as \
-                 {UNSIGNED_PAYLOAD}, {STREAMING_PAYLOAD} or its SHA-256."
-            )));
+            UNSIGNED_PAYLOAD => Check::Unsigned,
+            hash => {
+                return Err(incomplete(format!(
+                    "x-amz-content-sha256 {hash} is not supported on a streamed body, which \
+                     cannot be held until its hash is known: sign the payload as \
+                     {UNSIGNED_PAYLOAD} or in signed chunks ({STREAMING_PAYLOAD})."
+                )));
+            }
         };
         Ok(PayloadCheck(check))
     }
 
     /// Checks the key, the date and the header (or query) signature against every payload hash
     /// the request may have been signed with. `streamed`: the body has not been read, so an
-    /// undeclared payload hash may be the empty body's or `UNSIGNED-PAYLOAD`.
+    /// undeclared payload hash can only be `UNSIGNED-PAYLOAD`.
     fn authenticate(
         &self,
         request: &SignedRequest<'_>,
@@ -223,7 +233,8 @@ impl Credentials {
             .and_then(|v| v.to_str().ok())
         {
             Some(declared) => vec![declared.to_owned()],
-            None if streamed || signature.presigned_expires.is_some() => {
+            None if streamed => vec![UNSIGNED_PAYLOAD.to_owned()],
+            None if signature.presigned_expires.is_some() => {
                 vec![
                     hex(&Sha256::digest(request.body)),
                     UNSIGNED_PAYLOAD.to_owned(),
@@ -263,8 +274,6 @@ pub struct PayloadCheck(Check);
 enum Check {
     /// Nothing to check: the producer did not sign the payload.
     Unsigned,
-    /// The whole body must hash to the declared SHA-256.
-    Digest { hasher: Sha256, expected: String },
     /// Signed chunks, each checked as it completes.
     Chunked(Box<ChunkChain>),
 }
@@ -275,10 +284,6 @@ impl PayloadCheck {
     pub fn push(&mut self, data: bytes::Bytes) -> Result<bytes::Bytes, ApiError> {
         match &mut self.0 {
             Check::Unsigned => Ok(data),
-            Check::Digest { hasher, .. } => {
-                hasher.update(&data);
-                Ok(data)
-            }
             Check::Chunked(chunks) => chunks.push(&data).map(bytes::Bytes::from),
         }
     }
@@ -287,15 +292,6 @@ impl PayloadCheck {
     pub fn finish(self) -> Result<(), ApiError> {
         match self.0 {
             Check::Unsigned => Ok(()),
-            Check::Digest { hasher, expected } => {
-                if constant_time_eq(hex(&hasher.finalize()).as_bytes(), expected.as_bytes()) {
-                    Ok(())
-                } else {
-                    Err(invalid_signature(
-                        "The provided 'x-amz-content-sha256' header does not match what was computed.",
-                    ))
-                }
-            }
             Check::Chunked(chunks) => chunks.finish(),
         }
     }
@@ -854,6 +850,119 @@ mod tests {
         assert_eq!(
             verify_streamed(&headers).err().map(|e| e.code),
             Some("MissingAuthenticationTokenException")
+        );
+    }
+
+    /// Headers of a PutMedia request signed (by key `AKID`, secret `secret`) over the payload
+    /// hash `payload`, which `x-amz-content-sha256` declares when `declared`.
+    fn signed_put_media(payload: &str, declared: bool) -> http::HeaderMap {
+        let date = "20260101T000000Z";
+        let mut headers = http::HeaderMap::new();
+        headers.insert("host", "localhost".parse().unwrap());
+        headers.insert("x-amz-date", date.parse().unwrap());
+        let mut signed_headers = vec!["host".to_owned(), "x-amz-date".to_owned()];
+        if declared {
+            headers.insert("x-amz-content-sha256", payload.parse().unwrap());
+            signed_headers.insert(1, "x-amz-content-sha256".to_owned());
+        }
+        let scope = "20260101/us-east-1/kinesisvideo/aws4_request";
+        let signature = Signature {
+            access_key: "AKID".into(),
+            scope: scope.into(),
+            date: date.into(),
+            signed_headers,
+            signature: String::new(),
+            presigned_expires: None,
+        };
+        let request = put_media_request(&headers);
+        let canonical = canonical_request(&request, &signature, payload).unwrap();
+        let string_to_sign = format!(
+            "{ALGORITHM}\n{date}\n{scope}\n{}",
+            hex(&Sha256::digest(canonical.as_bytes()))
+        );
+        let mut key = hmac(b"AWS4secret", b"20260101");
+        for part in ["us-east-1", "kinesisvideo", "aws4_request"] {
+            key = hmac(&key, part.as_bytes());
+        }
+        let authorization = format!(
+            "{ALGORITHM} Credential=AKID/{scope}, SignedHeaders={}, Signature={}",
+            signature.signed_headers.join(";"),
+            hex(&hmac(&key, string_to_sign.as_bytes()))
+        );
+        headers.insert("authorization", authorization.parse().unwrap());
+        headers
+    }
+
+    fn put_media_request(headers: &http::HeaderMap) -> SignedRequest<'_> {
+        SignedRequest {
+            method: "POST",
+            path: "/putMedia",
+            query: None,
+            headers,
+            host: None,
+            body: b"",
+        }
+    }
+
+    /// Verifies a streamed PutMedia request with `headers` at its signing time.
+    fn verify_put_media(headers: &http::HeaderMap) -> Result<PayloadCheck, ApiError> {
+        Credentials::new().with("AKID", "secret").verify_streamed(
+            &put_media_request(headers),
+            parse_amz_date("20260101T000000Z").unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_streamed_body_declared_by_its_sha256_is_refused_up_front() {
+        let digest = hex(&Sha256::digest(b"the whole body"));
+        let err = verify_put_media(&signed_put_media(&digest, true))
+            .err()
+            .unwrap();
+        assert_eq!(
+            (err.code, err.status),
+            ("IncompleteSignatureException", StatusCode::FORBIDDEN)
+        );
+        assert!(err.message.contains(UNSIGNED_PAYLOAD), "{}", err.message);
+        assert!(err.message.contains(STREAMING_PAYLOAD), "{}", err.message);
+    }
+
+    #[test]
+    fn a_read_body_must_match_its_declared_sha256() {
+        let headers = signed_put_media(&hex(&Sha256::digest(b"the body")), true);
+        let at = parse_amz_date("20260101T000000Z").unwrap();
+        let credentials = Credentials::new().with("AKID", "secret");
+        let with_body = |body| SignedRequest {
+            body,
+            ..put_media_request(&headers)
+        };
+        assert_eq!(
+            credentials.verify(&with_body(b"the body"), at).unwrap(),
+            None
+        );
+        let err = credentials
+            .verify(&with_body(b"another body"), at)
+            .unwrap_err();
+        assert_eq!(err.code, "InvalidSignatureException");
+        assert!(
+            err.message.contains("x-amz-content-sha256"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn an_undeclared_streamed_payload_must_be_signed_as_unsigned() {
+        let check = verify_put_media(&signed_put_media(UNSIGNED_PAYLOAD, false)).unwrap();
+        assert_eq!(stream(check, b"any body", 3).unwrap(), b"any body");
+        let check = verify_put_media(&signed_put_media(UNSIGNED_PAYLOAD, true)).unwrap();
+        assert_eq!(stream(check, b"any body", 3).unwrap(), b"any body");
+        // The empty body's hash does not describe a body that is still arriving.
+        let empty = hex(&Sha256::digest(b""));
+        assert_eq!(
+            verify_put_media(&signed_put_media(&empty, false))
+                .err()
+                .map(|e| e.code),
+            Some("InvalidSignatureException")
         );
     }
 

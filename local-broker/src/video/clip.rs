@@ -44,23 +44,8 @@ pub fn get_clip(store: &FragmentStore, input: &api::GetClipInput) -> ApiResult<V
 #[cfg(test)]
 mod tests {
     use crate::video::hls::tests::{AUDIO_OFFSETS, stored_with_audio};
+    use crate::video::mp4::tests::{boxes, u32_at};
     use crate::video::{mp4, remux};
-
-    /// The payload of each `kind` box in `file` (boxes found by their type bytes).
-    fn boxes<'a>(file: &'a [u8], kind: &[u8; 4]) -> Vec<&'a [u8]> {
-        file.windows(4)
-            .enumerate()
-            .filter(|(at, w)| *w == kind && *at >= 4)
-            .map(|(at, _)| {
-                let size = u32::from_be_bytes(file[at - 4..at].try_into().expect("4")) as usize;
-                &file[at + 4..at - 4 + size]
-            })
-            .collect()
-    }
-
-    fn u32_at(data: &[u8], at: usize) -> u32 {
-        u32::from_be_bytes(data[at..at + 4].try_into().expect("4 bytes"))
-    }
 
     #[test]
     fn clips_of_h264_and_aac_have_a_video_and_a_sound_track() {

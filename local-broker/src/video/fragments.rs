@@ -22,6 +22,11 @@ use tokio::sync::watch;
 pub const BUFFER_WITHOUT_RETENTION_MILLIS: i64 = 5 * 60 * 1000;
 pub const BUFFER_WITHOUT_RETENTION_BYTES: u64 = 200 * 1024 * 1024;
 
+/// How long a stream with `retention_hours` of `DataRetentionInHours` keeps a fragment, in ms.
+pub fn retention_millis(retention_hours: u32) -> i64 {
+    i64::from(retention_hours) * 3_600_000
+}
+
 /// Fragment numbers are 47 decimal digits, like the ones KVS hands out: this prefix, then the
 /// fragment's sequence number zero-padded to 36 digits.
 const NUMBER_PREFIX: &str = "91343852333";
@@ -38,6 +43,11 @@ pub fn parse_number(text: &str) -> Option<u64> {
         return None;
     }
     text.strip_prefix(NUMBER_PREFIX)?.parse().ok()
+}
+
+/// The answer for a fragment number that names no fragment the caller may read.
+pub fn fragment_not_found(number: &str) -> ApiError {
+    super::api::not_found(format!("Fragment {number} is not found."))
 }
 
 /// One frame of a fragment.
@@ -188,6 +198,9 @@ pub struct FragmentStore {
     owner: Owner,
     /// Where fragments of streams with retention are written (keeps nothing in memory mode).
     log: ServiceLog,
+    /// Taken for a whole append: keeps ordinals and log records in append order while the
+    /// frames are encoded and written, without holding `held` (and so every reader) meanwhile.
+    appending: Mutex<()>,
     held: Mutex<Held>,
     /// The sequence number of the newest fragment; consumers wait on changes.
     newest: watch::Sender<u64>,
@@ -205,6 +218,7 @@ impl FragmentStore {
         Self {
             owner,
             log,
+            appending: Mutex::default(),
             held: Mutex::default(),
             newest: watch::Sender::new(0),
         }
@@ -220,8 +234,12 @@ impl FragmentStore {
     pub fn append(&self, mut fragment: Fragment, retention_hours: u32) -> Result<(), StorageError> {
         let sequence = fragment.sequence;
         {
-            let mut held = self.held();
-            fragment.ordinal = held.appended;
+            let _in_order = self
+                .appending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // Only this append changes `appended` until it is pushed below.
+            fragment.ordinal = self.held().appended;
             if retention_hours > 0
                 && self.log.is_durable()
                 && let Body::Held(frames) = &fragment.body
@@ -233,6 +251,7 @@ impl FragmentStore {
                     len: record.len(),
                 };
             }
+            let mut held = self.held();
             held.appended += 1;
             held.bytes += fragment.size_bytes;
             held.fragments.push_back(Arc::new(fragment));
@@ -245,7 +264,7 @@ impl FragmentStore {
     pub fn restore(&self, fragments: Vec<Fragment>) {
         let mut held = self.held();
         for fragment in fragments {
-            held.appended = held.appended.max(fragment.ordinal + 1);
+            held.appended = held.appended.max(fragment.ordinal.saturating_add(1));
             held.bytes += fragment.size_bytes;
             self.newest.send_replace(fragment.sequence);
             held.fragments.push_back(Arc::new(fragment));
@@ -277,7 +296,7 @@ impl FragmentStore {
         let keep_millis = if retention_hours == 0 {
             BUFFER_WITHOUT_RETENTION_MILLIS
         } else {
-            i64::from(retention_hours) * 3_600_000
+            retention_millis(retention_hours)
         };
         while let Some(oldest) = held.fragments.front() {
             let too_old = oldest.server_millis < now_millis - keep_millis;
@@ -300,6 +319,20 @@ impl FragmentStore {
         let held = self.held();
         let start = held.fragments.partition_point(|f| f.sequence <= sequence);
         held.fragments.range(start..).cloned().collect()
+    }
+
+    /// The first fragment with a sequence number above `sequence` (a consumer's next).
+    pub fn next_after(&self, sequence: u64) -> Option<Arc<Fragment>> {
+        let held = self.held();
+        let at = held.fragments.partition_point(|f| f.sequence <= sequence);
+        held.fragments.get(at).cloned()
+    }
+
+    /// The fragment with this wire fragment number, or the API's answer for one there is not.
+    pub fn by_number(&self, number: &str) -> ApiResult<Arc<Fragment>> {
+        parse_number(number)
+            .and_then(|sequence| self.get(sequence))
+            .ok_or_else(|| fragment_not_found(number))
     }
 
     /// The fragment with this sequence number.
@@ -366,6 +399,26 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_appends_keep_ordinals_in_store_order() {
+        let store = Arc::new(FragmentStore::default());
+        let writers: Vec<_> = (0..4u64)
+            .map(|writer| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        store.append(fragment(writer * 100 + i, 0), 1).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let ordinals: Vec<u64> = store.all().iter().map(|f| f.ordinal).collect();
+        assert_eq!(ordinals, (0..200).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn after_and_get_find_by_sequence() {
         let store = FragmentStore::default();
         for sequence in [3, 5, 9] {
@@ -373,6 +426,11 @@ mod tests {
         }
         let after: Vec<u64> = store.after(4).iter().map(|f| f.sequence).collect();
         assert_eq!(after, [5, 9]);
+        let next = |sequence| store.next_after(sequence).map(|f| f.sequence);
+        assert_eq!(
+            (next(0), next(3), next(4), next(9)),
+            (Some(3), Some(5), Some(5), None)
+        );
         assert!(store.get(5).is_some() && store.get(4).is_none());
     }
 }

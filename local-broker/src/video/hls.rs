@@ -10,7 +10,7 @@
 
 use super::api::{self, StreamRef, invalid_argument, seconds_to_millis};
 use super::archive::{Selection, TimestampKind};
-use super::fragments::{Fragment, FragmentStore, parse_number};
+use super::fragments::{Fragment, FragmentStore, fragment_not_found};
 use super::{mp4, remux};
 use crate::clock::civil_from_days;
 use crate::http::error::{ApiError, ApiResult};
@@ -249,14 +249,17 @@ pub fn serve(
             Ok((MP4_TYPE, mp4::init_segment(&track)))
         }
         "getMP4MediaFragment.mp4" => {
+            // Only the fragments the session lists: its time range and MaxResults bound what
+            // its token may read, not the whole stream.
             let number = resource.query.get("FragmentNumber").copied().unwrap_or("");
-            let fragment = parse_number(number)
-                .and_then(|sequence| store.get(sequence))
-                .ok_or_else(|| api::not_found(format!("Fragment {number} is not found.")))?;
+            let fragment = store.by_number(number)?;
+            if !fragments.iter().any(|f| f.sequence == fragment.sequence) {
+                return Err(fragment_not_found(number));
+            }
             let (number, track) = track_of(&fragment)?;
             let frames = store.frames(&fragment)?;
             let samples = remux::fragment_samples(&fragment, &frames, number, &track);
-            let sequence = u32::try_from(fragment.ordinal + 1).unwrap_or(u32::MAX);
+            let sequence = u32::try_from(fragment.ordinal.saturating_add(1)).unwrap_or(u32::MAX);
             Ok((MP4_TYPE, mp4::media_segment(sequence, track.id, &samples)))
         }
         other => Err(ApiError::unknown_operation(other)),
@@ -510,6 +513,7 @@ pub(crate) mod tests {
     use crate::video::ingest::tests::video_with_stream;
     use crate::video::ingest::{Session as Ingest, TimecodeType};
     use crate::video::mkv::tests::MkvBuilder;
+    use crate::video::mp4::tests::{boxes, u32_at};
 
     struct One(Arc<FragmentStore>);
 
@@ -590,6 +594,12 @@ pub(crate) mod tests {
                 .expect("session")
         }
 
+        /// Opens a live DASH session; answers its token, if there are fragments to play.
+        fn open_live_dash(&self) -> ApiResult<String> {
+            let dash: api::GetDashSessionInput = api::parse(br#"{"StreamName":"cam"}"#)?;
+            self.sessions.open(dash.into(), &self.store, 0)
+        }
+
         /// The body served for a session URL (path and query).
         fn get_bytes(&self, url: &str) -> ApiResult<Vec<u8>> {
             let (path, query) = url.split_once('?').unwrap_or((url, ""));
@@ -625,12 +635,6 @@ pub(crate) mod tests {
         assert!(!media.contains("DISCONTINUITY"));
     }
 
-    /// The 32-bit field `at` bytes after the first `kind` box type in `file`.
-    fn field(file: &[u8], kind: &[u8; 4], at: usize) -> u32 {
-        let start = file.windows(4).position(|w| w == kind).expect("box") + 4 + at;
-        u32::from_be_bytes(file[start..start + 4].try_into().expect("4 bytes"))
-    }
-
     #[test]
     fn aac_audio_is_a_second_rendition_with_its_own_init_and_segments() {
         let playback = Playback::of(stored_with_audio(3));
@@ -662,9 +666,9 @@ pub(crate) mod tests {
                 "getMP4InitFragment.mp4?SessionToken={token}&TrackNumber=2"
             ))
             .expect("init");
-        assert_eq!(field(&init, b"hdlr", 8).to_be_bytes(), *b"soun");
-        assert_eq!(field(&init, b"mdhd", 12), 44_100, "timescale");
-        assert_eq!(field(&init, b"tkhd", 12), 2, "track_ID");
+        assert_eq!(u32_at(boxes(&init, b"hdlr")[0], 8).to_be_bytes(), *b"soun");
+        assert_eq!(u32_at(boxes(&init, b"mdhd")[0], 12), 44_100, "timescale");
+        assert_eq!(u32_at(boxes(&init, b"tkhd")[0], 12), 2, "track_ID");
         assert!(init.windows(4).any(|w| w == b"smhd"));
         let esds = init.windows(4).position(|w| w == b"esds").expect("esds");
         assert!(
@@ -683,14 +687,18 @@ pub(crate) mod tests {
                 .expect("segment")
         };
         let audio = segment(2);
-        assert_eq!(field(&audio, b"tfhd", 4), 2, "track_ID");
+        assert_eq!(u32_at(boxes(&audio, b"tfhd")[0], 4), 2, "track_ID");
         // tfdt (version 1): the fragment's start at 2 s, in samples.
         let tfdt = audio.windows(4).position(|w| w == b"tfdt").expect("tfdt");
         let base = u64::from_be_bytes(audio[tfdt + 8..tfdt + 16].try_into().expect("8"));
         assert_eq!(base, 88_200);
-        assert_eq!(field(&audio, b"trun", 4), 43, "sample count");
-        assert_eq!(field(&audio, b"trun", 12), 1024, "first duration");
-        assert_eq!(field(&segment(1), b"trun", 4), 2);
+        assert_eq!(u32_at(boxes(&audio, b"trun")[0], 4), 43, "sample count");
+        assert_eq!(
+            u32_at(boxes(&audio, b"trun")[0], 12),
+            1024,
+            "first duration"
+        );
+        assert_eq!(u32_at(boxes(&segment(1), b"trun")[0], 4), 2);
         let token = playback.open_dash();
         let mpd = playback
             .get(&format!(
@@ -704,6 +712,32 @@ pub(crate) mod tests {
             4,
             "init and 3 segments"
         );
+    }
+
+    #[test]
+    fn a_session_serves_only_the_fragments_it_lists() {
+        let playback = Playback::of(stored(5));
+        let token = playback
+            .open(r#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND","HLSFragmentSelector":{"FragmentSelectorType":"PRODUCER_TIMESTAMP","TimestampRange":{"StartTimestamp":2,"EndTimestamp":3}},"MaxMediaPlaylistFragmentResults":1}"#)
+            .expect("session");
+        let dash = playback.open_dash();
+        let all = playback.store.all();
+        for (session, listed) in [(&token, 1), (&dash, 0)] {
+            for (at, fragment) in all.iter().enumerate() {
+                let segment = playback.get_bytes(&format!(
+                    "getMP4MediaFragment.mp4?FragmentNumber={}&SessionToken={session}",
+                    fragment.number()
+                ));
+                // The DASH session lists all five; the HLS one only the fragment at 2 s.
+                if session == &dash || at == listed {
+                    segment.expect("listed");
+                } else {
+                    let err = segment.expect_err("not listed");
+                    assert_eq!(err.code, "ResourceNotFoundException");
+                    assert_eq!(err.status, http::StatusCode::NOT_FOUND);
+                }
+            }
+        }
     }
 
     #[test]
@@ -760,6 +794,53 @@ pub(crate) mod tests {
             .open(r#"{"StreamName":"cam","PlaybackMode":"ON_DEMAND"}"#)
             .expect_err("no range");
         assert_eq!(bad.code, "InvalidArgumentException");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_timecodes_never_panic_through_playlists_segments_and_clips(
+            clusters in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![0..100_000u64, proptest::prelude::any::<u64>()],
+                    proptest::collection::vec(proptest::prelude::any::<i16>(), 1..4),
+                ),
+                1..5,
+            ),
+            start in proptest::prop_oneof![0..100_000i64, proptest::prelude::any::<i64>()],
+            relative in proptest::prelude::any::<bool>(),
+        ) {
+            let (video, stream) = video_with_stream(1);
+            let mode = if relative { TimecodeType::Relative } else { TimecodeType::Absolute };
+            let mut session = Ingest::new(video, stream.clone(), mode, start);
+            let mut body = MkvBuilder::video_and_audio();
+            for (timecode, offsets) in &clusters {
+                let mut frames: Vec<(u64, i16)> = offsets.iter().flat_map(|o| [(1, *o), (2, *o)]).collect();
+                frames.sort_by_key(|(_, o)| *o);
+                body = body.cluster(*timecode, &frames);
+            }
+            session.push(&body.bytes);
+            session.finish();
+            let playback = Playback::of(Arc::clone(&stream.fragments));
+            let hls = playback.open(r#"{"StreamName":"cam"}"#);
+            let dash = playback.open_live_dash();
+            for token in hls.iter().chain(&dash) {
+                let _ = playback.get(&format!("getHLSMasterPlaylist.m3u8?SessionToken={token}"));
+                let _ = playback.get(&format!("getDASHManifest.mpd?SessionToken={token}"));
+                for track in [1, 2] {
+                    let _ = playback.get(&format!("getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber={track}"));
+                    let _ = playback.get_bytes(&format!("getMP4InitFragment.mp4?SessionToken={token}&TrackNumber={track}"));
+                    for fragment in stream.fragments.all() {
+                        let _ = playback.get_bytes(&format!(
+                            "getMP4MediaFragment.mp4?FragmentNumber={}&SessionToken={token}&TrackNumber={track}",
+                            fragment.number()
+                        ));
+                    }
+                }
+            }
+            let stored = stream.fragments.all();
+            let _ = remux::clip_samples(&stream.fragments, &stored)
+                .map(|tracks| mp4::progressive(&tracks));
+        }
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub const MAX_FRAGMENT_MILLIS: i64 = 10_000;
 pub const MAX_TRACKS: usize = 3;
 /// Most producer metadata items per fragment (ErrorId 4009 above it).
 pub const MAX_METADATA_ITEMS: usize = 10;
+/// The latest producer time (epoch ms) a frame may have, 9999-12-31T23:59:59.999Z: far past any
+/// real recording, and small enough that times in media timescales cannot overflow.
+pub const MAX_PRODUCER_MILLIS: i64 = 253_402_300_799_999;
 /// How often an open session with no data gets an IDLE ack.
 pub const IDLE_INTERVAL: Duration = Duration::from_secs(3);
 /// How long a session may stay without data before the broker ends it.
@@ -250,6 +253,16 @@ impl Session {
         acks
     }
 
+    /// The body broke off (a read error, or a piece refused by its signature check): the
+    /// fragment in progress is dropped, never stored truncated, and acked as a read error.
+    pub fn broke_off(&mut self) -> Vec<Ack> {
+        let mut acks = Vec::new();
+        if !self.ended {
+            self.fail(AckError::StreamReadError, &mut acks);
+        }
+        acks
+    }
+
     fn apply(&mut self, events: Vec<Event>, parsed: Result<(), MkvError>) -> Vec<Ack> {
         let mut acks = Vec::new();
         for event in events {
@@ -432,10 +445,20 @@ impl Session {
                 .checked_add(cluster_millis)
                 .ok_or(AckError::InvalidProducerTimestamp)?,
         };
+        let in_range = |millis: i64| (0..=MAX_PRODUCER_MILLIS).contains(&millis);
+        if !in_range(producer_millis) {
+            return Err(AckError::InvalidProducerTimestamp);
+        }
         let mut frames = Vec::with_capacity(building.blocks.len());
         for block in &building.blocks {
             let offset_millis =
                 to_millis(i128::from(timecode) + i128::from(block.timecode))? - cluster_millis;
+            if !producer_millis
+                .checked_add(offset_millis)
+                .is_some_and(in_range)
+            {
+                return Err(AckError::InvalidProducerTimestamp);
+            }
             frames.push(Frame {
                 track: block.track,
                 offset_millis,
@@ -594,14 +617,7 @@ pub fn put_media(
                     }
                     Some(Err(err)) => {
                         tracing::debug!(%err, "PutMedia body broke off");
-                        let mut lines = session.finish();
-                        lines.push(Ack {
-                            event: EventType::Error,
-                            timecode: None,
-                            fragment_number: None,
-                            error: Some(AckError::StreamReadError),
-                        });
-                        lines
+                        session.broke_off()
                     }
                     None => session.finish(),
                 },
@@ -765,6 +781,46 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn timecodes_beyond_the_year_9999_or_before_1970_are_4007() {
+        let (video, stream) = video_with_stream(1);
+        let beyond = MAX_PRODUCER_MILLIS as u64 + 1;
+        let mut session = Session::new(video.clone(), stream.clone(), TimecodeType::Absolute, 0);
+        let body = MkvBuilder::new(&[1])
+            .cluster(beyond, &[(1, 0)])
+            .cluster(u64::MAX, &[(1, 0)])
+            .cluster(10, &[(1, -20)]) // a frame before the epoch
+            .cluster(beyond - 10, &[(1, 0), (1, 20)]) // its second frame is past the end
+            .cluster(1_000, &[(1, 0)])
+            .bytes;
+        let outcomes: Vec<String> = events(&run(&mut session, &body))
+            .into_iter()
+            .filter(|e| !e.starts_with("BUFFERING"))
+            .collect();
+        let beyond_ack = format!("ERROR:4007@{beyond}");
+        let end_ack = format!("ERROR:4007@{}", beyond - 10);
+        let max_ack = format!("ERROR:4007@{}", u64::MAX);
+        assert_eq!(
+            outcomes,
+            [
+                beyond_ack.as_str(),
+                max_ack.as_str(),
+                "ERROR:4007@10",
+                end_ack.as_str(),
+                "RECEIVED@1000",
+                "PERSISTED@1000"
+            ]
+        );
+        let mut relative =
+            Session::new(video, stream.clone(), TimecodeType::Relative, i64::MAX - 5);
+        let body = MkvBuilder::new(&[1]).cluster(1, &[(1, 0)]).bytes;
+        assert_eq!(
+            events(&run(&mut relative, &body)),
+            ["BUFFERING@1", "ERROR:4007@1"]
+        );
+        assert_eq!(stream.fragments.all().len(), 1);
+    }
+
+    #[test]
     fn a_new_session_may_restart_its_timecodes() {
         let (video, stream) = video_with_stream(1);
         let body = MkvBuilder::new(&[1]).cluster(1_000, &[(1, 0)]).bytes;
@@ -791,6 +847,32 @@ pub(crate) mod tests {
         let acks = run(&mut session, &[]);
         assert_eq!(events(&acks), ["ERROR:4008@1000"]);
         assert!(session.has_ended());
+    }
+
+    #[test]
+    fn a_body_that_breaks_off_drops_the_open_fragment_and_acks_4000() {
+        let (video, stream) = video_with_stream(1);
+        let mut session = Session::new(video, stream.clone(), TimecodeType::Absolute, 0);
+        let body = MkvBuilder::new(&[1])
+            .cluster(1_000, &[(1, 0)])
+            .cluster(2_000, &[(1, 0), (1, 40)])
+            .bytes;
+        // The second Cluster has begun (its timecode and a frame) when the body breaks off.
+        let mut acks = session.push(&body[..body.len() - 3]);
+        acks.extend(session.broke_off());
+        assert_eq!(
+            events(&acks),
+            [
+                "BUFFERING@1000",
+                "RECEIVED@1000",
+                "PERSISTED@1000",
+                "BUFFERING@2000",
+                "ERROR:4000@2000"
+            ]
+        );
+        assert!(session.has_ended());
+        assert!(session.finish().is_empty());
+        assert_eq!(stream.fragments.all().len(), 1);
     }
 
     #[test]

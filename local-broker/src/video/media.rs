@@ -154,7 +154,7 @@ pub fn get_media(
         |(store, mut newest, last_sent, clock)| async move {
             loop {
                 newest.borrow_and_update();
-                if let Some(next) = store.after(last_sent).into_iter().next() {
+                if let Some(next) = store.next_after(last_sent) {
                     let frames = store.frames(&next).ok()?;
                     let chunk = chunk(&next, &frames, clock.now_millis());
                     return Some((chunk, (store, newest, next.sequence, clock)));
@@ -181,9 +181,7 @@ pub fn fragment_list(
     }
     let mut out = Vec::new();
     for number in numbers {
-        let fragment = parse_number(number)
-            .and_then(|sequence| store.get(sequence))
-            .ok_or_else(|| api::not_found(format!("Fragment {number} is not found.")))?;
+        let fragment = store.by_number(number)?;
         let frames = store.frames(&fragment)?;
         out.extend_from_slice(&chunk(&fragment, &frames, now_millis));
     }

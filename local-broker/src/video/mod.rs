@@ -225,7 +225,7 @@ impl Video {
     /// needs any more (all older than the longest retention); returns how many segments.
     pub fn expire_fragments(&self) -> Result<usize, StorageError> {
         self.inner.streams.expire_fragments();
-        let keep_millis = i64::from(self.inner.streams.longest_retention_hours()) * 3_600_000;
+        let keep_millis = fragments::retention_millis(self.inner.streams.longest_retention_hours());
         self.inner
             .streams
             .expire_log(self.now_millis().saturating_sub(keep_millis))
@@ -458,8 +458,10 @@ impl hls::StreamLookup for Video {
     }
 }
 
-/// A PutMedia body passed on only as far as it is as signed: a piece that fails its check
-/// ends the body with that error (which the ingest acks as a read error).
+/// A PutMedia body passed on only as far as it is verified: unsigned pieces as they come,
+/// signed chunks once each has matched its signature. A piece that fails its check ends the
+/// body with that error, which the ingest acks as a read error, dropping the fragment it was
+/// in; nothing of it reaches the ingest.
 fn checked_body(body: Body, check: sigv4::PayloadCheck) -> Body {
     let pieces =
         futures::stream::unfold(Some((body.into_data_stream(), check)), |state| async move {

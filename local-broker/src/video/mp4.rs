@@ -106,24 +106,27 @@ pub fn samples(frames: &[(i64, bool, Bytes)], start: i64, last_duration: u32) ->
     let delay = frames
         .iter()
         .zip(&sorted)
-        .map(|((pts, _, _), dts)| dts - pts)
+        .map(|((pts, _, _), dts)| dts.saturating_sub(*pts))
         .max()
         .unwrap_or(0)
         .max(0);
     let base = sorted.first().copied().unwrap_or(0);
-    let decode: Vec<i64> = sorted.iter().map(|dts| dts - base - delay).collect();
+    let decode: Vec<i64> = sorted
+        .iter()
+        .map(|dts| dts.saturating_sub(base).saturating_sub(delay))
+        .collect();
     frames
         .iter()
         .enumerate()
         .map(|(i, (pts, keyframe, data))| {
             let duration = match decode.get(i + 1) {
-                Some(next) => (next - decode[i]).max(0) as u32,
+                Some(next) => clamp_u32(next.saturating_sub(decode[i])),
                 None => last_duration,
             };
             Sample {
-                decode_time: start.saturating_add(decode[i] + delay),
+                decode_time: start.saturating_add(decode[i].saturating_add(delay)),
                 duration,
-                composition_offset: (pts - base - decode[i]).max(0) as u32,
+                composition_offset: clamp_u32(pts.saturating_sub(base).saturating_sub(decode[i])),
                 keyframe: *keyframe,
                 data: data.clone(),
             }
@@ -143,12 +146,14 @@ pub fn audio_samples(frames: &[(i64, Bytes)], origin_millis: i64, sample_rate: u
             .unwrap_or(i64::MAX)
     };
     let frame = i64::from(AAC_FRAME_SAMPLES);
-    let rounding = rate * 2 / 1000 + 1;
+    let rounding = (rate * 2 / 1000 + 1).unsigned_abs();
     let mut starts: Vec<i64> = Vec::with_capacity(frames.len());
     for (millis, _) in frames {
         let exact = ticks(*millis);
         let start = match starts.last() {
-            Some(previous) if (exact - (previous + frame)).abs() <= rounding => previous + frame,
+            Some(previous) if exact.abs_diff(previous.saturating_add(frame)) <= rounding => {
+                previous.saturating_add(frame)
+            }
             _ => exact,
         };
         starts.push(start);
@@ -159,13 +164,18 @@ pub fn audio_samples(frames: &[(i64, Bytes)], origin_millis: i64, sample_rate: u
         .map(|(i, (_, data))| Sample {
             decode_time: starts[i],
             duration: starts.get(i + 1).map_or(AAC_FRAME_SAMPLES, |next| {
-                (next - starts[i]).clamp(0, i64::from(u32::MAX)) as u32
+                clamp_u32(next.saturating_sub(starts[i]))
             }),
             composition_offset: 0,
             keyframe: true,
             data: data.clone(),
         })
         .collect()
+}
+
+/// A tick count as the 32-bit field it is written to: negative as 0, too large as the most.
+fn clamp_u32(ticks: i64) -> u32 {
+    u32::try_from(ticks.max(0)).unwrap_or(u32::MAX)
 }
 
 /// Appends a box whose content `fill` writes.
@@ -453,9 +463,11 @@ fn run_length_box(out: &mut Vec<u8>, kind: &[u8; 4], values: impl Iterator<Item 
 
 fn total_duration(samples: &[Sample]) -> u32 {
     match (samples.first(), samples.last()) {
-        (Some(first), Some(last)) => {
-            (last.decode_time + i64::from(last.duration) - first.decode_time).max(0) as u32
-        }
+        (Some(first), Some(last)) => clamp_u32(
+            last.decode_time
+                .saturating_add(i64::from(last.duration))
+                .saturating_sub(first.decode_time),
+        ),
         _ => 0,
     }
 }
@@ -561,8 +573,25 @@ pub fn media_segment(sequence: u32, track_id: u32, samples: &[Sample]) -> Vec<u8
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The payload of each `kind` box in `file` (boxes found by their type bytes).
+    pub(crate) fn boxes<'a>(file: &'a [u8], kind: &[u8; 4]) -> Vec<&'a [u8]> {
+        file.windows(4)
+            .enumerate()
+            .filter(|(at, w)| *w == kind && *at >= 4)
+            .map(|(at, _)| {
+                let size = u32::from_be_bytes(file[at - 4..at].try_into().expect("4")) as usize;
+                &file[at + 4..at - 4 + size]
+            })
+            .collect()
+    }
+
+    /// The big-endian 32-bit field `at` bytes into `data`.
+    pub(crate) fn u32_at(data: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes(data[at..at + 4].try_into().expect("4 bytes"))
+    }
 
     fn frame(pts: i64, keyframe: bool) -> (i64, bool, Bytes) {
         (pts, keyframe, Bytes::from_static(&[0, 0, 0, 1, 0x65]))

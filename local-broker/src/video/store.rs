@@ -14,7 +14,7 @@
 //! deleted and re-created since) or that is past its stream's retention is skipped.
 
 use super::control::VideoStream;
-use super::fragments::{Body, Fragment, Frame, Owner, TrackFrames};
+use super::fragments::{Body, Fragment, Frame, Owner, TrackFrames, retention_millis};
 use super::mkv::parse_tracks;
 use crate::http::error::{ApiError, ApiResult};
 use crate::storage::{Change, Storage, StorageError};
@@ -149,19 +149,22 @@ fn header(record: &[u8]) -> Result<(Header, usize), StorageError> {
 /// The frames of a fragment record; their data shares `record`'s buffer.
 pub fn decode_frames(record: &Bytes) -> Result<Arc<[Frame]>, StorageError> {
     let (header, tracks_at) = header(record)?;
-    let mut at = tracks_at + header.tracks_len;
+    let mut at = tracks_at
+        .checked_add(header.tracks_len)
+        .ok_or_else(|| corrupt("tracks length out of range"))?;
     let mut frames = Vec::with_capacity(header.frames.len());
     for (track, offset_millis, flags, len) in header.frames {
-        if at + len > record.len() {
-            return Err(corrupt("frames cut short"));
-        }
+        let end = at
+            .checked_add(len)
+            .filter(|end| *end <= record.len())
+            .ok_or_else(|| corrupt("frames cut short"))?;
         frames.push(Frame {
             track,
             offset_millis,
             flags,
-            data: record.slice(at..at + len),
+            data: record.slice(at..end),
         });
-        at += len;
+        at = end;
     }
     Ok(frames.into())
 }
@@ -199,15 +202,16 @@ impl Replay {
         };
         let horizon = self
             .now_millis
-            .saturating_sub(i64::from(retention_hours) * 3_600_000);
+            .saturating_sub(retention_millis(retention_hours));
         if created != header.stream_created
             || retention_hours == 0
             || header.server_millis < horizon
         {
             return Ok(());
         }
-        let raw = record
-            .get(tracks_at..tracks_at + header.tracks_len)
+        let raw = tracks_at
+            .checked_add(header.tracks_len)
+            .and_then(|end| record.get(tracks_at..end))
             .ok_or_else(|| corrupt("tracks cut short"))?;
         let kept = self.fragments.entry(header.stream).or_default();
         // Fragments of one producer session share their Tracks: keep one copy.
@@ -288,6 +292,42 @@ mod tests {
             retention_hours,
             tags: BTreeMap::new(),
         }
+    }
+
+    /// `record` with its header's JSON changed by `edit`.
+    fn with_header(record: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Bytes {
+        let (_, tracks_at) = header(record).unwrap();
+        let mut json: serde_json::Value = serde_json::from_slice(&record[4..tracks_at]).unwrap();
+        edit(&mut json);
+        let json = serde_json::to_vec(&json).unwrap();
+        let mut out = (json.len() as u32).to_le_bytes().to_vec();
+        out.extend_from_slice(&json);
+        out.extend_from_slice(&record[tracks_at..]);
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn lengths_past_the_end_of_a_record_are_corrupt_not_a_panic() {
+        let owner = Owner {
+            stream_name: "cam".into(),
+            creation_millis: 2,
+        };
+        let (fragment, frames) = fragment(1, 0);
+        let record = encode_fragment(&owner, &fragment, &frames);
+        let huge_tracks = with_header(&record, |h| h["tracks_len"] = usize::MAX.into());
+        let huge_frame = with_header(&record, |h| h["frames"][0][3] = usize::MAX.into());
+        for record in [huge_tracks, huge_frame] {
+            assert!(matches!(
+                decode_frames(&record),
+                Err(StorageError::Corrupt(_))
+            ));
+        }
+        let huge_tracks = with_header(&record, |h| h["tracks_len"] = usize::MAX.into());
+        let mut replay = Replay::new(&[stream(2, 1)], 0);
+        assert!(matches!(
+            replay.record(0, &huge_tracks),
+            Err(StorageError::Corrupt(_))
+        ));
     }
 
     #[test]
