@@ -8,9 +8,9 @@ mod firehose_support;
 use aws_sdk_firehose::types::builders::ExtendedS3DestinationConfigurationBuilder;
 use aws_sdk_firehose::types::{DeliveryStreamStatus, ExtendedS3DestinationUpdate, Tag};
 use firehose_support::{
-    buffered_s3, create_kinesis_sourced_stream, create_s3_stream, delivered_lines, durable_broker,
-    put_kinesis_record, record, sorted_text, start_encryption, status, update_s3_destination,
-    wait_for_lines,
+    buffered_s3, create_kinesis_sourced_stream, create_s3_stream, delivered_lines, description,
+    durable_broker, put_kinesis_record, record, sorted_text, start_encryption, status,
+    update_s3_destination, wait_for_lines,
 };
 use integration_tests::{
     TempDir, create_stream, files_under, firehose_client, kinesis_client, newline_delimited,
@@ -276,6 +276,44 @@ async fn buffered_records_are_delivered_after_a_restart_byte_exact() {
     let (broker, _) = start(&data, &root, clock).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(files_under(&root.0).len(), 2);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_destination_refuses_at_shutdown_is_delivered_after_the_restart() {
+    let (data, root) = directories("fh-dur-refused");
+    let clock = ShiftableClock::new();
+    let (broker, client) = start(&data, &root, clock.clone()).await;
+    // A file where the bucket's directory should be: every object write fails.
+    let blocker = root.0.join("refusing-bucket");
+    std::fs::write(&blocker, b"").unwrap();
+    create(&client, "refused", "refusing-bucket", 128).await;
+    put_record_batch(&client, "refused", &[b"kept-1", b"kept-2"]).await;
+    // Make the batch due; new hints wake the delivery task, which starts failing.
+    clock.advance(Duration::from_secs(901));
+    let update = ExtendedS3DestinationUpdate::builder().prefix("p/").build();
+    update_s3_destination(&client, "refused", "1", update)
+        .await
+        .unwrap();
+    while description(&client, "refused")
+        .await
+        .failure_description
+        .is_none()
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    broker.shutdown().await;
+    assert!(delivered_lines(&root).is_empty());
+
+    std::fs::remove_file(&blocker).unwrap();
+    let clock = ShiftableClock::new();
+    clock.advance(Duration::from_secs(1802));
+    let (broker, _) = start(&data, &root, clock).await;
+    assert_eq!(
+        sorted_text(&wait_for_lines(&root, 2).await),
+        ["kept-1", "kept-2"],
+        "the batch given up on at shutdown stays in the data directory"
+    );
     broker.shutdown().await;
 }
 

@@ -22,6 +22,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How long an idle delivery task sleeps when nothing is buffered (it is woken by puts).
@@ -203,16 +204,16 @@ async fn deliver_partitions(stream: &DeliveryStream, deliverer: &Deliverer, stop
             return;
         };
         let last = batch.iter().map(|r| r.log).max();
-        let writer = ObjectWriter {
-            stream,
-            deliverer,
-            version,
-        };
+        let writer = ObjectWriter::new(stream, deliverer, version);
         writer
             .write_records(&s3, batch, Channel::DeliveryToS3)
             .await;
         let mut state = stream.state();
         state.delivering_since = None;
+        if writer.abandoned(state.status) {
+            // The batch stays behind the delivered mark: the next start delivers it.
+            return;
+        }
         mark_delivered(stream, deliverer, &state, last);
     }
 }
@@ -234,11 +235,7 @@ async fn deliver(
     snapshot: Snapshot,
     batch: Vec<BufferedRecord>,
 ) -> Outcome {
-    let writer = ObjectWriter {
-        stream,
-        deliverer,
-        version: snapshot.version,
-    };
+    let writer = ObjectWriter::new(stream, deliverer, snapshot.version);
     let context = InvocationContext {
         client: &deliverer.http,
         stream_name: &stream.name,
@@ -262,6 +259,9 @@ async fn deliver(
             writer
                 .write_failed(s3, "processing-failed", processed.failed)
                 .await;
+            if writer.abandoned(stream.state().status) {
+                return Outcome::Abandoned;
+            }
             Outcome::Done(None)
         }
         Target::Http(http) => {
@@ -326,6 +326,9 @@ async fn deliver(
                     .write_failed(&http.s3, "http-endpoint-failed", failed)
                     .await;
             }
+            if writer.abandoned(stream.state().status) {
+                return Outcome::Abandoned;
+            }
             Outcome::Done(failure)
         }
     }
@@ -336,9 +339,26 @@ struct ObjectWriter<'a> {
     stream: &'a DeliveryStream,
     deliverer: &'a Deliverer,
     version: u64,
+    /// Set when an object was given up on at shutdown.
+    gave_up: AtomicBool,
 }
 
-impl ObjectWriter<'_> {
+impl<'a> ObjectWriter<'a> {
+    fn new(stream: &'a DeliveryStream, deliverer: &'a Deliverer, version: u64) -> Self {
+        Self {
+            stream,
+            deliverer,
+            version,
+            gave_up: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the batch must stay undelivered in the data directory: an object of it was given
+    /// up on at shutdown, and the stream (in `status`) keeps its records for the next start.
+    fn abandoned(&self, status: Status) -> bool {
+        self.gave_up.load(Ordering::Relaxed)
+            && self.deliverer.keeps_on_shutdown(self.stream, status)
+    }
     /// Buffers processed records in their partitions. Records without the keys the prefix
     /// needs, and records that would open a partition beyond the limit, go to the error prefix.
     async fn partition(&self, s3: &S3Settings, records: Vec<OutRecord>) {
@@ -507,7 +527,8 @@ impl ObjectWriter<'_> {
                     return;
                 }
                 Err(err) if self.stream.stop.is_cancelled() && attempts >= SHUTDOWN_ATTEMPTS => {
-                    tracing::error!(%err, bucket = %s3.bucket, %key, "giving up on an object at shutdown; its records are lost");
+                    tracing::warn!(%err, bucket = %s3.bucket, %key, "giving up on an object at shutdown; its records are lost unless the data directory keeps them");
+                    self.gave_up.store(true, Ordering::Relaxed);
                     metrics::delivery(&self.stream.name, channel, records, body.len(), false);
                     return;
                 }
@@ -517,7 +538,12 @@ impl ObjectWriter<'_> {
                         details: format!("Cannot store s3://{}/{key}: {err}", s3.bucket),
                     });
                     tracing::warn!(%err, bucket = %s3.bucket, %key, attempts, "cannot store an object; retrying");
-                    tokio::time::sleep(backoff).await;
+                    // A shutdown cuts a long pause short and starts the last few attempts.
+                    let stopping = self.stream.stop.is_cancelled();
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.stream.stop.cancelled(), if !stopping => attempts = 0,
+                    }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
