@@ -346,16 +346,22 @@ impl Firehose {
         v: Validator,
     ) -> ApiResult<Arc<DeliveryStream>> {
         let stream = self.resolve(name, v)?;
-        let status = stream.state().status;
-        if status != Status::Active {
-            return Err(ApiError::not_found(format!(
-                "Firehose {} under account {} is not active (status {}).",
-                stream.name,
-                self.config.account_id,
-                status.as_str()
-            )));
-        }
+        self.check_active(&stream, stream.state().status)?;
         Ok(stream)
+    }
+
+    /// The error a data call on `stream` gets unless its `status` is ACTIVE. Data calls check
+    /// again under the lock they buffer with: a stream deleted meanwhile accepts nothing.
+    fn check_active(&self, stream: &DeliveryStream, status: Status) -> ApiResult<()> {
+        if status == Status::Active {
+            return Ok(());
+        }
+        Err(ApiError::not_found(format!(
+            "Firehose {} under account {} is not active (status {}).",
+            stream.name,
+            self.config.account_id,
+            status.as_str()
+        )))
     }
 
     /// Runs `change` after the state-transition delay (at once when it is zero or there is no

@@ -60,6 +60,7 @@ impl Firehose {
         let record_id = record_id();
         let now = self.now();
         let mut state = stream.state();
+        self.check_active(&stream, state.status)?;
         if state.buffered_bytes() + data.0.len() > MAX_BUFFERED_BYTES {
             return Err(ApiError::new("ServiceUnavailableException", "Slow down."));
         }
@@ -125,6 +126,7 @@ impl Firehose {
         }
         let now = self.now();
         let mut state = stream.state();
+        self.check_active(&stream, state.status)?;
         // Records beyond the buffer's room fail one by one; the rest are logged as one batch.
         let mut room = MAX_BUFFERED_BYTES.saturating_sub(state.buffered_bytes());
         let mut accepted: Vec<Bytes> = Vec::with_capacity(records.len());
