@@ -754,6 +754,9 @@ impl Firehose {
             }
         };
         state.target = self.target(&destination, member)?;
+        if state.target.partitioned().is_none() {
+            state.unpartition();
+        }
         state.destination = destination;
         state.version += 1;
         state.last_update_ms = Some(self.now());

@@ -27,6 +27,9 @@ use std::time::Duration;
 
 /// How long an idle delivery task sleeps when nothing is buffered (it is woken by puts).
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
+/// The shortest sleep between looks at the buffers: a due time already past never makes the
+/// task spin.
+const MIN_WAIT: Duration = Duration::from_millis(100);
 /// Attempts at writing one object once the broker is shutting down.
 const SHUTDOWN_ATTEMPTS: u32 = 3;
 /// Longest pause between attempts at writing one object.
@@ -104,7 +107,7 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
                 let flush = stopping && !deliverer.keeps_on_shutdown(&stream, state.status);
                 // Partitioned streams process records as they come and buffer them by
                 // partition instead (the first of Firehose's stages).
-                let partitioned = !stopping && partitioned(&state.target).is_some();
+                let partitioned = !stopping && state.target.partitioned().is_some();
                 let taken = state
                     .buffer
                     .take_due(hints, deliverer.now(), flush || partitioned)
@@ -149,20 +152,13 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
                 .min()
                 .map(|due| Duration::from_millis(u64::try_from(due - deliverer.now()).unwrap_or(0)))
                 .unwrap_or(IDLE_WAIT)
+                .max(MIN_WAIT)
         };
         tokio::select! {
             _ = stream.wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
             _ = stream.stop.cancelled() => {}
         }
-    }
-}
-
-/// The S3 settings of a destination with dynamic partitioning.
-fn partitioned(target: &Target) -> Option<&S3Settings> {
-    match target {
-        Target::S3(s3) if s3.dynamic_partitioning => Some(s3),
-        _ => None,
     }
 }
 
@@ -192,7 +188,7 @@ async fn deliver_partitions(stream: &DeliveryStream, deliverer: &Deliverer, stop
         let taken = {
             let mut state = stream.state();
             let flush = stopping && !deliverer.keeps_on_shutdown(stream, state.status);
-            let Some(s3) = partitioned(&state.target).cloned() else {
+            let Some(s3) = state.target.partitioned().cloned() else {
                 return;
             };
             let batch = state.partitions.take_due(s3.hints, deliverer.now(), flush);
@@ -393,6 +389,10 @@ impl<'a> ObjectWriter<'a> {
                     error_message: message,
                     attempts: 1,
                 });
+            }
+            if state.target.partitioned().is_none() {
+                // The destination changed while the batch was processed.
+                state.unpartition();
             }
             metrics::partition_count(&self.stream.name, state.partitions.active());
             metrics::partition_count_exceeded(&self.stream.name, exceeded);

@@ -1,7 +1,7 @@
 //! The domain: a delivery stream, its status, configuration version, destination and buffer.
 
 use super::api::{HttpEndpointDestination, S3Destination};
-use super::buffering::Buffer;
+use super::buffering::{Buffer, BufferedRecord};
 use super::partitions::Partitions;
 use super::settings::Target;
 use super::store::LogMark;
@@ -129,6 +129,23 @@ impl StreamState {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Returns the records buffered in partitions to the front of the plain buffer, for a
+    /// destination without dynamic partitioning: they are delivered (and processed, again) as
+    /// it delivers. Nothing is left where no delivery takes it.
+    pub fn unpartition(&mut self) {
+        let records = self
+            .partitions
+            .take_all()
+            .into_iter()
+            .map(|r| BufferedRecord {
+                data: r.data,
+                arrival_ms: r.arrival_ms,
+                log: r.log,
+            })
+            .collect();
+        self.buffer.put_back(records);
     }
 
     /// Where the oldest buffered record is in the log: everything before it is delivered.

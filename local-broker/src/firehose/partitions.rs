@@ -67,6 +67,16 @@ impl Partitions {
         self.active.values().map(Buffer::bytes).sum()
     }
 
+    /// Takes every record of every partition, oldest first (by log position, then arrival).
+    pub fn take_all(&mut self) -> Vec<OutRecord> {
+        let mut records: Vec<OutRecord> = std::mem::take(&mut self.active)
+            .into_values()
+            .flat_map(Buffer::into_records)
+            .collect();
+        records.sort_by_key(|r| (r.log, r.arrival_ms));
+        records
+    }
+
     /// When the oldest record buffered in any partition arrived.
     pub fn oldest_arrival(&self) -> Option<i64> {
         self.active
@@ -131,6 +141,24 @@ mod tests {
         assert!(partitions.take_due(hints, 0, false).is_none());
         assert_eq!(partitions.active(), 2);
         assert_eq!(partitions.due_at(hints), Some(900_000));
+    }
+
+    #[test]
+    fn all_partitions_are_taken_oldest_first_and_none_stays_active() {
+        let mut partitions = Partitions::default();
+        for (customer, position) in [("b", 2), ("a", 3), ("b", 1)] {
+            let mut record = record(customer, 1, 0);
+            record.log = LogMark { position, index: 0 };
+            partitions.push(record).unwrap();
+        }
+        let positions: Vec<u64> = partitions
+            .take_all()
+            .iter()
+            .map(|r| r.log.position)
+            .collect();
+        assert_eq!(positions, [1, 2, 3]);
+        assert_eq!((partitions.active(), partitions.records()), (0, 0));
+        assert_eq!(partitions.due_at(Hints::new(1, 900)), None);
     }
 
     #[test]
