@@ -47,14 +47,14 @@ pub struct KinesisReader {
 
 /// Where reading stands: the next iterator of every shard being read, and the shards read to
 /// their end.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Cursors {
     iterators: BTreeMap<String, String>,
     position: Position,
 }
 
 /// What survives a restart of where reading stands.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Position {
     /// Where to resume each shard being read.
     shards: BTreeMap<String, ShardPosition>,
@@ -291,9 +291,11 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     store: Store,
 ) {
-    loop {
+    while !stream.stop.is_cancelled() {
         // A destination that does not keep up stops the reading; the records wait in Kinesis.
         let backlog = stream.state().buffered_bytes();
+        // Where reading stood before this poll: kept when what it reads cannot be logged.
+        let before = cursors.clone();
         let read = if backlog < MAX_BUFFERED_BYTES {
             reader.poll(&mut cursors)
         } else {
@@ -310,11 +312,16 @@ pub async fn run(
             if stream.stop.is_cancelled() {
                 return;
             }
-            let (marks, logged) = match store.append(&stream, now, &records) {
-                Ok(marks) => (marks, true),
+            let marks = match store.append(&stream, now, &records) {
+                Ok(marks) => marks,
                 Err(err) => {
-                    tracing::error!(stream = %stream.name, %err, "cannot log records read from the source");
-                    (vec![Default::default(); records.len()], false)
+                    // Not buffered, and read again by the next poll: an unlogged record would
+                    // have no place in the log for the delivered mark to move past.
+                    tracing::error!(stream = %stream.name, %err, "cannot log records read from the source; reading them again");
+                    drop(state);
+                    cursors = before;
+                    sleep_or_stop(&stream).await;
+                    continue;
                 }
             };
             for (data, log) in records.into_iter().zip(marks) {
@@ -326,14 +333,18 @@ pub async fn run(
             }
             drop(state);
             stream.wake.notify_one();
-            // Unlogged records keep the saved position behind them: read again after a restart.
-            if logged && let Err(err) = store.persist_source(&stream.name, &cursors.saved()) {
+            if let Err(err) = store.persist_source(&stream.name, &cursors.saved()) {
                 tracing::error!(stream = %stream.name, %err, "cannot save the source position; records may be delivered twice after a restart");
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(POLL_INTERVAL) => {}
-            _ = stream.stop.cancelled() => return,
-        }
+        sleep_or_stop(&stream).await;
+    }
+}
+
+/// Waits for the next poll; returns early once the delivery stream stops.
+async fn sleep_or_stop(stream: &DeliveryStream) {
+    tokio::select! {
+        _ = tokio::time::sleep(POLL_INTERVAL) => {}
+        _ = stream.stop.cancelled() => {}
     }
 }
