@@ -427,7 +427,7 @@ impl Firehose {
                 encryption,
                 buffer: Buffer::default(),
                 partitions: Default::default(),
-                delivering_since: None,
+                delivering: None,
                 failure: None,
             };
             let stream = Arc::new(DeliveryStream::new(

@@ -9,7 +9,7 @@
 use super::buffering::BufferedRecord;
 use super::http_endpoint::{self, HttpClient};
 use super::metrics::{self, Channel};
-use super::model::{DeliveryFailure, DeliveryStream, Status, StreamState};
+use super::model::{Delivering, DeliveryFailure, DeliveryStream, Status, StreamState};
 use super::objects::ObjectStore;
 use super::partitions::{ACTIVE_PARTITION_EXCEEDED, MAX_ACTIVE_PARTITIONS};
 use super::prefix::{PrefixValues, object_name};
@@ -120,10 +120,7 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
                             },
                         )
                     });
-                state.delivering_since = taken
-                    .as_ref()
-                    .and_then(|(batch, _)| batch.first())
-                    .map(|r| r.arrival_ms);
+                state.delivering = taken.as_ref().and_then(|(batch, _)| Delivering::of(batch));
                 taken
             };
             let Some((batch, snapshot)) = taken else {
@@ -132,7 +129,7 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
             let last = batch.last().map(|r| r.log);
             let outcome = deliver(&stream, &deliverer, snapshot, batch).await;
             let mut state = stream.state();
-            state.delivering_since = None;
+            state.delivering = None;
             let Outcome::Done(failure) = outcome else {
                 return;
             };
@@ -192,7 +189,7 @@ async fn deliver_partitions(stream: &DeliveryStream, deliverer: &Deliverer, stop
                 return;
             };
             let batch = state.partitions.take_due(s3.hints, deliverer.now(), flush);
-            state.delivering_since = batch.as_ref().and_then(|b| b.first()).map(|r| r.arrival_ms);
+            state.delivering = batch.as_deref().and_then(Delivering::of);
             metrics::partition_count(&stream.name, state.partitions.active());
             batch.map(|batch| (batch, s3, state.version))
         };
@@ -205,7 +202,7 @@ async fn deliver_partitions(stream: &DeliveryStream, deliverer: &Deliverer, stop
             .write_records(&s3, batch, Channel::DeliveryToS3)
             .await;
         let mut state = stream.state();
-        state.delivering_since = None;
+        state.delivering = None;
         if writer.abandoned(state.status) {
             // The batch stays behind the delivered mark: the next start delivers it.
             return;

@@ -202,7 +202,7 @@ impl Firehose {
                 encryption: state.encryption,
                 buffer,
                 partitions: Default::default(),
-                delivering_since: None,
+                delivering: None,
                 failure: None,
             },
             self.stop.child_token(),
@@ -236,7 +236,6 @@ impl Firehose {
             self.spawn(expire_delivered(
                 Arc::clone(&self.streams),
                 self.store.clone(),
-                Arc::clone(&self.config.clock),
                 self.stop.clone(),
             ));
         }
@@ -476,7 +475,6 @@ pub struct BufferView {
 async fn expire_delivered(
     streams: Arc<Mutex<BTreeMap<String, Arc<DeliveryStream>>>>,
     store: Store,
-    clock: Arc<dyn crate::clock::Clock>,
     stop: CancellationToken,
 ) {
     loop {
@@ -490,13 +488,14 @@ async fn expire_delivered(
             .values()
             .cloned()
             .collect();
-        // Read the clock first: a record put after this is newer than the horizon.
-        let now = clock.now_millis();
+        // Read the log's end first: a record logged after this is past it.
+        let end = store.log_end();
         let horizon = streams
             .iter()
-            .filter_map(|s| s.state().oldest_undelivered())
-            .fold(now, i64::min);
-        match store.expire(horizon) {
+            .filter_map(|s| s.state().oldest_undelivered_log())
+            .map(|mark| mark.position)
+            .fold(end, u64::min);
+        match store.expire_before(horizon) {
             Ok(0) => {}
             Ok(deleted) => tracing::debug!(deleted, "deleted delivered Firehose log segments"),
             Err(err) => tracing::warn!(%err, "cannot delete delivered Firehose log segments"),

@@ -12,7 +12,7 @@
 //! mode an acknowledged record is on disk). After a batch is delivered (or backed up to the error
 //! prefix) the stream's delivered mark moves past it. A restarted broker buffers again every
 //! logged record past its stream's mark: delivery is at least once, never lossy. Log segments are
-//! expired once every record in them is delivered.
+//! expired once they lie wholly before every stream's oldest undelivered record.
 //!
 //! Without a data directory nothing is written and every call is a no-op.
 
@@ -282,9 +282,14 @@ impl Store {
         self.storage.write_meta(&[Change::Put(&key, position)])
     }
 
-    /// Deletes log segments whose records all arrived before `horizon_ms` (all delivered).
-    pub fn expire(&self, horizon_ms: i64) -> Result<usize, StorageError> {
-        self.log.expire(horizon_ms)
+    /// Where the next logged batch will be: past every record logged so far.
+    pub fn log_end(&self) -> u64 {
+        self.log.end()
+    }
+
+    /// Deletes log segments wholly before log position `position` (all delivered).
+    pub fn expire_before(&self, position: u64) -> Result<usize, StorageError> {
+        self.log.expire_before(position)
     }
 }
 

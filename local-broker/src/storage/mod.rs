@@ -438,6 +438,24 @@ impl ServiceLog {
             None => Ok(0),
         }
     }
+
+    /// The log position just past everything appended so far (0 when nothing is kept): every
+    /// later append's body lies beyond it.
+    pub fn end(&self) -> u64 {
+        match &self.disk {
+            Some(log) => lock(&log.records).end(),
+            None => 0,
+        }
+    }
+
+    /// Deletes closed segments that end at or before log position `position` (nothing in them
+    /// is at or after it); returns how many.
+    pub fn expire_before(&self, position: u64) -> Result<usize, StorageError> {
+        match &self.disk {
+            Some(log) => lock(&log.records).expire_before(position),
+            None => Ok(0),
+        }
+    }
 }
 
 impl Disk {
