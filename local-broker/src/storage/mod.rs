@@ -475,8 +475,11 @@ impl Disk {
     fn sync_files(&self) -> Result<(), StorageError> {
         // Clone the handles and release the locks: appends continue while the fsync runs, and
         // become the next commit group.
-        let mut files = vec![lock(&self.records).file(), lock(&self.meta).file()];
+        // Logs before meta: a mark in meta that became durable never covers log records that
+        // did not.
+        let mut files = vec![lock(&self.records).file()];
         files.extend(lock(&self.service_logs).iter().map(|log| lock(log).file()));
+        files.push(lock(&self.meta).file());
         for file in files {
             file.sync_data().map_err(|source| StorageError::Io {
                 context: "fsync".into(),
