@@ -9,8 +9,8 @@ use aws_sdk_firehose::types::builders::ExtendedS3DestinationConfigurationBuilder
 use aws_sdk_firehose::types::{DeliveryStreamStatus, ExtendedS3DestinationUpdate, Tag};
 use firehose_support::{
     buffered_s3, create_kinesis_sourced_stream, create_s3_stream, delivered_lines, description,
-    durable_broker, put_kinesis_record, record, sorted_text, start_encryption, status,
-    update_s3_destination, wait_for_lines,
+    durable_broker, put_kinesis_record, record, sample, sorted_text, start_encryption, status,
+    update_s3_destination, wait_for_buffered, wait_for_lines,
 };
 use integration_tests::{
     TempDir, create_stream, files_under, firehose_client, kinesis_client, newline_delimited,
@@ -361,6 +361,45 @@ async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
             "read-before-restart",
         ],
         "every record once: {files:?}"
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kinesis_sourced_stream_whose_source_was_deleted_comes_back_and_delivers_what_it_read() {
+    let (data, root) = directories("fh-dur-orphan");
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
+    let kinesis = kinesis_client(&broker.endpoint());
+    create_stream(&kinesis, "doomed-source", 1).await;
+    let arn = stream_arn(&kinesis, "doomed-source").await;
+    create_kinesis_sourced_stream(&client, "orphan", &arn, slow_s3("orphan-bucket", 128))
+        .await
+        .unwrap();
+    put_kinesis_record(&kinesis, "doomed-source", "k", "read-before-deletion").await;
+    let page = wait_for_buffered(&broker, "orphan", 1).await;
+    assert_eq!(
+        sample(&page, "BufferedRecords", "orphan"),
+        Some(1.0),
+        "{page}"
+    );
+    kinesis
+        .delete_stream()
+        .stream_name("doomed-source")
+        .send()
+        .await
+        .unwrap();
+    broker.shutdown().await;
+
+    let clock = ShiftableClock::new();
+    clock.advance(Duration::from_secs(901));
+    let (broker, client) = start(&data, &root, clock).await;
+    assert_eq!(
+        status(&client, "orphan").await,
+        Some(DeliveryStreamStatus::Active)
+    );
+    assert_eq!(
+        sorted_text(&wait_for_lines(&root, 1).await),
+        ["read-before-deletion"]
     );
     broker.shutdown().await;
 }

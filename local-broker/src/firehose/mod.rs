@@ -180,10 +180,14 @@ impl Firehose {
             } if state.status != Status::Deleting => {
                 let reader =
                     source::KinesisReader::new(Arc::clone(&self.kinesis), stream_name.clone());
-                let cursors = reader
-                    .resume(restored.source_position.as_deref(), *start_ms)
-                    .map_err(|err| cannot(format!("its source: {}", err.message)))?;
-                Some((reader, cursors))
+                match reader.resume(restored.source_position.as_deref(), *start_ms) {
+                    Ok(cursors) => Some((reader, cursors)),
+                    Err(err) => {
+                        // Its source stream is gone: what was read is still delivered.
+                        tracing::warn!(stream = %name, source = %stream_name, code = err.code, message = %err.message, "cannot read the delivery stream's source; it reads nothing more");
+                        None
+                    }
+                }
             }
             _ => None,
         };
