@@ -9,8 +9,8 @@ use aws_sdk_firehose::types::builders::ExtendedS3DestinationConfigurationBuilder
 use aws_sdk_firehose::types::{DeliveryStreamStatus, ExtendedS3DestinationUpdate, Tag};
 use firehose_support::{
     buffered_s3, create_kinesis_sourced_stream, create_s3_stream, delivered_lines, description,
-    durable_broker, put_kinesis_record, record, sample, sorted_text, start_encryption, status,
-    update_s3_destination, wait_for_buffered, wait_for_lines,
+    durable_broker, metrics_page, put_kinesis_record, record, sample, sorted_text,
+    start_encryption, status, update_s3_destination, wait_for_buffered, wait_for_lines,
 };
 use integration_tests::{
     TempDir, create_stream, files_under, firehose_client, kinesis_client, newline_delimited,
@@ -274,7 +274,12 @@ async fn buffered_records_are_delivered_after_a_restart_byte_exact() {
     let clock = ShiftableClock::new();
     clock.advance(Duration::from_secs(1802));
     let (broker, _) = start(&data, &root, clock).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let page = metrics_page(&broker).await;
+    assert_eq!(
+        sample(&page, "BufferedRecords", "slow"),
+        Some(0.0),
+        "{page}"
+    );
     assert_eq!(files_under(&root.0).len(), 2);
     broker.shutdown().await;
 }
@@ -331,7 +336,12 @@ async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
     let put = |data: &'static str| put_kinesis_record(&kinesis, "events", data, data);
     put("read-before-restart").await;
     // The source polls every second: this record is read (and logged) before the restart ...
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let page = wait_for_buffered(&broker, "from-kinesis", 1).await;
+    assert_eq!(
+        sample(&page, "BufferedRecords", "from-kinesis"),
+        Some(1.0),
+        "{page}"
+    );
     // ... and these most likely are not: the restarted broker reads them from where it was.
     put("put-just-before-restart-1").await;
     put("put-just-before-restart-2").await;
@@ -342,8 +352,16 @@ async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
     let (broker, client) = start(&data, &root, clock.clone()).await;
     let kinesis = kinesis_client(&broker.endpoint());
     put_kinesis_record(&kinesis, "events", "after", "put-after-restart").await;
-    // Wait until the post-restart record is read, then make everything due.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Wait until all four are read (those restored at once delivered, being overdue), then
+    // make everything due.
+    for _ in 0..300 {
+        let page = metrics_page(&broker).await;
+        let buffered = sample(&page, "BufferedRecords", "from-kinesis").unwrap_or(0.0);
+        if delivered_lines(&root).len() + buffered as usize == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     clock.advance(Duration::from_secs(901));
     // New hints wake the delivery task, which finds the buffer due by the advanced clock.
     let update = ExtendedS3DestinationUpdate::builder().prefix("p/").build();
