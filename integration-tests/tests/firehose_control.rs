@@ -144,7 +144,8 @@ async fn streams_are_creating_until_the_transition_delay_passes() {
     let root = TempDir::new("fh-creating");
     let broker = LocalBroker::builder()
         .s3_root(&root.0)
-        .state_transition_delay(Duration::from_millis(300))
+        // Long enough for the calls below to see CREATING on a loaded machine.
+        .state_transition_delay(Duration::from_secs(5))
         .start()
         .await
         .unwrap();
@@ -171,7 +172,7 @@ async fn streams_are_creating_until_the_transition_delay_passes() {
         .unwrap_err()
         .into_service_error();
     assert!(err.is_resource_in_use_exception(), "{err:?}");
-    for _ in 0..100 {
+    for _ in 0..600 {
         if status(&client, "slow").await == Some(DeliveryStreamStatus::Active) {
             break;
         }
