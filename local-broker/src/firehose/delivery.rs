@@ -21,8 +21,8 @@ use crate::clock::Clock;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 /// How long an idle delivery task sleeps when nothing is buffered (it is woken by puts).
@@ -134,7 +134,7 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
                 return;
             };
             state.failure = failure;
-            mark_delivered(&stream, &deliverer, &state, last);
+            mark_delivered(&stream, &deliverer, state, last);
         }
         deliver_partitions(&stream, &deliverer, stopping).await;
         if stopping {
@@ -162,14 +162,17 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
 /// Moves the stream's delivered mark up to its oldest buffered record, or past `last` (the last
 /// record just delivered) when nothing is buffered. With partitions delivered out of order, a
 /// record delivered after an older one still buffered stays behind the mark: a restart delivers
-/// it again (at least once, never lost).
+/// it again (at least once, never lost). The mark is written after `state` is unlocked: only
+/// this task writes it, so marks still land in order.
 fn mark_delivered(
     stream: &DeliveryStream,
     deliverer: &Deliverer,
-    state: &StreamState,
+    state: MutexGuard<'_, StreamState>,
     last: Option<LogMark>,
 ) {
-    let Some(through) = state.oldest_buffered_log().or(last.map(LogMark::next)) else {
+    let through = state.oldest_buffered_log().or(last.map(LogMark::next));
+    drop(state);
+    let Some(through) = through else {
         return;
     };
     // Also while DELETING: a restart before it is gone must not deliver the batch again.
@@ -207,7 +210,7 @@ async fn deliver_partitions(stream: &DeliveryStream, deliverer: &Deliverer, stop
             // The batch stays behind the delivered mark: the next start delivers it.
             return;
         }
-        mark_delivered(stream, deliverer, &state, last);
+        mark_delivered(stream, deliverer, state, last);
     }
 }
 
