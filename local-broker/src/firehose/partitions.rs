@@ -35,6 +35,8 @@ impl Buffered for OutRecord {
 #[derive(Debug, Default)]
 pub struct Partitions {
     active: BTreeMap<PartitionKey, Buffer<OutRecord>>,
+    /// Bytes buffered in all partitions (kept, not summed per put).
+    bytes: usize,
 }
 
 impl Partitions {
@@ -42,6 +44,7 @@ impl Partitions {
     /// [`MAX_ACTIVE_PARTITIONS`] are.
     pub fn push(&mut self, record: OutRecord) -> Result<(), OutRecord> {
         let key = (record.query_keys.clone(), record.lambda_keys.clone());
+        let size = record.size();
         if let Some(buffer) = self.active.get_mut(&key) {
             buffer.push(record);
         } else if self.active.len() < MAX_ACTIVE_PARTITIONS {
@@ -49,6 +52,7 @@ impl Partitions {
         } else {
             return Err(record);
         }
+        self.bytes += size;
         Ok(())
     }
 
@@ -64,7 +68,7 @@ impl Partitions {
 
     /// Bytes buffered in all partitions.
     pub fn bytes(&self) -> usize {
-        self.active.values().map(Buffer::bytes).sum()
+        self.bytes
     }
 
     /// Takes every record of every partition, oldest first (by log position, then arrival).
@@ -74,6 +78,7 @@ impl Partitions {
             .flat_map(Buffer::into_records)
             .collect();
         records.sort_by_key(|r| (r.log, r.arrival_ms));
+        self.bytes = 0;
         records
     }
 
@@ -108,6 +113,7 @@ impl Partitions {
         if buffer.is_empty() {
             self.active.remove(&key);
         }
+        self.bytes -= batch.iter().flatten().map(Buffered::size).sum::<usize>();
         batch
     }
 }
@@ -140,6 +146,7 @@ mod tests {
         assert!(batch.iter().all(|r| r.query_keys["customer"] == "busy"));
         assert!(partitions.take_due(hints, 0, false).is_none());
         assert_eq!(partitions.active(), 2);
+        assert_eq!(partitions.bytes(), 400 * 1024 + 10);
         assert_eq!(partitions.due_at(hints), Some(900_000));
     }
 
@@ -158,6 +165,7 @@ mod tests {
             .collect();
         assert_eq!(positions, [1, 2, 3]);
         assert_eq!((partitions.active(), partitions.records()), (0, 0));
+        assert_eq!(partitions.bytes(), 0);
         assert_eq!(partitions.due_at(Hints::new(1, 900)), None);
     }
 
