@@ -305,6 +305,7 @@ pub async fn run(
             super::metrics::read_from_kinesis(&stream.name, &read);
             // Each user record of a KPL aggregate becomes one Firehose record.
             let records: Vec<Bytes> = read.into_iter().flat_map(kpl::deaggregate).collect();
+            let batch = store.encode(&stream, &records);
             let now = clock.now_millis();
             let mut state = stream.state();
             // Checked under the lock the delivery task takes its last batch with: records are
@@ -312,7 +313,7 @@ pub async fn run(
             if stream.stop.is_cancelled() {
                 return;
             }
-            let marks = match store.append(&stream, now, &records) {
+            let marks = match store.append(now, &batch) {
                 Ok(marks) => marks,
                 Err(err) => {
                     // Not buffered, and read again by the next poll: an unlogged record would
