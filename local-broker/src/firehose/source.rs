@@ -102,26 +102,17 @@ impl KinesisReader {
         }
     }
 
-    fn iterator(&self, shard_id: &str, kind: &str) -> ApiResult<String> {
-        let answer = self.call(
-            "GetShardIterator",
-            json!({"StreamName": self.stream_name, "ShardId": shard_id, "ShardIteratorType": kind}),
-        )?;
-        answer["ShardIterator"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| ApiError::internal("GetShardIterator answered without an iterator"))
-    }
-
-    fn iterator_at(&self, shard_id: &str, position: &ShardPosition) -> ApiResult<String> {
+    /// An iterator of `shard_id` at `position`, or at LATEST for none.
+    fn iterator_at(&self, shard_id: &str, position: Option<&ShardPosition>) -> ApiResult<String> {
         let mut input = json!({"StreamName": self.stream_name, "ShardId": shard_id});
         match position {
-            ShardPosition::AtTimestamp(ms) => {
+            None => input["ShardIteratorType"] = json!("LATEST"),
+            Some(ShardPosition::AtTimestamp(ms)) => {
                 input["ShardIteratorType"] = json!("AT_TIMESTAMP");
                 input["Timestamp"] = json!(*ms as f64 / 1000.0);
             }
-            ShardPosition::TrimHorizon => input["ShardIteratorType"] = json!("TRIM_HORIZON"),
-            ShardPosition::After(sequence) => {
+            Some(ShardPosition::TrimHorizon) => input["ShardIteratorType"] = json!("TRIM_HORIZON"),
+            Some(ShardPosition::After(sequence)) => {
                 input["ShardIteratorType"] = json!("AFTER_SEQUENCE_NUMBER");
                 input["StartingSequenceNumber"] = json!(sequence);
             }
@@ -145,7 +136,7 @@ impl KinesisReader {
             if let Some(id) = shard["ShardId"].as_str() {
                 cursors
                     .iterators
-                    .insert(id.to_owned(), self.iterator(id, "LATEST")?);
+                    .insert(id.to_owned(), self.iterator_at(id, None)?);
                 cursors
                     .position
                     .shards
@@ -180,7 +171,7 @@ impl KinesisReader {
         };
         let mut iterators = BTreeMap::new();
         for (shard, at) in &position.shards {
-            iterators.insert(shard.clone(), self.iterator_at(shard, at)?);
+            iterators.insert(shard.clone(), self.iterator_at(shard, Some(at))?);
         }
         Ok(Cursors {
             iterators,
@@ -207,7 +198,7 @@ impl KinesisReader {
                     tracing::warn!(stream = %self.stream_name, %shard, code = err.code, message = %err.message, "cannot read the source shard");
                     if err.code == "ExpiredIteratorException"
                         && let Some(at) = cursors.position.shards.get(&shard)
-                        && let Ok(fresh) = self.iterator_at(&shard, at)
+                        && let Ok(fresh) = self.iterator_at(&shard, Some(at))
                     {
                         // Resume after the last record read: nothing lost, nothing twice.
                         cursors.iterators.insert(shard, fresh);
@@ -266,7 +257,7 @@ impl KinesisReader {
                 position.waiting.remove(&child);
                 continue;
             }
-            match self.iterator_at(&child, &ShardPosition::TrimHorizon) {
+            match self.iterator_at(&child, Some(&ShardPosition::TrimHorizon)) {
                 Ok(iterator) => {
                     position.waiting.remove(&child);
                     position
