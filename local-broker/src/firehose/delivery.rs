@@ -91,6 +91,12 @@ impl Deliverer {
     fn keeps_on_shutdown(&self, stream: &DeliveryStream, status: Status) -> bool {
         stream.stop.is_cancelled() && self.store.is_durable() && status != Status::Deleting
     }
+
+    /// Whether the delivery task delivers everything buffered now, due or not: the stream is
+    /// `stopping` and does not keep its records for the next start.
+    fn delivers_all(&self, stream: &DeliveryStream, stopping: bool, status: Status) -> bool {
+        stopping && !self.keeps_on_shutdown(stream, status)
+    }
 }
 
 /// Delivers a stream's batches as they come due, until the stream is stopped; then delivers
@@ -104,7 +110,7 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
             let taken = {
                 let mut state = stream.state();
                 let hints = state.target.hints();
-                let flush = stopping && !deliverer.keeps_on_shutdown(&stream, state.status);
+                let flush = deliverer.delivers_all(&stream, stopping, state.status);
                 // Partitioned streams process records as they come and buffer them by
                 // partition instead (the first of Firehose's stages).
                 let partitioned = !stopping && state.target.partitioned().is_some();
@@ -187,7 +193,7 @@ async fn deliver_partitions(stream: &DeliveryStream, deliverer: &Deliverer, stop
     loop {
         let taken = {
             let mut state = stream.state();
-            let flush = stopping && !deliverer.keeps_on_shutdown(stream, state.status);
+            let flush = deliverer.delivers_all(stream, stopping, state.status);
             let Some(s3) = state.target.partitioned().cloned() else {
                 return;
             };
