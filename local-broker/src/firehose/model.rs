@@ -197,7 +197,9 @@ pub struct DeliveryStream {
     state: Mutex<StreamState>,
     /// Wakes the delivery task: records arrived or the stream is going away.
     pub wake: Notify,
-    /// Stops the delivery task (after it delivers what is buffered).
+    /// Stops the delivery task. It first delivers what is buffered, unless the broker is
+    /// shutting down with a data directory (and the stream is not being deleted): then the
+    /// records stay there for the next start.
     pub stop: CancellationToken,
     /// Cancelled once the delivery task has ended: a deleted stream's records are all out.
     pub finished: CancellationToken,
