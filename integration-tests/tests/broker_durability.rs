@@ -710,6 +710,27 @@ async fn a_second_broker_on_a_data_dir_in_use_fails_to_start_until_the_first_sto
 }
 
 #[tokio::test]
+async fn a_start_failing_on_its_tls_files_leaves_the_data_dir_free() {
+    let dir = TempDir::new("tls-fails");
+    let missing = dir.0.join("missing.pem");
+    let failed = LocalBroker::builder()
+        .data_dir(&dir.0)
+        .tls(local_broker::TlsSettings::Files {
+            cert: missing.clone(),
+            key: missing,
+        })
+        .start()
+        .await;
+    assert!(
+        matches!(failed, Err(local_broker::BrokerError::Tls(_))),
+        "{:?}",
+        failed.err()
+    );
+    let broker = start_on(&dir).await;
+    broker.shutdown().await;
+}
+
+#[tokio::test]
 async fn account_settings_survive_a_restart() {
     use aws_sdk_kinesis::types::{
         MinimumThroughputBillingCommitmentInput, MinimumThroughputBillingCommitmentInputStatus,

@@ -9,8 +9,8 @@ use aws_sdk_firehose::types::{
     S3DestinationConfiguration, Tag,
 };
 use firehose_support::{
-    buffered_s3, create_s3_stream, description, record, s3_destination, start_encryption, status,
-    try_create_s3_stream, update_s3_destination,
+    buffered_s3, create_s3_stream, delivered_lines, description, record, s3_destination,
+    sorted_text, start_encryption, status, try_create_s3_stream, update_s3_destination,
 };
 use integration_tests::{FIREHOSE_ROLE_ARN, TempDir, broker_with_firehose, firehose_client};
 use local_broker::LocalBroker;
@@ -91,12 +91,61 @@ async fn create_describe_list_delete() {
     assert!(err.is_resource_not_found_exception(), "{err:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_acknowledged_while_a_delete_races_is_delivered() {
+    let (root, _broker, client) = setup().await;
+    create(&client, "racing").await;
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for i in 0.. {
+                    let line = format!("w{writer}-{i}");
+                    let put = client
+                        .put_record()
+                        .delivery_stream_name("racing")
+                        .record(record(format!("{line}\n")))
+                        .send()
+                        .await;
+                    match put {
+                        Ok(_) => acknowledged.push(line),
+                        Err(err) => {
+                            let err = err.into_service_error();
+                            assert!(err.is_resource_not_found_exception(), "{err:?}");
+                            return acknowledged;
+                        }
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    client
+        .delete_delivery_stream()
+        .delivery_stream_name("racing")
+        .send()
+        .await
+        .unwrap();
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    while status(&client, "racing").await.is_some() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    acknowledged.sort();
+    assert_eq!(sorted_text(&delivered_lines(&root)), acknowledged);
+}
+
 #[tokio::test]
 async fn streams_are_creating_until_the_transition_delay_passes() {
     let root = TempDir::new("fh-creating");
     let broker = LocalBroker::builder()
         .s3_root(&root.0)
-        .state_transition_delay(Duration::from_millis(300))
+        // Long enough for the calls below to see CREATING on a loaded machine.
+        .state_transition_delay(Duration::from_secs(5))
         .start()
         .await
         .unwrap();
@@ -123,7 +172,7 @@ async fn streams_are_creating_until_the_transition_delay_passes() {
         .unwrap_err()
         .into_service_error();
     assert!(err.is_resource_in_use_exception(), "{err:?}");
-    for _ in 0..100 {
+    for _ in 0..600 {
         if status(&client, "slow").await == Some(DeliveryStreamStatus::Active) {
             break;
         }

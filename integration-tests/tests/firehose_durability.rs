@@ -8,9 +8,9 @@ mod firehose_support;
 use aws_sdk_firehose::types::builders::ExtendedS3DestinationConfigurationBuilder;
 use aws_sdk_firehose::types::{DeliveryStreamStatus, ExtendedS3DestinationUpdate, Tag};
 use firehose_support::{
-    buffered_s3, create_kinesis_sourced_stream, create_s3_stream, delivered_lines, durable_broker,
-    put_kinesis_record, record, sorted_text, start_encryption, status, update_s3_destination,
-    wait_for_lines,
+    buffered_s3, create_kinesis_sourced_stream, create_s3_stream, delivered_lines, description,
+    durable_broker, metrics_page, put_kinesis_record, record, sample, sorted_text,
+    start_encryption, status, update_s3_destination, wait_for_buffered, wait_for_lines,
 };
 use integration_tests::{
     TempDir, create_stream, files_under, firehose_client, kinesis_client, newline_delimited,
@@ -274,8 +274,51 @@ async fn buffered_records_are_delivered_after_a_restart_byte_exact() {
     let clock = ShiftableClock::new();
     clock.advance(Duration::from_secs(1802));
     let (broker, _) = start(&data, &root, clock).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let page = metrics_page(&broker).await;
+    assert_eq!(
+        sample(&page, "BufferedRecords", "slow"),
+        Some(0.0),
+        "{page}"
+    );
     assert_eq!(files_under(&root.0).len(), 2);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_destination_refuses_at_shutdown_is_delivered_after_the_restart() {
+    let (data, root) = directories("fh-dur-refused");
+    let clock = ShiftableClock::new();
+    let (broker, client) = start(&data, &root, clock.clone()).await;
+    // A file where the bucket's directory should be: every object write fails.
+    let blocker = root.0.join("refusing-bucket");
+    std::fs::write(&blocker, b"").unwrap();
+    create(&client, "refused", "refusing-bucket", 128).await;
+    put_record_batch(&client, "refused", &[b"kept-1", b"kept-2"]).await;
+    // Make the batch due; new hints wake the delivery task, which starts failing.
+    clock.advance(Duration::from_secs(901));
+    let update = ExtendedS3DestinationUpdate::builder().prefix("p/").build();
+    update_s3_destination(&client, "refused", "1", update)
+        .await
+        .unwrap();
+    while description(&client, "refused")
+        .await
+        .failure_description
+        .is_none()
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    broker.shutdown().await;
+    assert!(delivered_lines(&root).is_empty());
+
+    std::fs::remove_file(&blocker).unwrap();
+    let clock = ShiftableClock::new();
+    clock.advance(Duration::from_secs(1802));
+    let (broker, _) = start(&data, &root, clock).await;
+    assert_eq!(
+        sorted_text(&wait_for_lines(&root, 2).await),
+        ["kept-1", "kept-2"],
+        "the batch given up on at shutdown stays in the data directory"
+    );
     broker.shutdown().await;
 }
 
@@ -293,7 +336,12 @@ async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
     let put = |data: &'static str| put_kinesis_record(&kinesis, "events", data, data);
     put("read-before-restart").await;
     // The source polls every second: this record is read (and logged) before the restart ...
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let page = wait_for_buffered(&broker, "from-kinesis", 1).await;
+    assert_eq!(
+        sample(&page, "BufferedRecords", "from-kinesis"),
+        Some(1.0),
+        "{page}"
+    );
     // ... and these most likely are not: the restarted broker reads them from where it was.
     put("put-just-before-restart-1").await;
     put("put-just-before-restart-2").await;
@@ -304,8 +352,16 @@ async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
     let (broker, client) = start(&data, &root, clock.clone()).await;
     let kinesis = kinesis_client(&broker.endpoint());
     put_kinesis_record(&kinesis, "events", "after", "put-after-restart").await;
-    // Wait until the post-restart record is read, then make everything due.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Wait until all four are read (those restored at once delivered, being overdue), then
+    // make everything due.
+    for _ in 0..300 {
+        let page = metrics_page(&broker).await;
+        let buffered = sample(&page, "BufferedRecords", "from-kinesis").unwrap_or(0.0);
+        if delivered_lines(&root).len() + buffered as usize == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     clock.advance(Duration::from_secs(901));
     // New hints wake the delivery task, which finds the buffer due by the advanced clock.
     let update = ExtendedS3DestinationUpdate::builder().prefix("p/").build();
@@ -323,6 +379,45 @@ async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
             "read-before-restart",
         ],
         "every record once: {files:?}"
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kinesis_sourced_stream_whose_source_was_deleted_comes_back_and_delivers_what_it_read() {
+    let (data, root) = directories("fh-dur-orphan");
+    let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
+    let kinesis = kinesis_client(&broker.endpoint());
+    create_stream(&kinesis, "doomed-source", 1).await;
+    let arn = stream_arn(&kinesis, "doomed-source").await;
+    create_kinesis_sourced_stream(&client, "orphan", &arn, slow_s3("orphan-bucket", 128))
+        .await
+        .unwrap();
+    put_kinesis_record(&kinesis, "doomed-source", "k", "read-before-deletion").await;
+    let page = wait_for_buffered(&broker, "orphan", 1).await;
+    assert_eq!(
+        sample(&page, "BufferedRecords", "orphan"),
+        Some(1.0),
+        "{page}"
+    );
+    kinesis
+        .delete_stream()
+        .stream_name("doomed-source")
+        .send()
+        .await
+        .unwrap();
+    broker.shutdown().await;
+
+    let clock = ShiftableClock::new();
+    clock.advance(Duration::from_secs(901));
+    let (broker, client) = start(&data, &root, clock).await;
+    assert_eq!(
+        status(&client, "orphan").await,
+        Some(DeliveryStreamStatus::Active)
+    );
+    assert_eq!(
+        sorted_text(&wait_for_lines(&root, 1).await),
+        ["read-before-deletion"]
     );
     broker.shutdown().await;
 }

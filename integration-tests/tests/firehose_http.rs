@@ -2,19 +2,24 @@
 //! records, access key, common attributes, gzip), and a failing endpoint is retried with the same
 //! request id, then the batch is backed up to S3 under `http-endpoint-failed` — unless the broker
 //! shuts down meanwhile with a data directory, which keeps the batch for after the restart. A 413
-//! answer is final: no retry, no backup.
+//! answer is final: no retry, no backup. Records waiting in dynamic partitions when the
+//! destination changes to an HTTP endpoint are delivered there.
 
 mod firehose_support;
 
 use aws_sdk_firehose::types::{
-    ContentEncoding, FailureDescription, HttpEndpointBufferingHints, HttpEndpointCommonAttribute,
-    HttpEndpointConfiguration, HttpEndpointDestinationConfiguration,
+    ContentEncoding, DynamicPartitioningConfiguration, FailureDescription,
+    HttpEndpointBufferingHints, HttpEndpointCommonAttribute, HttpEndpointConfiguration,
+    HttpEndpointDestinationConfiguration, HttpEndpointDestinationUpdate,
     HttpEndpointRequestConfiguration, HttpEndpointRetryOptions, HttpEndpointS3BackupMode,
-    S3DestinationConfiguration,
+    ProcessingConfiguration, Processor, ProcessorParameter, ProcessorParameterName, ProcessorType,
+    S3DestinationConfiguration, S3DestinationUpdate,
 };
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use firehose_support::{description, durable_broker, hints, metrics_page, sample, serve};
+use firehose_support::{
+    buffered_s3, create_s3_stream, description, durable_broker, hints, metrics_page, sample, serve,
+};
 use integration_tests::{
     FIREHOSE_ROLE_ARN, TempDir, broker_with_firehose, files_under, firehose_client,
     put_record_batch, wait_for_files,
@@ -383,5 +388,107 @@ async fn with_a_data_dir_a_batch_failing_at_shutdown_is_delivered_after_the_rest
     assert!(
         files_under(&root.0).is_empty(),
         "delivered, so nothing backed up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_partitioned_before_an_update_to_an_http_endpoint_are_delivered_there() {
+    let root = TempDir::new("fh-http-from-partitions");
+    let (broker, client) = broker_with_firehose(&root).await;
+    let (url, received) = spawn_endpoint(StatusCode::OK).await;
+    let parameter = |name, value: &str| {
+        ProcessorParameter::builder()
+            .parameter_name(name)
+            .parameter_value(value)
+            .build()
+            .unwrap()
+    };
+    let extraction = Processor::builder()
+        .r#type(ProcessorType::MetadataExtraction)
+        .parameters(parameter(
+            ProcessorParameterName::MetadataExtractionQuery,
+            "{customer: .customer}",
+        ))
+        .parameters(parameter(
+            ProcessorParameterName::JsonParsingEngine,
+            "JQ-1.6",
+        ))
+        .build()
+        .unwrap();
+    let partitioned = buffered_s3("partitioned", 64, 900)
+        .prefix("customer=!{partitionKeyFromQuery:customer}/")
+        .error_output_prefix("failed/!{firehose:error-output-type}/")
+        .processing_configuration(
+            ProcessingConfiguration::builder()
+                .enabled(true)
+                .processors(extraction)
+                .build(),
+        )
+        .dynamic_partitioning_configuration(
+            DynamicPartitioningConfiguration::builder()
+                .enabled(true)
+                .build(),
+        );
+    create_s3_stream(&client, "moving", partitioned).await;
+    put_record_batch(
+        &client,
+        "moving",
+        &[br#"{"customer":"a"}"#, br#"{"customer":"b"}"#],
+    )
+    .await;
+    let mut page = String::new();
+    for _ in 0..300 {
+        page = metrics_page(&broker).await;
+        if sample(&page, "PartitionCount", "moving") == Some(2.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        sample(&page, "PartitionCount", "moving"),
+        Some(2.0),
+        "{page}"
+    );
+
+    let update = HttpEndpointDestinationUpdate::builder()
+        .endpoint_configuration(
+            HttpEndpointConfiguration::builder()
+                .url(url)
+                .build()
+                .unwrap(),
+        )
+        .buffering_hints(
+            HttpEndpointBufferingHints::builder()
+                .size_in_mbs(1)
+                .interval_in_seconds(1)
+                .build(),
+        )
+        .role_arn(FIREHOSE_ROLE_ARN)
+        .s3_update(
+            S3DestinationUpdate::builder()
+                .role_arn(FIREHOSE_ROLE_ARN)
+                .bucket_arn("arn:aws:s3:::backup")
+                .build(),
+        )
+        .build();
+    client
+        .update_destination()
+        .delivery_stream_name("moving")
+        .current_delivery_stream_version_id("1")
+        .destination_id("destinationId-000000000001")
+        .http_endpoint_destination_update(update)
+        .send()
+        .await
+        .expect("UpdateDestination succeeds");
+    let requests = wait_for_requests(&received, 1).await;
+    let mut delivered: Vec<Vec<u8>> = requests.iter().flat_map(|r| records(&r.body)).collect();
+    delivered.sort();
+    assert_eq!(
+        delivered,
+        [
+            br#"{"customer":"a"}"#.to_vec(),
+            br#"{"customer":"b"}"#.to_vec()
+        ],
+        "the records waiting in partitions go to the new destination"
     );
 }

@@ -4,23 +4,41 @@
 
 mod firehose_support;
 
-use firehose_support::{buffered_s3, create_s3_stream, metrics_page, sample};
-use integration_tests::{TempDir, broker_with_firehose, put_record_batch, wait_for_files};
+use aws_sdk_firehose::types::ExtendedS3DestinationUpdate;
+use firehose_support::{
+    buffered_s3, create_s3_stream, metrics_page, sample, update_s3_destination,
+};
+use integration_tests::{TempDir, firehose_client, put_record_batch, wait_for_files};
+use local_broker::{LocalBroker, ShiftableClock};
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_to_s3_is_counted_per_delivery_stream() {
     let root = TempDir::new("fh-metrics");
-    let (broker, client) = broker_with_firehose(&root).await;
-    create_s3_stream(&client, "counted", buffered_s3("metrics-bucket", 1, 1)).await;
+    let clock = ShiftableClock::new();
+    let broker = LocalBroker::builder()
+        .s3_root(&root.0)
+        .clock(clock.clone())
+        .start()
+        .await
+        .unwrap();
+    let client = firehose_client(&broker.endpoint());
+    create_s3_stream(&client, "counted", buffered_s3("metrics-bucket", 1, 900)).await;
     put_record_batch(&client, "counted", &[b"one", b"two", b"three"]).await;
     put_record_batch(&client, "counted", &[b"four"]).await;
     let page = metrics_page(&broker).await;
-    // Buffered for up to a second: not delivered yet, and waiting.
+    // Buffered for 900 s of the test's clock: not delivered yet, and waiting.
     assert_eq!(
         sample(&page, "BufferedRecords", "counted"),
         Some(4.0),
         "{page}"
     );
+    // Make the buffer due; new hints wake the delivery task.
+    clock.advance(Duration::from_secs(901));
+    let update = ExtendedS3DestinationUpdate::builder().prefix("p/").build();
+    update_s3_destination(&client, "counted", "1", update)
+        .await
+        .unwrap();
     wait_for_files(&root.0, 1).await;
 
     let mut page = String::new();
@@ -29,7 +47,7 @@ async fn delivery_to_s3_is_counted_per_delivery_stream() {
         if sample(&page, "DeliveryToS3_Records", "counted").is_some() {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let expected = [
         ("IncomingPutRequests", 2.0),

@@ -255,9 +255,11 @@ impl LocalBrokerBuilder {
         let local_addr = listener
             .local_addr()
             .map_err(|source| BrokerError::Bind { addr, source })?;
+        // Everything that can fail comes before any task starts: a failed start leaves nothing
+        // running and releases the data directory.
+        let tls = self.tls.as_ref().map(TlsSettings::load).transpose()?;
         let services = Arc::new(self.services()?);
         services.firehose.start(Arc::clone(&services.observer));
-        let tls = self.tls.as_ref().map(TlsSettings::load).transpose()?;
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         if services.storage.is_durable() {

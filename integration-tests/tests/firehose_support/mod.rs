@@ -258,6 +258,20 @@ pub fn sample(page: &str, name: &str, stream: &str) -> Option<f64> {
         .and_then(|value| value.parse().ok())
 }
 
+/// Waits (generously, up to 30 s) until `/metrics` shows `count` records buffered in `stream`,
+/// and returns the page (showing otherwise, for the caller's assertion).
+pub async fn wait_for_buffered(broker: &RunningBroker, stream: &str, count: usize) -> String {
+    let mut page = String::new();
+    for _ in 0..300 {
+        page = metrics_page(broker).await;
+        if sample(&page, "BufferedRecords", stream) == Some(count as f64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    page
+}
+
 /// Serves `app` on 127.0.0.1 (an HTTP endpoint or a function Firehose calls) until the test
 /// ends, and returns its address.
 pub async fn serve(app: axum::Router) -> SocketAddr {

@@ -85,6 +85,19 @@ impl<T: Buffered> Buffer<T> {
         self.records.push_back(record);
     }
 
+    /// Puts `records` (older than everything buffered, oldest first) back at the front.
+    pub fn put_back(&mut self, records: Vec<T>) {
+        for record in records.into_iter().rev() {
+            self.bytes += record.size();
+            self.records.push_front(record);
+        }
+    }
+
+    /// Every buffered record, oldest first.
+    pub fn into_records(self) -> VecDeque<T> {
+        self.records
+    }
+
     /// Where the oldest buffered record is in the log.
     pub fn oldest_log(&self) -> Option<LogMark> {
         self.records.front().map(Buffered::log)

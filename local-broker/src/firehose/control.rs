@@ -194,6 +194,14 @@ fn legacy_s3(described: &S3Destination) -> S3Destination {
 }
 
 impl Firehose {
+    /// Writes a changed stream's configuration and status (under its state lock); a failure
+    /// is the client's internal error.
+    fn persist(&self, stream: &DeliveryStream, state: &StreamState) -> ApiResult<()> {
+        self.store
+            .persist(stream, state)
+            .map_err(|err| store_failed(&err))
+    }
+
     /// Resolves a destination configuration and checks the broker can deliver to it.
     pub(super) fn target(
         &self,
@@ -427,7 +435,7 @@ impl Firehose {
                 encryption,
                 buffer: Buffer::default(),
                 partitions: Default::default(),
-                delivering_since: None,
+                delivering: None,
                 failure: None,
             };
             let stream = Arc::new(DeliveryStream::new(
@@ -438,9 +446,7 @@ impl Firehose {
                 state,
                 self.stop.child_token(),
             ));
-            self.store
-                .persist(&stream, &stream.state())
-                .map_err(|err| store_failed(&err))?;
+            self.persist(&stream, &stream.state())?;
             if let Some((_, cursors)) = &reader {
                 self.store
                     .persist_source(&name, &cursors.saved())
@@ -471,9 +477,7 @@ impl Firehose {
                 )));
             }
             state.status = Status::Deleting;
-            self.store
-                .persist(&stream, &state)
-                .map_err(|err| store_failed(&err))?;
+            self.persist(&stream, &state)?;
         }
         self.finish_deleting(stream);
         Ok(Empty {})
@@ -754,12 +758,13 @@ impl Firehose {
             }
         };
         state.target = self.target(&destination, member)?;
+        if state.target.partitioned().is_none() {
+            state.unpartition();
+        }
         state.destination = destination;
         state.version += 1;
         state.last_update_ms = Some(self.now());
-        self.store
-            .persist(&stream, &state)
-            .map_err(|err| store_failed(&err))?;
+        self.persist(&stream, &state)?;
         drop(state);
         // New hints may make the buffer due sooner.
         stream.wake.notify_one();
@@ -790,9 +795,7 @@ impl Firehose {
                 state.tags.insert(key, tag.value.unwrap_or_default());
             }
         }
-        self.store
-            .persist(&stream, &state)
-            .map_err(|err| store_failed(&err))?;
+        self.persist(&stream, &state)?;
         Ok(Empty {})
     }
 
@@ -812,9 +815,7 @@ impl Firehose {
         for key in input.tag_keys.unwrap_or_default() {
             state.tags.remove(&key);
         }
-        self.store
-            .persist(&stream, &state)
-            .map_err(|err| store_failed(&err))?;
+        self.persist(&stream, &state)?;
         Ok(Empty {})
     }
 
@@ -882,9 +883,7 @@ impl Firehose {
             )));
         }
         state.encryption = encryption;
-        self.store
-            .persist(&stream, &state)
-            .map_err(|err| store_failed(&err))?;
+        self.persist(&stream, &state)?;
         Ok(Empty {})
     }
 
@@ -901,9 +900,7 @@ impl Firehose {
             )));
         }
         state.encryption.enabled = false;
-        self.store
-            .persist(&stream, &state)
-            .map_err(|err| store_failed(&err))?;
+        self.persist(&stream, &state)?;
         Ok(Empty {})
     }
 }

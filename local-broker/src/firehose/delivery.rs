@@ -9,7 +9,7 @@
 use super::buffering::BufferedRecord;
 use super::http_endpoint::{self, HttpClient};
 use super::metrics::{self, Channel};
-use super::model::{DeliveryFailure, DeliveryStream, Status, StreamState};
+use super::model::{Delivering, DeliveryFailure, DeliveryStream, Status, StreamState};
 use super::objects::ObjectStore;
 use super::partitions::{ACTIVE_PARTITION_EXCEEDED, MAX_ACTIVE_PARTITIONS};
 use super::prefix::{PrefixValues, object_name};
@@ -21,11 +21,15 @@ use crate::clock::Clock;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 /// How long an idle delivery task sleeps when nothing is buffered (it is woken by puts).
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
+/// The shortest sleep between looks at the buffers: a due time already past never makes the
+/// task spin.
+const MIN_WAIT: Duration = Duration::from_millis(100);
 /// Attempts at writing one object once the broker is shutting down.
 const SHUTDOWN_ATTEMPTS: u32 = 3;
 /// Longest pause between attempts at writing one object.
@@ -87,6 +91,12 @@ impl Deliverer {
     fn keeps_on_shutdown(&self, stream: &DeliveryStream, status: Status) -> bool {
         stream.stop.is_cancelled() && self.store.is_durable() && status != Status::Deleting
     }
+
+    /// Whether the delivery task delivers everything buffered now, due or not: the stream is
+    /// `stopping` and does not keep its records for the next start.
+    fn delivers_all(&self, stream: &DeliveryStream, stopping: bool, status: Status) -> bool {
+        stopping && !self.keeps_on_shutdown(stream, status)
+    }
 }
 
 /// Delivers a stream's batches as they come due, until the stream is stopped; then delivers
@@ -100,10 +110,10 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
             let taken = {
                 let mut state = stream.state();
                 let hints = state.target.hints();
-                let flush = stopping && !deliverer.keeps_on_shutdown(&stream, state.status);
+                let flush = deliverer.delivers_all(&stream, stopping, state.status);
                 // Partitioned streams process records as they come and buffer them by
                 // partition instead (the first of Firehose's stages).
-                let partitioned = !stopping && partitioned(&state.target).is_some();
+                let partitioned = !stopping && state.target.partitioned().is_some();
                 let taken = state
                     .buffer
                     .take_due(hints, deliverer.now(), flush || partitioned)
@@ -116,10 +126,7 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
                             },
                         )
                     });
-                state.delivering_since = taken
-                    .as_ref()
-                    .and_then(|(batch, _)| batch.first())
-                    .map(|r| r.arrival_ms);
+                state.delivering = taken.as_ref().and_then(|(batch, _)| Delivering::of(batch));
                 taken
             };
             let Some((batch, snapshot)) = taken else {
@@ -128,12 +135,12 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
             let last = batch.last().map(|r| r.log);
             let outcome = deliver(&stream, &deliverer, snapshot, batch).await;
             let mut state = stream.state();
-            state.delivering_since = None;
+            state.delivering = None;
             let Outcome::Done(failure) = outcome else {
                 return;
             };
             state.failure = failure;
-            mark_delivered(&stream, &deliverer, &state, last);
+            mark_delivered(&stream, &deliverer, state, last);
         }
         deliver_partitions(&stream, &deliverer, stopping).await;
         if stopping {
@@ -148,6 +155,7 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
                 .min()
                 .map(|due| Duration::from_millis(u64::try_from(due - deliverer.now()).unwrap_or(0)))
                 .unwrap_or(IDLE_WAIT)
+                .max(MIN_WAIT)
         };
         tokio::select! {
             _ = stream.wake.notified() => {}
@@ -157,25 +165,20 @@ pub async fn run(stream: Arc<DeliveryStream>, deliverer: Arc<Deliverer>) {
     }
 }
 
-/// The S3 settings of a destination with dynamic partitioning.
-fn partitioned(target: &Target) -> Option<&S3Settings> {
-    match target {
-        Target::S3(s3) if s3.dynamic_partitioning => Some(s3),
-        _ => None,
-    }
-}
-
 /// Moves the stream's delivered mark up to its oldest buffered record, or past `last` (the last
 /// record just delivered) when nothing is buffered. With partitions delivered out of order, a
 /// record delivered after an older one still buffered stays behind the mark: a restart delivers
-/// it again (at least once, never lost).
+/// it again (at least once, never lost). The mark is written after `state` is unlocked: only
+/// this task writes it, so marks still land in order.
 fn mark_delivered(
     stream: &DeliveryStream,
     deliverer: &Deliverer,
-    state: &StreamState,
+    state: MutexGuard<'_, StreamState>,
     last: Option<LogMark>,
 ) {
-    let Some(through) = state.oldest_buffered_log().or(last.map(LogMark::next)) else {
+    let through = state.oldest_buffered_log().or(last.map(LogMark::next));
+    drop(state);
+    let Some(through) = through else {
         return;
     };
     // Also while DELETING: a restart before it is gone must not deliver the batch again.
@@ -190,12 +193,12 @@ async fn deliver_partitions(stream: &DeliveryStream, deliverer: &Deliverer, stop
     loop {
         let taken = {
             let mut state = stream.state();
-            let flush = stopping && !deliverer.keeps_on_shutdown(stream, state.status);
-            let Some(s3) = partitioned(&state.target).cloned() else {
+            let flush = deliverer.delivers_all(stream, stopping, state.status);
+            let Some(s3) = state.target.partitioned().cloned() else {
                 return;
             };
             let batch = state.partitions.take_due(s3.hints, deliverer.now(), flush);
-            state.delivering_since = batch.as_ref().and_then(|b| b.first()).map(|r| r.arrival_ms);
+            state.delivering = batch.as_deref().and_then(Delivering::of);
             metrics::partition_count(&stream.name, state.partitions.active());
             batch.map(|batch| (batch, s3, state.version))
         };
@@ -203,17 +206,17 @@ async fn deliver_partitions(stream: &DeliveryStream, deliverer: &Deliverer, stop
             return;
         };
         let last = batch.iter().map(|r| r.log).max();
-        let writer = ObjectWriter {
-            stream,
-            deliverer,
-            version,
-        };
+        let writer = ObjectWriter::new(stream, deliverer, version);
         writer
             .write_records(&s3, batch, Channel::DeliveryToS3)
             .await;
         let mut state = stream.state();
-        state.delivering_since = None;
-        mark_delivered(stream, deliverer, &state, last);
+        state.delivering = None;
+        if writer.abandoned(state.status) {
+            // The batch stays behind the delivered mark: the next start delivers it.
+            return;
+        }
+        mark_delivered(stream, deliverer, state, last);
     }
 }
 
@@ -234,11 +237,7 @@ async fn deliver(
     snapshot: Snapshot,
     batch: Vec<BufferedRecord>,
 ) -> Outcome {
-    let writer = ObjectWriter {
-        stream,
-        deliverer,
-        version: snapshot.version,
-    };
+    let writer = ObjectWriter::new(stream, deliverer, snapshot.version);
     let context = InvocationContext {
         client: &deliverer.http,
         stream_name: &stream.name,
@@ -262,6 +261,9 @@ async fn deliver(
             writer
                 .write_failed(s3, "processing-failed", processed.failed)
                 .await;
+            if writer.abandoned(stream.state().status) {
+                return Outcome::Abandoned;
+            }
             Outcome::Done(None)
         }
         Target::Http(http) => {
@@ -326,6 +328,9 @@ async fn deliver(
                     .write_failed(&http.s3, "http-endpoint-failed", failed)
                     .await;
             }
+            if writer.abandoned(stream.state().status) {
+                return Outcome::Abandoned;
+            }
             Outcome::Done(failure)
         }
     }
@@ -336,9 +341,26 @@ struct ObjectWriter<'a> {
     stream: &'a DeliveryStream,
     deliverer: &'a Deliverer,
     version: u64,
+    /// Set when an object was given up on at shutdown.
+    gave_up: AtomicBool,
 }
 
-impl ObjectWriter<'_> {
+impl<'a> ObjectWriter<'a> {
+    fn new(stream: &'a DeliveryStream, deliverer: &'a Deliverer, version: u64) -> Self {
+        Self {
+            stream,
+            deliverer,
+            version,
+            gave_up: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the batch must stay undelivered in the data directory: an object of it was given
+    /// up on at shutdown, and the stream (in `status`) keeps its records for the next start.
+    fn abandoned(&self, status: Status) -> bool {
+        self.gave_up.load(Ordering::Relaxed)
+            && self.deliverer.keeps_on_shutdown(self.stream, status)
+    }
     /// Buffers processed records in their partitions. Records without the keys the prefix
     /// needs, and records that would open a partition beyond the limit, go to the error prefix.
     async fn partition(&self, s3: &S3Settings, records: Vec<OutRecord>) {
@@ -373,6 +395,10 @@ impl ObjectWriter<'_> {
                     error_message: message,
                     attempts: 1,
                 });
+            }
+            if state.target.partitioned().is_none() {
+                // The destination changed while the batch was processed.
+                state.unpartition();
             }
             metrics::partition_count(&self.stream.name, state.partitions.active());
             metrics::partition_count_exceeded(&self.stream.name, exceeded);
@@ -507,7 +533,8 @@ impl ObjectWriter<'_> {
                     return;
                 }
                 Err(err) if self.stream.stop.is_cancelled() && attempts >= SHUTDOWN_ATTEMPTS => {
-                    tracing::error!(%err, bucket = %s3.bucket, %key, "giving up on an object at shutdown; its records are lost");
+                    tracing::warn!(%err, bucket = %s3.bucket, %key, "giving up on an object at shutdown; its records are lost unless the data directory keeps them");
+                    self.gave_up.store(true, Ordering::Relaxed);
                     metrics::delivery(&self.stream.name, channel, records, body.len(), false);
                     return;
                 }
@@ -517,7 +544,12 @@ impl ObjectWriter<'_> {
                         details: format!("Cannot store s3://{}/{key}: {err}", s3.bucket),
                     });
                     tracing::warn!(%err, bucket = %s3.bucket, %key, attempts, "cannot store an object; retrying");
-                    tokio::time::sleep(backoff).await;
+                    // A shutdown cuts a long pause short and starts the last few attempts.
+                    let stopping = self.stream.stop.is_cancelled();
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.stream.stop.cancelled(), if !stopping => attempts = 0,
+                    }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }

@@ -180,10 +180,14 @@ impl Firehose {
             } if state.status != Status::Deleting => {
                 let reader =
                     source::KinesisReader::new(Arc::clone(&self.kinesis), stream_name.clone());
-                let cursors = reader
-                    .resume(restored.source_position.as_deref(), *start_ms)
-                    .map_err(|err| cannot(format!("its source: {}", err.message)))?;
-                Some((reader, cursors))
+                match reader.resume(restored.source_position.as_deref(), *start_ms) {
+                    Ok(cursors) => Some((reader, cursors)),
+                    Err(err) => {
+                        // Its source stream is gone: what was read is still delivered.
+                        tracing::warn!(stream = %name, source = %stream_name, code = err.code, message = %err.message, "cannot read the delivery stream's source; it reads nothing more");
+                        None
+                    }
+                }
             }
             _ => None,
         };
@@ -202,7 +206,7 @@ impl Firehose {
                 encryption: state.encryption,
                 buffer,
                 partitions: Default::default(),
-                delivering_since: None,
+                delivering: None,
                 failure: None,
             },
             self.stop.child_token(),
@@ -236,7 +240,6 @@ impl Firehose {
             self.spawn(expire_delivered(
                 Arc::clone(&self.streams),
                 self.store.clone(),
-                Arc::clone(&self.config.clock),
                 self.stop.clone(),
             ));
         }
@@ -346,16 +349,22 @@ impl Firehose {
         v: Validator,
     ) -> ApiResult<Arc<DeliveryStream>> {
         let stream = self.resolve(name, v)?;
-        let status = stream.state().status;
-        if status != Status::Active {
-            return Err(ApiError::not_found(format!(
-                "Firehose {} under account {} is not active (status {}).",
-                stream.name,
-                self.config.account_id,
-                status.as_str()
-            )));
-        }
+        self.check_active(&stream, stream.state().status)?;
         Ok(stream)
+    }
+
+    /// The error a data call on `stream` gets unless its `status` is ACTIVE. Data calls check
+    /// again under the lock they buffer with: a stream deleted meanwhile accepts nothing.
+    fn check_active(&self, stream: &DeliveryStream, status: Status) -> ApiResult<()> {
+        if status == Status::Active {
+            return Ok(());
+        }
+        Err(ApiError::not_found(format!(
+            "Firehose {} under account {} is not active (status {}).",
+            stream.name,
+            self.config.account_id,
+            status.as_str()
+        )))
     }
 
     /// Runs `change` after the state-transition delay (at once when it is zero or there is no
@@ -470,7 +479,6 @@ pub struct BufferView {
 async fn expire_delivered(
     streams: Arc<Mutex<BTreeMap<String, Arc<DeliveryStream>>>>,
     store: Store,
-    clock: Arc<dyn crate::clock::Clock>,
     stop: CancellationToken,
 ) {
     loop {
@@ -484,13 +492,14 @@ async fn expire_delivered(
             .values()
             .cloned()
             .collect();
-        // Read the clock first: a record put after this is newer than the horizon.
-        let now = clock.now_millis();
+        // Read the log's end first: a record logged after this is past it.
+        let end = store.log_end();
         let horizon = streams
             .iter()
-            .filter_map(|s| s.state().oldest_undelivered())
-            .fold(now, i64::min);
-        match store.expire(horizon) {
+            .filter_map(|s| s.state().oldest_undelivered_log())
+            .map(|mark| mark.position)
+            .fold(end, u64::min);
+        match store.expire_before(horizon) {
             Ok(0) => {}
             Ok(deleted) => tracing::debug!(deleted, "deleted delivered Firehose log segments"),
             Err(err) => tracing::warn!(%err, "cannot delete delivered Firehose log segments"),

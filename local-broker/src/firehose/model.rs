@@ -1,7 +1,7 @@
 //! The domain: a delivery stream, its status, configuration version, destination and buffer.
 
 use super::api::{HttpEndpointDestination, S3Destination};
-use super::buffering::Buffer;
+use super::buffering::{Buffer, Buffered, BufferedRecord};
 use super::partitions::Partitions;
 use super::settings::Target;
 use super::store::LogMark;
@@ -85,6 +85,25 @@ pub struct DeliveryFailure {
     pub details: String,
 }
 
+/// The batch a delivery task has taken and not yet delivered.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivering {
+    /// When its oldest record arrived.
+    pub since_ms: i64,
+    /// Where its oldest record is in the log.
+    pub from: LogMark,
+}
+
+impl Delivering {
+    /// The batch `records` (none when it is empty).
+    pub fn of<T: Buffered>(records: &[T]) -> Option<Self> {
+        Some(Self {
+            since_ms: records.iter().map(Buffered::arrival_ms).min()?,
+            from: records.iter().map(Buffered::log).min()?,
+        })
+    }
+}
+
 /// What changes under the stream's lock.
 #[derive(Debug)]
 pub struct StreamState {
@@ -101,8 +120,8 @@ pub struct StreamState {
     pub buffer: Buffer,
     /// With dynamic partitioning: processed records, by partition.
     pub partitions: Partitions,
-    /// When the oldest record of the batch being delivered now arrived.
-    pub delivering_since: Option<i64>,
+    /// The batch being delivered now.
+    pub delivering: Option<Delivering>,
     /// Set while the destination fails; cleared by the next delivery that succeeds.
     pub failure: Option<DeliveryFailure>,
 }
@@ -122,13 +141,40 @@ impl StreamState {
     /// buffered.
     pub fn oldest_undelivered(&self) -> Option<i64> {
         [
-            self.delivering_since,
+            self.delivering.map(|d| d.since_ms),
             self.buffer.oldest_arrival(),
             self.partitions.oldest_arrival(),
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Returns the records buffered in partitions to the front of the plain buffer, for a
+    /// destination without dynamic partitioning: they are delivered (and processed, again) as
+    /// it delivers. Nothing is left where no delivery takes it.
+    pub fn unpartition(&mut self) {
+        let records = self
+            .partitions
+            .take_all()
+            .into_iter()
+            .map(|r| BufferedRecord {
+                data: r.data,
+                arrival_ms: r.arrival_ms,
+                log: r.log,
+            })
+            .collect();
+        self.buffer.put_back(records);
+    }
+
+    /// Where the oldest record not yet delivered is in the log: in the batch being delivered
+    /// now, or buffered. Log segments wholly before it may go.
+    pub fn oldest_undelivered_log(&self) -> Option<LogMark> {
+        self.delivering
+            .map(|d| d.from)
+            .into_iter()
+            .chain(self.oldest_buffered_log())
+            .min()
     }
 
     /// Where the oldest buffered record is in the log: everything before it is delivered.
@@ -151,7 +197,9 @@ pub struct DeliveryStream {
     state: Mutex<StreamState>,
     /// Wakes the delivery task: records arrived or the stream is going away.
     pub wake: Notify,
-    /// Stops the delivery task (after it delivers what is buffered).
+    /// Stops the delivery task. It first delivers what is buffered, unless the broker is
+    /// shutting down with a data directory (and the stream is not being deleted): then the
+    /// records stay there for the next start.
     pub stop: CancellationToken,
     /// Cancelled once the delivery task has ended: a deleted stream's records are all out.
     pub finished: CancellationToken,

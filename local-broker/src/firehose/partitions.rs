@@ -35,6 +35,8 @@ impl Buffered for OutRecord {
 #[derive(Debug, Default)]
 pub struct Partitions {
     active: BTreeMap<PartitionKey, Buffer<OutRecord>>,
+    /// Bytes buffered in all partitions (kept, not summed per put).
+    bytes: usize,
 }
 
 impl Partitions {
@@ -42,6 +44,7 @@ impl Partitions {
     /// [`MAX_ACTIVE_PARTITIONS`] are.
     pub fn push(&mut self, record: OutRecord) -> Result<(), OutRecord> {
         let key = (record.query_keys.clone(), record.lambda_keys.clone());
+        let size = record.size();
         if let Some(buffer) = self.active.get_mut(&key) {
             buffer.push(record);
         } else if self.active.len() < MAX_ACTIVE_PARTITIONS {
@@ -49,6 +52,7 @@ impl Partitions {
         } else {
             return Err(record);
         }
+        self.bytes += size;
         Ok(())
     }
 
@@ -64,7 +68,18 @@ impl Partitions {
 
     /// Bytes buffered in all partitions.
     pub fn bytes(&self) -> usize {
-        self.active.values().map(Buffer::bytes).sum()
+        self.bytes
+    }
+
+    /// Takes every record of every partition, oldest first (by log position, then arrival).
+    pub fn take_all(&mut self) -> Vec<OutRecord> {
+        let mut records: Vec<OutRecord> = std::mem::take(&mut self.active)
+            .into_values()
+            .flat_map(Buffer::into_records)
+            .collect();
+        records.sort_by_key(|r| (r.log, r.arrival_ms));
+        self.bytes = 0;
+        records
     }
 
     /// When the oldest record buffered in any partition arrived.
@@ -98,6 +113,7 @@ impl Partitions {
         if buffer.is_empty() {
             self.active.remove(&key);
         }
+        self.bytes -= batch.iter().flatten().map(Buffered::size).sum::<usize>();
         batch
     }
 }
@@ -130,7 +146,27 @@ mod tests {
         assert!(batch.iter().all(|r| r.query_keys["customer"] == "busy"));
         assert!(partitions.take_due(hints, 0, false).is_none());
         assert_eq!(partitions.active(), 2);
+        assert_eq!(partitions.bytes(), 400 * 1024 + 10);
         assert_eq!(partitions.due_at(hints), Some(900_000));
+    }
+
+    #[test]
+    fn all_partitions_are_taken_oldest_first_and_none_stays_active() {
+        let mut partitions = Partitions::default();
+        for (customer, position) in [("b", 2), ("a", 3), ("b", 1)] {
+            let mut record = record(customer, 1, 0);
+            record.log = LogMark { position, index: 0 };
+            partitions.push(record).unwrap();
+        }
+        let positions: Vec<u64> = partitions
+            .take_all()
+            .iter()
+            .map(|r| r.log.position)
+            .collect();
+        assert_eq!(positions, [1, 2, 3]);
+        assert_eq!((partitions.active(), partitions.records()), (0, 0));
+        assert_eq!(partitions.bytes(), 0);
+        assert_eq!(partitions.due_at(Hints::new(1, 900)), None);
     }
 
     #[test]

@@ -58,15 +58,17 @@ impl Firehose {
         let stream = self.writable(&input.delivery_stream_name, v)?;
         let data = input.record.and_then(|r| r.data).unwrap_or_default();
         let record_id = record_id();
+        let records = [data.0];
+        let batch = self.store.encode(&stream, &records);
         let now = self.now();
         let mut state = stream.state();
-        if state.buffered_bytes() + data.0.len() > MAX_BUFFERED_BYTES {
+        self.check_active(&stream, state.status)?;
+        if state.buffered_bytes() + records[0].len() > MAX_BUFFERED_BYTES {
             return Err(ApiError::new("ServiceUnavailableException", "Slow down."));
         }
-        let records = [data.0];
         let log = self
             .store
-            .append(&stream, now, &records)
+            .append(now, &batch)
             .map_err(|err| store_failed(&err))?
             .into_iter()
             .next()
@@ -123,10 +125,10 @@ impl Firehose {
                 "Records size ({total} bytes) exceeds the PutRecordBatch limit of {MAX_BATCH_BYTES} bytes."
             )));
         }
-        let now = self.now();
-        let mut state = stream.state();
-        // Records beyond the buffer's room fail one by one; the rest are logged as one batch.
-        let mut room = MAX_BUFFERED_BYTES.saturating_sub(state.buffered_bytes());
+        // Records beyond the buffer's room fail one by one; the rest are logged as one batch,
+        // encoded before the stream is locked again (puts racing this one may overshoot the
+        // room by their own batches, at most MAX_BATCH_BYTES each).
+        let mut room = MAX_BUFFERED_BYTES.saturating_sub(stream.state().buffered_bytes());
         let mut accepted: Vec<Bytes> = Vec::with_capacity(records.len());
         let fits: Vec<bool> = records
             .into_iter()
@@ -140,9 +142,13 @@ impl Firehose {
                 fits
             })
             .collect();
+        let batch = self.store.encode(&stream, &accepted);
+        let now = self.now();
+        let mut state = stream.state();
+        self.check_active(&stream, state.status)?;
         let marks = self
             .store
-            .append(&stream, now, &accepted)
+            .append(now, &batch)
             .map_err(|err| store_failed(&err))?;
         super::metrics::incoming_put(
             &stream.name,

@@ -74,6 +74,14 @@ impl Target {
             Target::Http(http) => http.hints,
         }
     }
+
+    /// The S3 settings of a destination with dynamic partitioning.
+    pub fn partitioned(&self) -> Option<&S3Settings> {
+        match self {
+            Target::S3(s3) if s3.dynamic_partitioning => Some(s3),
+            _ => None,
+        }
+    }
 }
 
 fn reject(option: &str, why: &str) -> ApiError {

@@ -47,14 +47,14 @@ pub struct KinesisReader {
 
 /// Where reading stands: the next iterator of every shard being read, and the shards read to
 /// their end.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Cursors {
     iterators: BTreeMap<String, String>,
     position: Position,
 }
 
 /// What survives a restart of where reading stands.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Position {
     /// Where to resume each shard being read.
     shards: BTreeMap<String, ShardPosition>,
@@ -102,26 +102,17 @@ impl KinesisReader {
         }
     }
 
-    fn iterator(&self, shard_id: &str, kind: &str) -> ApiResult<String> {
-        let answer = self.call(
-            "GetShardIterator",
-            json!({"StreamName": self.stream_name, "ShardId": shard_id, "ShardIteratorType": kind}),
-        )?;
-        answer["ShardIterator"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| ApiError::internal("GetShardIterator answered without an iterator"))
-    }
-
-    fn iterator_at(&self, shard_id: &str, position: &ShardPosition) -> ApiResult<String> {
+    /// An iterator of `shard_id` at `position`, or at LATEST for none.
+    fn iterator_at(&self, shard_id: &str, position: Option<&ShardPosition>) -> ApiResult<String> {
         let mut input = json!({"StreamName": self.stream_name, "ShardId": shard_id});
         match position {
-            ShardPosition::AtTimestamp(ms) => {
+            None => input["ShardIteratorType"] = json!("LATEST"),
+            Some(ShardPosition::AtTimestamp(ms)) => {
                 input["ShardIteratorType"] = json!("AT_TIMESTAMP");
                 input["Timestamp"] = json!(*ms as f64 / 1000.0);
             }
-            ShardPosition::TrimHorizon => input["ShardIteratorType"] = json!("TRIM_HORIZON"),
-            ShardPosition::After(sequence) => {
+            Some(ShardPosition::TrimHorizon) => input["ShardIteratorType"] = json!("TRIM_HORIZON"),
+            Some(ShardPosition::After(sequence)) => {
                 input["ShardIteratorType"] = json!("AFTER_SEQUENCE_NUMBER");
                 input["StartingSequenceNumber"] = json!(sequence);
             }
@@ -145,7 +136,7 @@ impl KinesisReader {
             if let Some(id) = shard["ShardId"].as_str() {
                 cursors
                     .iterators
-                    .insert(id.to_owned(), self.iterator(id, "LATEST")?);
+                    .insert(id.to_owned(), self.iterator_at(id, None)?);
                 cursors
                     .position
                     .shards
@@ -180,7 +171,7 @@ impl KinesisReader {
         };
         let mut iterators = BTreeMap::new();
         for (shard, at) in &position.shards {
-            iterators.insert(shard.clone(), self.iterator_at(shard, at)?);
+            iterators.insert(shard.clone(), self.iterator_at(shard, Some(at))?);
         }
         Ok(Cursors {
             iterators,
@@ -207,7 +198,7 @@ impl KinesisReader {
                     tracing::warn!(stream = %self.stream_name, %shard, code = err.code, message = %err.message, "cannot read the source shard");
                     if err.code == "ExpiredIteratorException"
                         && let Some(at) = cursors.position.shards.get(&shard)
-                        && let Ok(fresh) = self.iterator_at(&shard, at)
+                        && let Ok(fresh) = self.iterator_at(&shard, Some(at))
                     {
                         // Resume after the last record read: nothing lost, nothing twice.
                         cursors.iterators.insert(shard, fresh);
@@ -266,7 +257,7 @@ impl KinesisReader {
                 position.waiting.remove(&child);
                 continue;
             }
-            match self.iterator_at(&child, &ShardPosition::TrimHorizon) {
+            match self.iterator_at(&child, Some(&ShardPosition::TrimHorizon)) {
                 Ok(iterator) => {
                     position.waiting.remove(&child);
                     position
@@ -291,9 +282,11 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     store: Store,
 ) {
-    loop {
+    while !stream.stop.is_cancelled() {
         // A destination that does not keep up stops the reading; the records wait in Kinesis.
         let backlog = stream.state().buffered_bytes();
+        // Where reading stood before this poll: kept when what it reads cannot be logged.
+        let before = cursors.clone();
         let read = if backlog < MAX_BUFFERED_BYTES {
             reader.poll(&mut cursors)
         } else {
@@ -303,6 +296,7 @@ pub async fn run(
             super::metrics::read_from_kinesis(&stream.name, &read);
             // Each user record of a KPL aggregate becomes one Firehose record.
             let records: Vec<Bytes> = read.into_iter().flat_map(kpl::deaggregate).collect();
+            let batch = store.encode(&stream, &records);
             let now = clock.now_millis();
             let mut state = stream.state();
             // Checked under the lock the delivery task takes its last batch with: records are
@@ -310,11 +304,16 @@ pub async fn run(
             if stream.stop.is_cancelled() {
                 return;
             }
-            let (marks, logged) = match store.append(&stream, now, &records) {
-                Ok(marks) => (marks, true),
+            let marks = match store.append(now, &batch) {
+                Ok(marks) => marks,
                 Err(err) => {
-                    tracing::error!(stream = %stream.name, %err, "cannot log records read from the source");
-                    (vec![Default::default(); records.len()], false)
+                    // Not buffered, and read again by the next poll: an unlogged record would
+                    // have no place in the log for the delivered mark to move past.
+                    tracing::error!(stream = %stream.name, %err, "cannot log records read from the source; reading them again");
+                    drop(state);
+                    cursors = before;
+                    sleep_or_stop(&stream).await;
+                    continue;
                 }
             };
             for (data, log) in records.into_iter().zip(marks) {
@@ -326,14 +325,18 @@ pub async fn run(
             }
             drop(state);
             stream.wake.notify_one();
-            // Unlogged records keep the saved position behind them: read again after a restart.
-            if logged && let Err(err) = store.persist_source(&stream.name, &cursors.saved()) {
+            if let Err(err) = store.persist_source(&stream.name, &cursors.saved()) {
                 tracing::error!(stream = %stream.name, %err, "cannot save the source position; records may be delivered twice after a restart");
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(POLL_INTERVAL) => {}
-            _ = stream.stop.cancelled() => return,
-        }
+        sleep_or_stop(&stream).await;
+    }
+}
+
+/// Waits for the next poll; returns early once the delivery stream stops.
+async fn sleep_or_stop(stream: &DeliveryStream) {
+    tokio::select! {
+        _ = tokio::time::sleep(POLL_INTERVAL) => {}
+        _ = stream.stop.cancelled() => {}
     }
 }

@@ -12,7 +12,7 @@
 //! mode an acknowledged record is on disk). After a batch is delivered (or backed up to the error
 //! prefix) the stream's delivered mark moves past it. A restarted broker buffers again every
 //! logged record past its stream's mark: delivery is at least once, never lossy. Log segments are
-//! expired once every record in them is delivered.
+//! expired once they lie wholly before every stream's oldest undelivered record.
 //!
 //! Without a data directory nothing is written and every call is a no-op.
 
@@ -126,6 +126,13 @@ pub struct RestoredState {
     pub buffered: Vec<BufferedRecord>,
 }
 
+/// Records of one stream encoded for the log ([`Store::encode`]).
+pub struct LogBatch {
+    /// None without a data directory or records.
+    body: Option<Vec<u8>>,
+    count: usize,
+}
+
 /// Writes delivery streams and their records to the data directory.
 #[derive(Clone, Default)]
 pub struct Store {
@@ -237,20 +244,25 @@ impl Store {
         self.storage.write_meta(&changes)
     }
 
-    /// Appends records accepted into a stream's buffer; returns where each is. Call under the
-    /// stream's state lock, so the log holds each stream's records in buffer order.
-    pub fn append(
-        &self,
-        stream: &DeliveryStream,
-        arrival_ms: i64,
-        records: &[Bytes],
-    ) -> Result<Vec<LogMark>, StorageError> {
-        if !self.is_durable() {
-            return Ok(vec![LogMark::default(); records.len()]);
+    /// Encodes records for a stream's log (before taking its state lock: [`Self::append`] then
+    /// only writes).
+    pub fn encode(&self, stream: &DeliveryStream, records: &[Bytes]) -> LogBatch {
+        LogBatch {
+            body: (self.is_durable() && !records.is_empty())
+                .then(|| encode_batch(&stream.name, stream.created_ms, records)),
+            count: records.len(),
         }
-        let body = encode_batch(&stream.name, stream.created_ms, records);
-        let position = self.log.append(arrival_ms, &body)?;
-        Ok((0..records.len())
+    }
+
+    /// Appends records accepted into a stream's buffer (nothing for no records); returns where
+    /// each is. Call under the stream's state lock, so the log holds each stream's records in
+    /// buffer order.
+    pub fn append(&self, arrival_ms: i64, batch: &LogBatch) -> Result<Vec<LogMark>, StorageError> {
+        let Some(body) = &batch.body else {
+            return Ok(vec![LogMark::default(); batch.count]);
+        };
+        let position = self.log.append(arrival_ms, body)?;
+        Ok((0..batch.count)
             .map(|index| LogMark {
                 position,
                 index: u32::try_from(index).unwrap_or(u32::MAX),
@@ -282,9 +294,14 @@ impl Store {
         self.storage.write_meta(&[Change::Put(&key, position)])
     }
 
-    /// Deletes log segments whose records all arrived before `horizon_ms` (all delivered).
-    pub fn expire(&self, horizon_ms: i64) -> Result<usize, StorageError> {
-        self.log.expire(horizon_ms)
+    /// Where the next logged batch will be: past every record logged so far.
+    pub fn log_end(&self) -> u64 {
+        self.log.end()
+    }
+
+    /// Deletes log segments wholly before log position `position` (all delivered).
+    pub fn expire_before(&self, position: u64) -> Result<usize, StorageError> {
+        self.log.expire_before(position)
     }
 }
 

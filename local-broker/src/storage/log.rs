@@ -271,6 +271,28 @@ impl RecordLog {
             .iter()
             .take_while(|s| s.newest_arrival_ms < horizon_ms)
             .count();
+        self.delete_oldest(expired)
+    }
+
+    /// The log position just past the last frame appended.
+    pub fn end(&self) -> u64 {
+        self.position
+    }
+
+    /// Deletes closed segments that end at or before log position `position`.
+    pub fn expire_before(&mut self, position: u64) -> Result<usize, StorageError> {
+        let ends = self
+            .closed
+            .iter()
+            .skip(1)
+            .map(|s| s.start)
+            .chain([self.active.start]);
+        let expired = ends.take_while(|end| *end <= position).count();
+        self.delete_oldest(expired)
+    }
+
+    /// Deletes the `expired` oldest closed segments.
+    fn delete_oldest(&mut self, expired: usize) -> Result<usize, StorageError> {
         for segment in self.closed.drain(..expired) {
             self.files.remove(segment.start);
             std::fs::remove_file(&segment.path)
@@ -320,5 +342,25 @@ mod tests {
             .map(|(a, (p, b))| (a, *p, b.clone()))
             .collect();
         assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn segments_wholly_before_a_position_are_deleted() {
+        let dir = TempDir::new();
+        let mut log = RecordLog::open_sized(&dir.0, 100, |_, _, _| Ok(())).unwrap();
+        // Two frames per segment: three segments.
+        let positions: Vec<u64> = (0..6)
+            .map(|arrival| log.append(arrival, &[0; 60]).unwrap().0)
+            .collect();
+        assert_eq!(log.end(), positions[5] + (positions[5] - positions[4]));
+        let segments = || std::fs::read_dir(&dir.0).unwrap().count();
+        // A record in the middle of the first segment keeps it.
+        assert_eq!(log.expire_before(positions[1] + BODY_OFFSET).unwrap(), 0);
+        // The first record of the second segment: only the first goes.
+        assert_eq!(log.expire_before(positions[2] + BODY_OFFSET).unwrap(), 1);
+        assert_eq!(segments(), 2);
+        // Past everything: the closed segment goes, the active one stays.
+        assert_eq!(log.expire_before(log.end()).unwrap(), 1);
+        assert_eq!(segments(), 1);
     }
 }

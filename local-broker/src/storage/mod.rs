@@ -438,6 +438,24 @@ impl ServiceLog {
             None => Ok(0),
         }
     }
+
+    /// The log position just past everything appended so far (0 when nothing is kept): every
+    /// later append's body lies beyond it.
+    pub fn end(&self) -> u64 {
+        match &self.disk {
+            Some(log) => lock(&log.records).end(),
+            None => 0,
+        }
+    }
+
+    /// Deletes closed segments that end at or before log position `position` (nothing in them
+    /// is at or after it); returns how many.
+    pub fn expire_before(&self, position: u64) -> Result<usize, StorageError> {
+        match &self.disk {
+            Some(log) => lock(&log.records).expire_before(position),
+            None => Ok(0),
+        }
+    }
 }
 
 impl Disk {
@@ -457,8 +475,11 @@ impl Disk {
     fn sync_files(&self) -> Result<(), StorageError> {
         // Clone the handles and release the locks: appends continue while the fsync runs, and
         // become the next commit group.
-        let mut files = vec![lock(&self.records).file(), lock(&self.meta).file()];
+        // Logs before meta: a mark in meta that became durable never covers log records that
+        // did not.
+        let mut files = vec![lock(&self.records).file()];
         files.extend(lock(&self.service_logs).iter().map(|log| lock(log).file()));
+        files.push(lock(&self.meta).file());
         for file in files {
             file.sync_data().map_err(|source| StorageError::Io {
                 context: "fsync".into(),
