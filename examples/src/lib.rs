@@ -1,10 +1,22 @@
-//! Helpers shared by the example binaries: SDK clients for an endpoint, stream creation, and
-//! latency percentiles.
+//! Helpers shared by the example binaries: logging, SDK clients for an endpoint, stream creation,
+//! and latency percentiles.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use aws_credential_types::Credentials;
+
+/// Logs to stderr (stdout stays the program's own output), filtered by `RUST_LOG` or else
+/// `default_filter`.
+pub fn init_logging(default_filter: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
 
 /// Kinesis and DynamoDB clients for a local endpoint (any credentials are accepted there).
 pub fn local_clients(endpoint: &str) -> (aws_sdk_kinesis::Client, aws_sdk_dynamodb::Client) {

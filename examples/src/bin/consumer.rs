@@ -114,13 +114,7 @@ impl RecordProcessor for JsonLines {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,kcl=info,consumer=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    examples::init_logging("warn,kcl=info,consumer=info");
     let args = Args::parse();
 
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());

@@ -51,11 +51,7 @@ async fn count(record: &Record) -> Result<(), std::io::Error> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    examples::init_logging("warn");
     let args = Args::parse();
     // The recipe: one line before any Scheduler runs.
     metrics_exporter_prometheus::PrometheusBuilder::new()

@@ -77,12 +77,7 @@ impl RecordProcessor for CountingProcessor {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    examples::init_logging("warn");
     let args = Args::parse();
 
     let broker = local_broker::LocalBroker::builder().start().await?;
