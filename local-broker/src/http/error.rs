@@ -87,6 +87,12 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new("InternalFailure", message).with_status(StatusCode::INTERNAL_SERVER_ERROR)
     }
+
+    /// A change that could not be made as durable as the sync mode promises: never acknowledged.
+    pub fn not_durable(err: crate::storage::StorageError) -> Self {
+        tracing::error!(%err, "write not durable; answering InternalFailure");
+        Self::internal("The change could not be made durable.")
+    }
 }
 
 /// Result alias for service handlers.

@@ -159,26 +159,23 @@ async fn handle(State(services): State<Arc<Services>>, request: http::Request<Bo
                     let _enter = span.enter();
                     // Operations run synchronously on this thread; the write mark tells what
                     // they wrote, and so what must be durable before answering.
-                    storage::write_mark::take();
-                    let outcome = services.observer.record(|| match service {
-                        Service::Kinesis => services.kinesis.dispatch(operation, &wire),
-                        Service::DynamoDb => services
-                            .dynamodb
-                            .dispatch(operation, &wire)
-                            .map(Reply::Body),
-                        Service::Firehose => services
-                            .firehose
-                            .dispatch(operation, &wire)
-                            .map(Reply::Body),
-                    });
-                    (outcome, storage::write_mark::take())
+                    storage::write_mark::during(|| {
+                        services.observer.record(|| match service {
+                            Service::Kinesis => services.kinesis.dispatch(operation, &wire),
+                            Service::DynamoDb => services
+                                .dynamodb
+                                .dispatch(operation, &wire)
+                                .map(Reply::Body),
+                            Service::Firehose => services
+                                .firehose
+                                .dispatch(operation, &wire)
+                                .map(Reply::Body),
+                        })
+                    })
                 };
                 match services.storage.durable(mark).await {
                     Ok(()) => outcome,
-                    Err(err) => {
-                        tracing::error!(%err, %target, "write not durable; answering InternalFailure");
-                        Err(ApiError::internal("The change could not be made durable."))
-                    }
+                    Err(err) => Err(ApiError::not_durable(err)),
                 }
             }
         },

@@ -201,6 +201,14 @@ pub mod write_mark {
     pub fn take() -> u64 {
         MARK.with(|m| m.replace(0))
     }
+
+    /// Runs `work` (synchronously, on this thread) and returns its result with the mark of
+    /// exactly the writes it made, for [`Storage::durable`](super::Storage::durable).
+    pub fn during<T>(work: impl FnOnce() -> T) -> (T, u64) {
+        take();
+        let value = work();
+        (value, take())
+    }
 }
 
 impl Storage {

@@ -606,31 +606,29 @@ pub fn put_media(
                 data = body.next() => Some(data),
                 _ = tokio::time::sleep(IDLE_INTERVAL) => None,
             };
-            // The session runs synchronously on this thread from here to `take`: the write
-            // mark then covers exactly the fragments it stored.
-            write_mark::take();
-            let lines = match body_or_idle {
-                Some(data) => match data {
-                    Some(Ok(data)) => {
-                        idle_since = tokio::time::Instant::now();
-                        session.push(&data)
-                    }
-                    Some(Err(err)) => {
-                        tracing::debug!(%err, "PutMedia body broke off");
-                        session.broke_off()
-                    }
-                    None => session.finish(),
-                },
-                None => {
-                    if idle_since.elapsed() >= IDLE_TIMEOUT {
-                        break;
-                    }
-                    vec![Ack::idle()]
+            let Some(data) = body_or_idle else {
+                if idle_since.elapsed() >= IDLE_TIMEOUT {
+                    break;
                 }
+                if acks.send(Ack::idle().to_line()).await.is_err() {
+                    return;
+                }
+                continue;
             };
-            // The fragments just stored are written (if at all) by now, on this thread: in
-            // `--sync always` PERSISTED waits until they are on disk.
-            let lines = persisted(&video, lines, write_mark::take()).await;
+            // The session runs synchronously on this thread: the write mark covers exactly the
+            // fragments it stored, and in `--sync always` PERSISTED waits until they are on disk.
+            let (lines, mark) = write_mark::during(|| match data {
+                Some(Ok(data)) => {
+                    idle_since = tokio::time::Instant::now();
+                    session.push(&data)
+                }
+                Some(Err(err)) => {
+                    tracing::debug!(%err, "PutMedia body broke off");
+                    session.broke_off()
+                }
+                None => session.finish(),
+            });
+            let lines = persisted(&video, lines, mark).await;
             for ack in lines {
                 if acks.send(ack.to_line()).await.is_err() {
                     return;

@@ -301,107 +301,110 @@ impl Video {
         let streams = &self.inner.streams;
         // Operations run synchronously on this thread; the write mark tells what they wrote,
         // and so what must be durable before answering.
-        storage::write_mark::take();
-        let json = match parts.uri.path() {
-            "/createStream" => streams.create(api::parse(&body)?)?,
-            "/describeStream" => streams.describe(&api::parse(&body)?)?,
-            "/listStreams" => streams.list(api::parse(&body)?)?,
-            "/deleteStream" => streams.delete(api::parse(&body)?)?,
-            "/updateStream" => streams.update_stream(api::parse(&body)?)?,
-            "/updateDataRetention" => streams.update_retention(api::parse(&body)?)?,
-            "/getDataEndpoint" => self.data_endpoint(&parts, api::parse(&body)?)?,
-            "/tagStream" => streams.tag_stream(api::parse(&body)?)?,
-            "/untagStream" => {
-                let input: api::UntagStreamInput = api::parse(&body)?;
-                streams.untag(&input.stream, input.tag_key_list)?
-            }
-            "/listTagsForStream" => streams.list_tags(&api::parse(&body)?)?,
-            "/TagResource" => streams.tag_resource(api::parse(&body)?)?,
-            "/UntagResource" => {
-                let input: api::UntagResourceInput = api::parse(&body)?;
-                streams.untag(&control::by_arn(input.resource_arn)?, input.tag_key_list)?
-            }
-            "/ListTagsForResource" => {
-                let input: api::ListTagsForResourceInput = api::parse(&body)?;
-                streams.list_tags(&control::by_arn(input.resource_arn)?)?
-            }
-            "/getMedia" => {
-                let input: api::GetMediaInput = api::parse(&body)?;
-                let stream = self.readable(&input.stream)?;
-                let selector = input
-                    .start_selector
-                    .ok_or_else(|| api::invalid_argument("StartSelector must be specified."))?;
-                let chunks = media::get_media(
-                    stream.fragments,
-                    &selector,
-                    Arc::clone(&self.inner.config.clock),
-                )?;
-                let body = Body::from_stream(futures::StreamExt::map(
-                    chunks,
-                    Ok::<_, std::convert::Infallible>,
-                ));
-                return Ok(Output::Media(media_response(media::CONTENT_TYPE, body)));
-            }
-            "/getMediaForFragmentList" => {
-                let input: api::GetMediaForFragmentListInput = api::parse(&body)?;
-                let stream = self.readable(&input.stream)?;
-                let numbers = input
-                    .fragments
-                    .ok_or_else(|| api::invalid_argument("Fragments must be specified."))?;
-                let payload = media::fragment_list(&stream.fragments, &numbers, self.now_millis())?;
-                return Ok(Output::Media(media_response(
-                    media::CONTENT_TYPE,
-                    Body::from(payload),
-                )));
-            }
-            "/listFragments" => {
-                let input: api::ListFragmentsInput = api::parse(&body)?;
-                let stream = self.readable(&input.stream)?;
-                archive::list_fragments(&stream.fragments, &input)?
-            }
-            "/getClip" => {
-                let input: api::GetClipInput = api::parse(&body)?;
-                let stream = self.archived(&input.stream)?;
-                let clip = clip::get_clip(&stream.fragments, &input)?;
-                return Ok(Output::Media(media_response(
-                    clip::CONTENT_TYPE,
-                    Body::from(clip),
-                )));
-            }
-            "/getHLSStreamingSessionURL" => {
-                let input: api::GetHlsSessionInput = api::parse(&body)?;
-                let stream = self.archived(&input.stream)?;
-                let token = self
-                    .inner
-                    .hls
-                    .open(input, &stream.fragments, self.now_millis())?;
-                let url = format!(
-                    "{}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={token}",
-                    self.endpoint(&parts)?
-                );
-                serde_json::json!({ "HLSStreamingSessionURL": url })
-            }
-            "/getDASHStreamingSessionURL" => {
-                let input: api::GetDashSessionInput = api::parse(&body)?;
-                let stream = self.archived(&input.stream)?;
-                let token =
-                    self.inner
+        let (output, mark) = storage::write_mark::during(|| -> ApiResult<Output> {
+            let json = match parts.uri.path() {
+                "/createStream" => streams.create(api::parse(&body)?)?,
+                "/describeStream" => streams.describe(&api::parse(&body)?)?,
+                "/listStreams" => streams.list(api::parse(&body)?)?,
+                "/deleteStream" => streams.delete(api::parse(&body)?)?,
+                "/updateStream" => streams.update_stream(api::parse(&body)?)?,
+                "/updateDataRetention" => streams.update_retention(api::parse(&body)?)?,
+                "/getDataEndpoint" => self.data_endpoint(&parts, api::parse(&body)?)?,
+                "/tagStream" => streams.tag_stream(api::parse(&body)?)?,
+                "/untagStream" => {
+                    let input: api::UntagStreamInput = api::parse(&body)?;
+                    streams.untag(&input.stream, input.tag_key_list)?
+                }
+                "/listTagsForStream" => streams.list_tags(&api::parse(&body)?)?,
+                "/TagResource" => streams.tag_resource(api::parse(&body)?)?,
+                "/UntagResource" => {
+                    let input: api::UntagResourceInput = api::parse(&body)?;
+                    streams.untag(&control::by_arn(input.resource_arn)?, input.tag_key_list)?
+                }
+                "/ListTagsForResource" => {
+                    let input: api::ListTagsForResourceInput = api::parse(&body)?;
+                    streams.list_tags(&control::by_arn(input.resource_arn)?)?
+                }
+                "/getMedia" => {
+                    let input: api::GetMediaInput = api::parse(&body)?;
+                    let stream = self.readable(&input.stream)?;
+                    let selector = input
+                        .start_selector
+                        .ok_or_else(|| api::invalid_argument("StartSelector must be specified."))?;
+                    let chunks = media::get_media(
+                        stream.fragments,
+                        &selector,
+                        Arc::clone(&self.inner.config.clock),
+                    )?;
+                    let body = Body::from_stream(futures::StreamExt::map(
+                        chunks,
+                        Ok::<_, std::convert::Infallible>,
+                    ));
+                    return Ok(Output::Media(media_response(media::CONTENT_TYPE, body)));
+                }
+                "/getMediaForFragmentList" => {
+                    let input: api::GetMediaForFragmentListInput = api::parse(&body)?;
+                    let stream = self.readable(&input.stream)?;
+                    let numbers = input
+                        .fragments
+                        .ok_or_else(|| api::invalid_argument("Fragments must be specified."))?;
+                    let payload =
+                        media::fragment_list(&stream.fragments, &numbers, self.now_millis())?;
+                    return Ok(Output::Media(media_response(
+                        media::CONTENT_TYPE,
+                        Body::from(payload),
+                    )));
+                }
+                "/listFragments" => {
+                    let input: api::ListFragmentsInput = api::parse(&body)?;
+                    let stream = self.readable(&input.stream)?;
+                    archive::list_fragments(&stream.fragments, &input)?
+                }
+                "/getClip" => {
+                    let input: api::GetClipInput = api::parse(&body)?;
+                    let stream = self.archived(&input.stream)?;
+                    let clip = clip::get_clip(&stream.fragments, &input)?;
+                    return Ok(Output::Media(media_response(
+                        clip::CONTENT_TYPE,
+                        Body::from(clip),
+                    )));
+                }
+                "/getHLSStreamingSessionURL" => {
+                    let input: api::GetHlsSessionInput = api::parse(&body)?;
+                    let stream = self.archived(&input.stream)?;
+                    let token = self
+                        .inner
                         .hls
-                        .open(input.into(), &stream.fragments, self.now_millis())?;
-                let url = format!(
-                    "{}/dash/v1/getDASHManifest.mpd?SessionToken={token}",
-                    self.endpoint(&parts)?
-                );
-                serde_json::json!({ "DASHStreamingSessionURL": url })
-            }
-            other => return Err(ApiError::unknown_operation(other.trim_start_matches('/'))),
-        };
-        let mark = storage::write_mark::take();
-        self.inner.storage.durable(mark).await.map_err(|err| {
-            tracing::error!(%err, "video stream change not durable");
-            ApiError::internal("The change could not be made durable.")
-        })?;
-        Ok(Output::Json(json))
+                        .open(input, &stream.fragments, self.now_millis())?;
+                    let url = format!(
+                        "{}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={token}",
+                        self.endpoint(&parts)?
+                    );
+                    serde_json::json!({ "HLSStreamingSessionURL": url })
+                }
+                "/getDASHStreamingSessionURL" => {
+                    let input: api::GetDashSessionInput = api::parse(&body)?;
+                    let stream = self.archived(&input.stream)?;
+                    let token =
+                        self.inner
+                            .hls
+                            .open(input.into(), &stream.fragments, self.now_millis())?;
+                    let url = format!(
+                        "{}/dash/v1/getDASHManifest.mpd?SessionToken={token}",
+                        self.endpoint(&parts)?
+                    );
+                    serde_json::json!({ "DASHStreamingSessionURL": url })
+                }
+                other => return Err(ApiError::unknown_operation(other.trim_start_matches('/'))),
+            };
+            Ok(Output::Json(json))
+        });
+        self.inner
+            .storage
+            .durable(mark)
+            .await
+            .map_err(ApiError::not_durable)?;
+        output
     }
 
     /// Every data-plane API is served by this broker, at the address the client reached it by.
