@@ -7,10 +7,23 @@ pub const HEADER: usize = 8;
 
 /// Appends one frame holding `payload` to `out`.
 pub fn encode_into(out: &mut Vec<u8>, payload: &[u8]) {
-    // Payloads are bounded by the request size limits (10 MiB), far below u32::MAX.
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    out.extend_from_slice(payload);
+    encode_parts_into(out, &[payload]);
+}
+
+/// Appends one frame whose payload is `parts` one after another, without joining them first.
+pub fn encode_parts_into(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut crc = crc32fast::Hasher::new();
+    for part in parts {
+        crc.update(part);
+    }
+    out.reserve(HEADER + len);
+    // Payloads are bounded by the request size limits, far below u32::MAX.
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
 }
 
 /// The intact frames at the start of `bytes`, and how many bytes they span; anything after that

@@ -225,11 +225,8 @@ impl RecordLog {
         if self.active_bytes >= self.segment_bytes {
             self.roll()?;
         }
-        let mut payload = Vec::with_capacity(8 + body.len());
-        payload.extend_from_slice(&arrival_ms.to_le_bytes());
-        payload.extend_from_slice(body);
-        let mut bytes = Vec::with_capacity(frame::HEADER + payload.len());
-        frame::encode_into(&mut bytes, &payload);
+        let mut bytes = Vec::new();
+        frame::encode_parts_into(&mut bytes, &[&arrival_ms.to_le_bytes(), body]);
         (&*self.file)
             .write_all(&bytes)
             .map_err(io(format!("append to {}", self.active.path.display())))?;
