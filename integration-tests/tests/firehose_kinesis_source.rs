@@ -5,8 +5,8 @@ mod firehose_support;
 
 use aws_sdk_firehose::types::DeliveryStreamType;
 use firehose_support::{
-    buffered_s3, create_kinesis_sourced_stream, description, put_kinesis_record, record,
-    s3_destination, sorted_text, wait_for_lines,
+    buffered_s3, create_kinesis_sourced_stream, description, put_kinesis_record, s3_destination,
+    sorted_text, try_put, wait_for_lines,
 };
 use integration_tests::{
     TempDir, broker_with_firehose, create_stream, kinesis_client, newline_delimited,
@@ -61,11 +61,7 @@ async fn records_put_to_the_kinesis_stream_after_creation_are_delivered() {
     assert_eq!(source.kinesis_stream_arn(), Some(CLICKS_ARN));
     assert!(source.delivery_start_timestamp().is_some());
 
-    let err = firehose
-        .put_record()
-        .delivery_stream_name("clicks-to-s3")
-        .record(record("direct"))
-        .send()
+    let err = try_put(&firehose, "clicks-to-s3", "direct")
         .await
         .unwrap_err()
         .into_service_error();

@@ -12,6 +12,10 @@ use aws_sdk_firehose::operation::create_delivery_stream::builders::CreateDeliver
 use aws_sdk_firehose::operation::create_delivery_stream::{
     CreateDeliveryStreamError, CreateDeliveryStreamOutput,
 };
+use aws_sdk_firehose::operation::delete_delivery_stream::{
+    DeleteDeliveryStreamError, DeleteDeliveryStreamOutput,
+};
+use aws_sdk_firehose::operation::put_record::{PutRecordError, PutRecordOutput};
 use aws_sdk_firehose::operation::update_destination::{
     UpdateDestinationError, UpdateDestinationOutput,
 };
@@ -183,6 +187,33 @@ pub fn record(data: impl Into<Vec<u8>>) -> Record {
         .data(Blob::new(data.into()))
         .build()
         .expect("a record with data")
+}
+
+/// PutRecord of one record holding `data` to the delivery stream `stream`, for the test to check
+/// the outcome.
+pub async fn try_put(
+    client: &aws_sdk_firehose::Client,
+    stream: &str,
+    data: impl Into<Vec<u8>>,
+) -> Result<PutRecordOutput, SdkError<PutRecordError>> {
+    client
+        .put_record()
+        .delivery_stream_name(stream)
+        .record(record(data))
+        .send()
+        .await
+}
+
+/// DeleteDeliveryStream of `name`, for the test to check the outcome.
+pub async fn try_delete(
+    client: &aws_sdk_firehose::Client,
+    name: &str,
+) -> Result<DeleteDeliveryStreamOutput, SdkError<DeleteDeliveryStreamError>> {
+    client
+        .delete_delivery_stream()
+        .delivery_stream_name(name)
+        .send()
+        .await
 }
 
 /// Puts one record with `partition_key` to the Kinesis stream `stream`.
