@@ -8,9 +8,9 @@ mod firehose_support;
 use aws_sdk_firehose::types::builders::ExtendedS3DestinationConfigurationBuilder;
 use aws_sdk_firehose::types::{DeliveryStreamStatus, ExtendedS3DestinationUpdate, Tag};
 use firehose_support::{
-    buffered_s3, create_kinesis_sourced_stream, create_s3_stream, delivered_lines, description,
-    durable_broker, metrics_page, put_kinesis_record, record, sample, sorted_text,
-    start_encryption, status, update_s3_destination, wait_for_buffered, wait_for_lines,
+    assert_buffered, buffered_s3, create_kinesis_sourced_stream, create_s3_stream, delivered_lines,
+    description, durable_broker, metrics_page, put_kinesis_record, record, sample, sorted_text,
+    start_encryption, status, update_s3_destination, wait_for_lines,
 };
 use integration_tests::{
     TempDir, create_stream, files_under, firehose_client, kinesis_client, newline_delimited,
@@ -55,6 +55,24 @@ fn directories(label: &str) -> (TempDir, TempDir) {
 /// delivering, with newline-delimited records.
 fn slow_s3(bucket: &str, size_in_mbs: i32) -> ExtendedS3DestinationConfigurationBuilder {
     buffered_s3(bucket, size_in_mbs, 900).processing_configuration(newline_delimited())
+}
+
+/// Creates the Kinesis stream `source` (name, shard count) and the delivery stream `name` reading
+/// it into a [`slow_s3`] `bucket`, and returns a Kinesis client.
+async fn create_kinesis_sourced(
+    broker: &RunningBroker,
+    client: &aws_sdk_firehose::Client,
+    (source, shards): (&str, i32),
+    name: &str,
+    bucket: &str,
+) -> aws_sdk_kinesis::Client {
+    let kinesis = kinesis_client(&broker.endpoint());
+    create_stream(&kinesis, source, shards).await;
+    let arn = stream_arn(&kinesis, source).await;
+    create_kinesis_sourced_stream(client, name, &arn, slow_s3(bucket, 128))
+        .await
+        .unwrap();
+    kinesis
 }
 
 async fn create(client: &aws_sdk_firehose::Client, name: &str, bucket: &str, size_in_mbs: i32) {
@@ -326,22 +344,18 @@ async fn a_batch_the_destination_refuses_at_shutdown_is_delivered_after_the_rest
 async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
     let (data, root) = directories("fh-dur-source");
     let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
-    let kinesis = kinesis_client(&broker.endpoint());
-
-    create_stream(&kinesis, "events", 2).await;
-    let arn = stream_arn(&kinesis, "events").await;
-    create_kinesis_sourced_stream(&client, "from-kinesis", &arn, slow_s3("source-bucket", 128))
-        .await
-        .unwrap();
+    let kinesis = create_kinesis_sourced(
+        &broker,
+        &client,
+        ("events", 2),
+        "from-kinesis",
+        "source-bucket",
+    )
+    .await;
     let put = |data: &'static str| put_kinesis_record(&kinesis, "events", data, data);
     put("read-before-restart").await;
     // The source polls every second: this record is read (and logged) before the restart ...
-    let page = wait_for_buffered(&broker, "from-kinesis", 1).await;
-    assert_eq!(
-        sample(&page, "BufferedRecords", "from-kinesis"),
-        Some(1.0),
-        "{page}"
-    );
+    assert_buffered(&broker, "from-kinesis", 1).await;
     // ... and these most likely are not: the restarted broker reads them from where it was.
     put("put-just-before-restart-1").await;
     put("put-just-before-restart-2").await;
@@ -387,19 +401,16 @@ async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
 async fn a_kinesis_sourced_stream_whose_source_was_deleted_comes_back_and_delivers_what_it_read() {
     let (data, root) = directories("fh-dur-orphan");
     let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
-    let kinesis = kinesis_client(&broker.endpoint());
-    create_stream(&kinesis, "doomed-source", 1).await;
-    let arn = stream_arn(&kinesis, "doomed-source").await;
-    create_kinesis_sourced_stream(&client, "orphan", &arn, slow_s3("orphan-bucket", 128))
-        .await
-        .unwrap();
+    let kinesis = create_kinesis_sourced(
+        &broker,
+        &client,
+        ("doomed-source", 1),
+        "orphan",
+        "orphan-bucket",
+    )
+    .await;
     put_kinesis_record(&kinesis, "doomed-source", "k", "read-before-deletion").await;
-    let page = wait_for_buffered(&broker, "orphan", 1).await;
-    assert_eq!(
-        sample(&page, "BufferedRecords", "orphan"),
-        Some(1.0),
-        "{page}"
-    );
+    assert_buffered(&broker, "orphan", 1).await;
     kinesis
         .delete_stream()
         .stream_name("doomed-source")

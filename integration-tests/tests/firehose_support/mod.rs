@@ -290,8 +290,8 @@ pub fn sample(page: &str, name: &str, stream: &str) -> Option<f64> {
 }
 
 /// Waits (generously, up to 30 s) until `/metrics` shows `count` records buffered in `stream`,
-/// and returns the page (showing otherwise, for the caller's assertion).
-pub async fn wait_for_buffered(broker: &RunningBroker, stream: &str, count: usize) -> String {
+/// and fails (showing the page) if it never does.
+pub async fn assert_buffered(broker: &RunningBroker, stream: &str, count: usize) {
     let mut page = String::new();
     for _ in 0..300 {
         page = metrics_page(broker).await;
@@ -300,7 +300,11 @@ pub async fn wait_for_buffered(broker: &RunningBroker, stream: &str, count: usiz
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    page
+    assert_eq!(
+        sample(&page, "BufferedRecords", stream),
+        Some(count as f64),
+        "{page}"
+    );
 }
 
 /// Serves `app` on 127.0.0.1 (an HTTP endpoint or a function Firehose calls) until the test
