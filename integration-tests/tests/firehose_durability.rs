@@ -57,22 +57,21 @@ fn slow_s3(bucket: &str, size_in_mbs: i32) -> ExtendedS3DestinationConfiguration
     buffered_s3(bucket, size_in_mbs, 900).processing_configuration(newline_delimited())
 }
 
-/// Creates the Kinesis stream `source` (name, shard count) and the delivery stream `name` reading
-/// it into a [`slow_s3`] `bucket`, and returns a Kinesis client.
-async fn create_kinesis_sourced(
-    broker: &RunningBroker,
+/// Creates the Kinesis stream `source` with `shards` shards and the delivery stream `name`
+/// reading it into a [`slow_s3`] `bucket`.
+async fn create_sourced(
+    kinesis: &aws_sdk_kinesis::Client,
     client: &aws_sdk_firehose::Client,
-    (source, shards): (&str, i32),
+    source: &str,
+    shards: i32,
     name: &str,
     bucket: &str,
-) -> aws_sdk_kinesis::Client {
-    let kinesis = kinesis_client(&broker.endpoint());
-    create_stream(&kinesis, source, shards).await;
-    let arn = stream_arn(&kinesis, source).await;
+) {
+    create_stream(kinesis, source, shards).await;
+    let arn = stream_arn(kinesis, source).await;
     create_kinesis_sourced_stream(client, name, &arn, slow_s3(bucket, 128))
         .await
         .unwrap();
-    kinesis
 }
 
 async fn create(client: &aws_sdk_firehose::Client, name: &str, bucket: &str, size_in_mbs: i32) {
@@ -344,10 +343,12 @@ async fn a_batch_the_destination_refuses_at_shutdown_is_delivered_after_the_rest
 async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
     let (data, root) = directories("fh-dur-source");
     let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
-    let kinesis = create_kinesis_sourced(
-        &broker,
+    let kinesis = kinesis_client(&broker.endpoint());
+    create_sourced(
+        &kinesis,
         &client,
-        ("events", 2),
+        "events",
+        2,
         "from-kinesis",
         "source-bucket",
     )
@@ -401,10 +402,12 @@ async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
 async fn a_kinesis_sourced_stream_whose_source_was_deleted_comes_back_and_delivers_what_it_read() {
     let (data, root) = directories("fh-dur-orphan");
     let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
-    let kinesis = create_kinesis_sourced(
-        &broker,
+    let kinesis = kinesis_client(&broker.endpoint());
+    create_sourced(
+        &kinesis,
         &client,
-        ("doomed-source", 1),
+        "doomed-source",
+        1,
         "orphan",
         "orphan-bucket",
     )
