@@ -114,6 +114,18 @@ pub async fn subscribe_from_trim_horizon(
         .expect("SubscribeToShard succeeds")
 }
 
+/// The service error (the AWS error code's type) of a request that must fail with one: panics if it
+/// succeeded or failed without an answer from the service. Works for every SDK (they share
+/// `SdkError`).
+pub fn service_error<T: std::fmt::Debug, E: std::fmt::Debug, R: std::fmt::Debug>(
+    result: Result<T, aws_sdk_kinesis::error::SdkError<E, R>>,
+) -> E {
+    match result {
+        Err(aws_sdk_kinesis::error::SdkError::ServiceError(context)) => context.into_err(),
+        other => panic!("expected a service error, got {other:?}"),
+    }
+}
+
 /// The ARN of the Kinesis stream `name`, from DescribeStreamSummary.
 pub async fn stream_arn(client: &aws_sdk_kinesis::Client, name: &str) -> String {
     client

@@ -2,12 +2,13 @@
 //! a connection closed without an answer, a slow answer; an injected fault changes nothing, and a
 //! test can switch faults off while the broker runs.
 
+use aws_sdk_dynamodb::operation::get_item::{GetItemError, GetItemOutput};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_smithy_types::retry::RetryConfig;
 use integration_tests::{
-    create_stream, create_table, dynamodb_client, get_records, kinesis_client,
+    create_stream, create_table, dynamodb_client, get_records, kinesis_client, service_error,
     trim_horizon_iterator, try_put_record,
 };
 use local_broker::{FaultRule, LocalBroker, LocalBrokerBuilder, RunningBroker};
@@ -72,6 +73,18 @@ async fn write_checkpoint(
         .map(drop)
 }
 
+/// The GetItem of the lease [`write_checkpoint`] writes.
+async fn read_lease(
+    dynamodb: &aws_sdk_dynamodb::Client,
+) -> Result<GetItemOutput, aws_sdk_dynamodb::error::SdkError<GetItemError>> {
+    dynamodb
+        .get_item()
+        .table_name("leases")
+        .key("leaseKey", AttributeValue::S("shardId-0".into()))
+        .send()
+        .await
+}
+
 #[tokio::test]
 async fn throttles_use_the_error_code_of_each_operation() {
     let (broker, kinesis, dynamodb) = start(LocalBroker::builder()).await;
@@ -94,10 +107,7 @@ async fn throttles_use_the_error_code_of_each_operation() {
         err.is_provisioned_throughput_exceeded_exception(),
         "{err:?}"
     );
-    let err = try_put_record(&kinesis, "faulty", "k", "x")
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = service_error(try_put_record(&kinesis, "faulty", "k", "x").await);
     assert!(
         err.is_provisioned_throughput_exceeded_exception(),
         "{err:?}"
@@ -111,14 +121,7 @@ async fn throttles_use_the_error_code_of_each_operation() {
         .into_service_error();
     assert!(err.is_limit_exceeded_exception(), "{err:?}");
 
-    let err = dynamodb
-        .get_item()
-        .table_name("leases")
-        .key("leaseKey", AttributeValue::S("shardId-0".into()))
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = service_error(read_lease(&dynamodb).await);
     assert!(
         err.is_provisioned_throughput_exceeded_exception(),
         "{err:?}"
@@ -167,10 +170,7 @@ async fn internal_failures_are_http_500_in_each_services_spelling() {
         aws_sdk_kinesis::error::ProvideErrorMetadata::code(&err),
         Some("InternalFailure")
     );
-    let err = write_checkpoint(&dynamodb)
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = service_error(write_checkpoint(&dynamodb).await);
     assert!(err.is_internal_server_error(), "{err:?}");
     broker.shutdown().await;
 }
@@ -238,15 +238,7 @@ async fn an_injected_fault_changes_nothing_and_faults_switch_off_at_runtime() {
     let iterator = trim_horizon_iterator(&kinesis, "faulty", "shardId-000000000000").await;
     let records = get_records(&kinesis, &iterator).await.records;
     assert!(records.is_empty(), "faulted PutRecords wrote nothing");
-    let item = dynamodb
-        .get_item()
-        .table_name("leases")
-        .key("leaseKey", AttributeValue::S("shardId-0".into()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = read_lease(&dynamodb).await.unwrap().item.unwrap();
     assert_eq!(item["checkpoint"], AttributeValue::S("TRIM_HORIZON".into()));
     broker.shutdown().await;
 }

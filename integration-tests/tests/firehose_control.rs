@@ -13,7 +13,9 @@ use firehose_support::{
     sorted_text, start_encryption, status, try_create_s3_stream, try_delete, try_put,
     update_s3_destination,
 };
-use integration_tests::{FIREHOSE_ROLE_ARN, TempDir, broker_with_firehose, firehose_client};
+use integration_tests::{
+    FIREHOSE_ROLE_ARN, TempDir, broker_with_firehose, firehose_client, service_error,
+};
 use local_broker::LocalBroker;
 use std::time::Duration;
 
@@ -134,15 +136,9 @@ async fn streams_are_creating_until_the_transition_delay_passes() {
         status(&client, "slow").await,
         Some(DeliveryStreamStatus::Creating)
     );
-    let err = try_put(&client, "slow", "early")
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = service_error(try_put(&client, "slow", "early").await);
     assert!(err.is_resource_not_found_exception(), "{err:?}");
-    let err = try_delete(&client, "slow")
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = service_error(try_delete(&client, "slow").await);
     assert!(err.is_resource_in_use_exception(), "{err:?}");
     for _ in 0..600 {
         if status(&client, "slow").await == Some(DeliveryStreamStatus::Active) {
@@ -160,10 +156,7 @@ async fn streams_are_creating_until_the_transition_delay_passes() {
 async fn bad_requests_get_the_aws_error() {
     let (_root, _broker, client) = setup().await;
     create(&client, "dup").await;
-    let err = try_create_s3_stream(&client, "dup", s3_destination("b"))
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = service_error(try_create_s3_stream(&client, "dup", s3_destination("b")).await);
     assert!(err.is_resource_in_use_exception(), "{err:?}");
 
     let err = try_create_s3_stream(&client, "bad name!", s3_destination("b"))
@@ -182,14 +175,14 @@ async fn bad_requests_get_the_aws_error() {
     assert!(err.message().unwrap().contains("sizeInMBs"), "{err:?}");
 
     // Expressions in the Prefix need an ErrorOutputPrefix.
-    let err = try_create_s3_stream(
-        &client,
-        "prefix",
-        s3_destination("b").prefix("!{timestamp:yyyy}/"),
-    )
-    .await
-    .unwrap_err()
-    .into_service_error();
+    let err = service_error(
+        try_create_s3_stream(
+            &client,
+            "prefix",
+            s3_destination("b").prefix("!{timestamp:yyyy}/"),
+        )
+        .await,
+    );
     assert!(err.is_invalid_argument_exception(), "{err:?}");
 
     let err = client
@@ -240,14 +233,14 @@ async fn unsupported_options_are_rejected_by_name() {
             .contains("RedshiftDestinationConfiguration")
     );
 
-    let err = try_create_s3_stream(
-        &client,
-        "tz",
-        s3_destination("b").custom_time_zone("Europe/Paris"),
-    )
-    .await
-    .unwrap_err()
-    .into_service_error();
+    let err = service_error(
+        try_create_s3_stream(
+            &client,
+            "tz",
+            s3_destination("b").custom_time_zone("Europe/Paris"),
+        )
+        .await,
+    );
     assert!(err.message().unwrap().contains("CustomTimeZone"), "{err:?}");
 }
 
@@ -260,7 +253,7 @@ async fn stale_version_ids_are_concurrent_modifications() {
         update_s3_destination(&client, "versioned", version, update)
     };
     update("1").await.expect("the current version updates");
-    let err = update("1").await.unwrap_err().into_service_error();
+    let err = service_error(update("1").await);
     assert!(err.is_concurrent_modification_exception(), "{err:?}");
     update("2").await.expect("the new version updates");
 }
@@ -368,9 +361,6 @@ async fn put_limits_and_per_record_results() {
         .into_service_error();
     assert!(err.is_invalid_argument_exception(), "{err:?}");
 
-    let err = try_put(&client, "missing", "x")
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = service_error(try_put(&client, "missing", "x").await);
     assert!(err.is_resource_not_found_exception(), "{err:?}");
 }

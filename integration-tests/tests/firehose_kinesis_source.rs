@@ -9,7 +9,7 @@ use firehose_support::{
     sorted_text, try_put, wait_for_lines,
 };
 use integration_tests::{
-    TempDir, broker_with_firehose, create_stream, kinesis_client, newline_delimited,
+    TempDir, broker_with_firehose, create_stream, kinesis_client, newline_delimited, service_error,
 };
 
 const CLICKS_ARN: &str = "arn:aws:kinesis:us-east-1:000000000000:stream/clicks";
@@ -61,21 +61,18 @@ async fn records_put_to_the_kinesis_stream_after_creation_are_delivered() {
     assert_eq!(source.kinesis_stream_arn(), Some(CLICKS_ARN));
     assert!(source.delivery_start_timestamp().is_some());
 
-    let err = try_put(&firehose, "clicks-to-s3", "direct")
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = service_error(try_put(&firehose, "clicks-to-s3", "direct").await);
     assert!(err.is_invalid_argument_exception(), "{err:?}");
 
-    let err = create_kinesis_sourced_stream(
-        &firehose,
-        "missing-source",
-        "arn:aws:kinesis:us-east-1:000000000000:stream/nope",
-        s3_destination("b"),
-    )
-    .await
-    .unwrap_err()
-    .into_service_error();
+    let err = service_error(
+        create_kinesis_sourced_stream(
+            &firehose,
+            "missing-source",
+            "arn:aws:kinesis:us-east-1:000000000000:stream/nope",
+            s3_destination("b"),
+        )
+        .await,
+    );
     assert!(err.is_invalid_argument_exception(), "{err:?}");
     broker.shutdown().await;
 }

@@ -6,7 +6,8 @@ use aws_sdk_kinesis::types::{
     EncryptionType, MetricsName, ShardIteratorType, StreamMode, StreamModeDetails, StreamStatus,
 };
 use integration_tests::{
-    broker_with_kinesis, create_on_demand_stream, create_stream, kinesis_client, try_put_record,
+    broker_with_kinesis, create_on_demand_stream, create_stream, kinesis_client, service_error,
+    try_put_record,
 };
 use local_broker::{LocalBroker, ShiftableClock};
 use std::time::Duration;
@@ -144,10 +145,7 @@ async fn streams_become_active_after_the_transition_delay() {
             .stream_status
     };
     assert_eq!(status(client.clone()).await, StreamStatus::Creating);
-    let err = try_put_record(&client, "slow", "k", "x")
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = service_error(try_put_record(&client, "slow", "k", "x").await);
     assert!(err.is_resource_not_found_exception(), "{err:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(status(client.clone()).await, StreamStatus::Active);

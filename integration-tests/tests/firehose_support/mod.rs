@@ -26,7 +26,7 @@ use aws_sdk_firehose::types::{
     DeliveryStreamStatus, DeliveryStreamType, ExtendedS3DestinationUpdate, KeyType,
     KinesisStreamSourceConfiguration, Record,
 };
-use integration_tests::{FIREHOSE_ROLE_ARN, TempDir, files_under, http_get};
+use integration_tests::{FIREHOSE_ROLE_ARN, TempDir, files_under, http_get, try_put_record};
 use local_broker::{LocalBroker, LocalBrokerBuilder, RunningBroker};
 
 /// Buffering hints of `size_in_mbs` MiB or `interval_in_seconds`, whichever comes first.
@@ -223,12 +223,7 @@ pub async fn put_kinesis_record(
     partition_key: &str,
     data: impl Into<Vec<u8>>,
 ) {
-    kinesis
-        .put_record()
-        .stream_name(stream)
-        .partition_key(partition_key)
-        .data(aws_sdk_kinesis::primitives::Blob::new(data))
-        .send()
+    try_put_record(kinesis, stream, partition_key, data)
         .await
         .expect("PutRecord succeeds");
 }
