@@ -3,7 +3,7 @@
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{
-    EncryptionType, MetricsName, ShardIteratorType, StreamMode, StreamModeDetails, StreamStatus,
+    EncryptionType, MetricsName, ShardIteratorType, StreamMode, StreamStatus,
 };
 use integration_tests::{
     broker_with_kinesis, create_on_demand_stream, create_stream, kinesis_client, service_error,
