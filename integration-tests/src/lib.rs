@@ -43,6 +43,89 @@ pub async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards:
         .expect("CreateStream succeeds");
 }
 
+/// Creates an on-demand stream (the broker starts it with its default shard count).
+pub async fn create_on_demand_stream(client: &aws_sdk_kinesis::Client, name: &str) {
+    use aws_sdk_kinesis::types::{StreamMode, StreamModeDetails};
+    client
+        .create_stream()
+        .stream_name(name)
+        .stream_mode_details(
+            StreamModeDetails::builder()
+                .stream_mode(StreamMode::OnDemand)
+                .build()
+                .expect("stream mode details with a mode"),
+        )
+        .send()
+        .await
+        .expect("CreateStream succeeds");
+}
+
+/// PutRecord of `data` under `partition_key` to `stream`, for the test to check the outcome.
+pub async fn try_put_record(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    partition_key: &str,
+    data: impl Into<Vec<u8>>,
+) -> Result<
+    aws_sdk_kinesis::operation::put_record::PutRecordOutput,
+    aws_sdk_kinesis::error::SdkError<aws_sdk_kinesis::operation::put_record::PutRecordError>,
+> {
+    client
+        .put_record()
+        .stream_name(stream)
+        .partition_key(partition_key)
+        .data(aws_sdk_kinesis::primitives::Blob::new(data))
+        .send()
+        .await
+}
+
+/// One GetRecords page from `iterator`.
+pub async fn get_records(
+    client: &aws_sdk_kinesis::Client,
+    iterator: &str,
+) -> aws_sdk_kinesis::operation::get_records::GetRecordsOutput {
+    client
+        .get_records()
+        .shard_iterator(iterator)
+        .send()
+        .await
+        .expect("GetRecords succeeds")
+}
+
+/// An enhanced fan-out subscription of `consumer_arn` to `shard`, from its oldest record.
+pub async fn subscribe_from_trim_horizon(
+    client: &aws_sdk_kinesis::Client,
+    consumer_arn: &str,
+    shard: &str,
+) -> aws_sdk_kinesis::operation::subscribe_to_shard::SubscribeToShardOutput {
+    use aws_sdk_kinesis::types::{ShardIteratorType, StartingPosition};
+    client
+        .subscribe_to_shard()
+        .consumer_arn(consumer_arn)
+        .shard_id(shard)
+        .starting_position(
+            StartingPosition::builder()
+                .r#type(ShardIteratorType::TrimHorizon)
+                .build()
+                .expect("a starting position with a type"),
+        )
+        .send()
+        .await
+        .expect("SubscribeToShard succeeds")
+}
+
+/// The service error (the AWS error code's type) of a request that must fail with one: panics if it
+/// succeeded or failed without an answer from the service. Works for every SDK (they share
+/// `SdkError`).
+pub fn service_error<T: std::fmt::Debug, E: std::fmt::Debug, R: std::fmt::Debug>(
+    result: Result<T, aws_sdk_kinesis::error::SdkError<E, R>>,
+) -> E {
+    match result {
+        Err(aws_sdk_kinesis::error::SdkError::ServiceError(context)) => context.into_err(),
+        other => panic!("expected a service error, got {other:?}"),
+    }
+}
+
 /// The ARN of the Kinesis stream `name`, from DescribeStreamSummary.
 pub async fn stream_arn(client: &aws_sdk_kinesis::Client, name: &str) -> String {
     client

@@ -5,11 +5,11 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{
-    PutRecordsRequestEntry, ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
+    PutRecordsRequestEntry, ShardIteratorType, SubscribeToShardEventStream,
 };
 use integration_tests::{
     TempDir, create_stream, create_table, dynamodb_client, kinesis_client, shard_iterator,
-    stream_arn,
+    stream_arn, subscribe_from_trim_horizon,
 };
 use local_broker::{LocalBroker, SyncMode};
 use std::collections::BTreeMap;
@@ -415,19 +415,7 @@ async fn records_far_beyond_the_cache_are_served_from_disk_in_order() {
         .unwrap()
         .consumer_arn;
     let shard = "shardId-000000000000";
-    let mut sub = kinesis
-        .subscribe_to_shard()
-        .consumer_arn(&consumer)
-        .shard_id(shard)
-        .starting_position(
-            StartingPosition::builder()
-                .r#type(ShardIteratorType::TrimHorizon)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let mut sub = subscribe_from_trim_horizon(&kinesis, &consumer, shard).await;
     let mut pushed = Vec::new();
     let mut live_sent = false;
     while pushed.len() < expected[shard].len() + 1 {

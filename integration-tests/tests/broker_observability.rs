@@ -5,6 +5,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
 use integration_tests::{
     broker_with_kinesis, create_stream, create_table, dynamodb_client, http_get,
+    subscribe_from_trim_horizon,
 };
 
 /// The value of the Prometheus sample whose line starts with `series` (name and labels).
@@ -279,9 +280,7 @@ async fn health_answers_ok_and_aws_calls_on_the_same_port_are_untouched() {
 
 #[tokio::test]
 async fn fan_out_subscriptions_and_pushed_records_are_counted() {
-    use aws_sdk_kinesis::types::{
-        ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
-    };
+    use aws_sdk_kinesis::types::SubscribeToShardEventStream;
     let (broker, kinesis) = broker_with_kinesis().await;
     create_stream(&kinesis, "pushed", 1).await;
     let consumer_arn = kinesis
@@ -302,19 +301,8 @@ async fn fan_out_subscriptions_and_pushed_records_are_counted() {
         .send()
         .await
         .unwrap();
-    let mut subscription = kinesis
-        .subscribe_to_shard()
-        .consumer_arn(&consumer_arn)
-        .shard_id("shardId-000000000000")
-        .starting_position(
-            StartingPosition::builder()
-                .r#type(ShardIteratorType::TrimHorizon)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("SubscribeToShard succeeds");
+    let mut subscription =
+        subscribe_from_trim_horizon(&kinesis, &consumer_arn, "shardId-000000000000").await;
     let mut pushed = 0;
     while pushed == 0 {
         match subscription.event_stream.recv().await.unwrap() {

@@ -10,9 +10,12 @@ use aws_sdk_firehose::types::{
 };
 use firehose_support::{
     buffered_s3, create_s3_stream, delivered_lines, description, record, s3_destination,
-    sorted_text, start_encryption, status, try_create_s3_stream, update_s3_destination,
+    sorted_text, start_encryption, status, try_create_s3_stream, try_delete, try_put,
+    update_s3_destination,
 };
-use integration_tests::{FIREHOSE_ROLE_ARN, TempDir, broker_with_firehose, firehose_client};
+use integration_tests::{
+    FIREHOSE_ROLE_ARN, TempDir, broker_with_firehose, firehose_client, service_error,
+};
 use local_broker::LocalBroker;
 use std::time::Duration;
 
@@ -75,20 +78,8 @@ async fn create_describe_list_delete() {
         .unwrap();
     assert_eq!(next.delivery_stream_names(), ["orders"]);
 
-    client
-        .delete_delivery_stream()
-        .delivery_stream_name("orders")
-        .send()
-        .await
-        .unwrap();
-    let err = client
-        .describe_delivery_stream()
-        .delivery_stream_name("orders")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_resource_not_found_exception(), "{err:?}");
+    try_delete(&client, "orders").await.unwrap();
+    assert_eq!(status(&client, "orders").await, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,12 +93,7 @@ async fn every_record_acknowledged_while_a_delete_races_is_delivered() {
                 let mut acknowledged = Vec::new();
                 for i in 0.. {
                     let line = format!("w{writer}-{i}");
-                    let put = client
-                        .put_record()
-                        .delivery_stream_name("racing")
-                        .record(record(format!("{line}\n")))
-                        .send()
-                        .await;
+                    let put = try_put(&client, "racing", format!("{line}\n")).await;
                     match put {
                         Ok(_) => acknowledged.push(line),
                         Err(err) => {
@@ -122,12 +108,7 @@ async fn every_record_acknowledged_while_a_delete_races_is_delivered() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    client
-        .delete_delivery_stream()
-        .delivery_stream_name("racing")
-        .send()
-        .await
-        .unwrap();
+    try_delete(&client, "racing").await.unwrap();
     let mut acknowledged = Vec::new();
     for writer in writers {
         acknowledged.extend(writer.await.unwrap());
@@ -155,22 +136,9 @@ async fn streams_are_creating_until_the_transition_delay_passes() {
         status(&client, "slow").await,
         Some(DeliveryStreamStatus::Creating)
     );
-    let err = client
-        .put_record()
-        .delivery_stream_name("slow")
-        .record(record("early"))
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = service_error(try_put(&client, "slow", "early").await);
     assert!(err.is_resource_not_found_exception(), "{err:?}");
-    let err = client
-        .delete_delivery_stream()
-        .delivery_stream_name("slow")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = service_error(try_delete(&client, "slow").await);
     assert!(err.is_resource_in_use_exception(), "{err:?}");
     for _ in 0..600 {
         if status(&client, "slow").await == Some(DeliveryStreamStatus::Active) {
@@ -188,10 +156,7 @@ async fn streams_are_creating_until_the_transition_delay_passes() {
 async fn bad_requests_get_the_aws_error() {
     let (_root, _broker, client) = setup().await;
     create(&client, "dup").await;
-    let err = try_create_s3_stream(&client, "dup", s3_destination("b"))
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = service_error(try_create_s3_stream(&client, "dup", s3_destination("b")).await);
     assert!(err.is_resource_in_use_exception(), "{err:?}");
 
     let err = try_create_s3_stream(&client, "bad name!", s3_destination("b"))
@@ -210,14 +175,14 @@ async fn bad_requests_get_the_aws_error() {
     assert!(err.message().unwrap().contains("sizeInMBs"), "{err:?}");
 
     // Expressions in the Prefix need an ErrorOutputPrefix.
-    let err = try_create_s3_stream(
-        &client,
-        "prefix",
-        s3_destination("b").prefix("!{timestamp:yyyy}/"),
-    )
-    .await
-    .unwrap_err()
-    .into_service_error();
+    let err = service_error(
+        try_create_s3_stream(
+            &client,
+            "prefix",
+            s3_destination("b").prefix("!{timestamp:yyyy}/"),
+        )
+        .await,
+    );
     assert!(err.is_invalid_argument_exception(), "{err:?}");
 
     let err = client
@@ -229,14 +194,7 @@ async fn bad_requests_get_the_aws_error() {
         .into_service_error();
     assert!(err.is_invalid_argument_exception(), "{err:?}");
 
-    let err = client
-        .describe_delivery_stream()
-        .delivery_stream_name("missing")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
-    assert!(err.is_resource_not_found_exception(), "{err:?}");
+    assert_eq!(status(&client, "missing").await, None);
 }
 
 #[tokio::test]
@@ -275,14 +233,14 @@ async fn unsupported_options_are_rejected_by_name() {
             .contains("RedshiftDestinationConfiguration")
     );
 
-    let err = try_create_s3_stream(
-        &client,
-        "tz",
-        s3_destination("b").custom_time_zone("Europe/Paris"),
-    )
-    .await
-    .unwrap_err()
-    .into_service_error();
+    let err = service_error(
+        try_create_s3_stream(
+            &client,
+            "tz",
+            s3_destination("b").custom_time_zone("Europe/Paris"),
+        )
+        .await,
+    );
     assert!(err.message().unwrap().contains("CustomTimeZone"), "{err:?}");
 }
 
@@ -295,7 +253,7 @@ async fn stale_version_ids_are_concurrent_modifications() {
         update_s3_destination(&client, "versioned", version, update)
     };
     update("1").await.expect("the current version updates");
-    let err = update("1").await.unwrap_err().into_service_error();
+    let err = service_error(update("1").await);
     assert!(err.is_concurrent_modification_exception(), "{err:?}");
     update("2").await.expect("the new version updates");
 }
@@ -338,13 +296,7 @@ async fn tags_and_encryption() {
     assert_eq!(err.code(), Some("ValidationException"));
 
     start_encryption(&client, "tagged").await;
-    let put = client
-        .put_record()
-        .delivery_stream_name("tagged")
-        .record(record("secret"))
-        .send()
-        .await
-        .unwrap();
+    let put = try_put(&client, "tagged", "secret").await.unwrap();
     assert_eq!(put.encrypted(), Some(true));
     client
         .stop_delivery_stream_encryption()
@@ -380,19 +332,11 @@ async fn put_limits_and_per_record_results() {
     assert_eq!(ids.len(), 2);
     assert_ne!(ids[0], ids[1]);
 
-    let err = client
-        .put_record()
-        .delivery_stream_name("limits")
-        .record(record(vec![0u8; 1_024_001]))
-        .send()
+    let err = try_put(&client, "limits", vec![0u8; 1_024_001])
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("ValidationException"), "{err:?}");
-    client
-        .put_record()
-        .delivery_stream_name("limits")
-        .record(record(vec![0u8; 1_024_000]))
-        .send()
+    try_put(&client, "limits", vec![0u8; 1_024_000])
         .await
         .expect("a 1,000 KiB record is accepted");
 
@@ -417,13 +361,6 @@ async fn put_limits_and_per_record_results() {
         .into_service_error();
     assert!(err.is_invalid_argument_exception(), "{err:?}");
 
-    let err = client
-        .put_record()
-        .delivery_stream_name("missing")
-        .record(record("x"))
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = service_error(try_put(&client, "missing", "x").await);
     assert!(err.is_resource_not_found_exception(), "{err:?}");
 }

@@ -8,9 +8,9 @@ mod firehose_support;
 use aws_sdk_firehose::types::builders::ExtendedS3DestinationConfigurationBuilder;
 use aws_sdk_firehose::types::{DeliveryStreamStatus, ExtendedS3DestinationUpdate, Tag};
 use firehose_support::{
-    buffered_s3, create_kinesis_sourced_stream, create_s3_stream, delivered_lines, description,
-    durable_broker, metrics_page, put_kinesis_record, record, sample, sorted_text,
-    start_encryption, status, update_s3_destination, wait_for_buffered, wait_for_lines,
+    assert_buffered, buffered_s3, create_kinesis_sourced_stream, create_s3_stream, delivered_lines,
+    description, durable_broker, metrics_page, put_kinesis_record, record, sample, sorted_text,
+    start_encryption, status, update_s3_destination, wait_for_lines,
 };
 use integration_tests::{
     TempDir, create_stream, files_under, firehose_client, kinesis_client, newline_delimited,
@@ -55,6 +55,23 @@ fn directories(label: &str) -> (TempDir, TempDir) {
 /// delivering, with newline-delimited records.
 fn slow_s3(bucket: &str, size_in_mbs: i32) -> ExtendedS3DestinationConfigurationBuilder {
     buffered_s3(bucket, size_in_mbs, 900).processing_configuration(newline_delimited())
+}
+
+/// Creates the Kinesis stream `source` with `shards` shards and the delivery stream `name`
+/// reading it into a [`slow_s3`] `bucket`.
+async fn create_sourced(
+    kinesis: &aws_sdk_kinesis::Client,
+    client: &aws_sdk_firehose::Client,
+    source: &str,
+    shards: i32,
+    name: &str,
+    bucket: &str,
+) {
+    create_stream(kinesis, source, shards).await;
+    let arn = stream_arn(kinesis, source).await;
+    create_kinesis_sourced_stream(client, name, &arn, slow_s3(bucket, 128))
+        .await
+        .unwrap();
 }
 
 async fn create(client: &aws_sdk_firehose::Client, name: &str, bucket: &str, size_in_mbs: i32) {
@@ -327,21 +344,19 @@ async fn a_kinesis_sourced_stream_resumes_where_it_read_up_to() {
     let (data, root) = directories("fh-dur-source");
     let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
     let kinesis = kinesis_client(&broker.endpoint());
-
-    create_stream(&kinesis, "events", 2).await;
-    let arn = stream_arn(&kinesis, "events").await;
-    create_kinesis_sourced_stream(&client, "from-kinesis", &arn, slow_s3("source-bucket", 128))
-        .await
-        .unwrap();
+    create_sourced(
+        &kinesis,
+        &client,
+        "events",
+        2,
+        "from-kinesis",
+        "source-bucket",
+    )
+    .await;
     let put = |data: &'static str| put_kinesis_record(&kinesis, "events", data, data);
     put("read-before-restart").await;
     // The source polls every second: this record is read (and logged) before the restart ...
-    let page = wait_for_buffered(&broker, "from-kinesis", 1).await;
-    assert_eq!(
-        sample(&page, "BufferedRecords", "from-kinesis"),
-        Some(1.0),
-        "{page}"
-    );
+    assert_buffered(&broker, "from-kinesis", 1).await;
     // ... and these most likely are not: the restarted broker reads them from where it was.
     put("put-just-before-restart-1").await;
     put("put-just-before-restart-2").await;
@@ -388,18 +403,17 @@ async fn a_kinesis_sourced_stream_whose_source_was_deleted_comes_back_and_delive
     let (data, root) = directories("fh-dur-orphan");
     let (broker, client) = start(&data, &root, ShiftableClock::new()).await;
     let kinesis = kinesis_client(&broker.endpoint());
-    create_stream(&kinesis, "doomed-source", 1).await;
-    let arn = stream_arn(&kinesis, "doomed-source").await;
-    create_kinesis_sourced_stream(&client, "orphan", &arn, slow_s3("orphan-bucket", 128))
-        .await
-        .unwrap();
+    create_sourced(
+        &kinesis,
+        &client,
+        "doomed-source",
+        1,
+        "orphan",
+        "orphan-bucket",
+    )
+    .await;
     put_kinesis_record(&kinesis, "doomed-source", "k", "read-before-deletion").await;
-    let page = wait_for_buffered(&broker, "orphan", 1).await;
-    assert_eq!(
-        sample(&page, "BufferedRecords", "orphan"),
-        Some(1.0),
-        "{page}"
-    );
+    assert_buffered(&broker, "orphan", 1).await;
     kinesis
         .delete_stream()
         .stream_name("doomed-source")

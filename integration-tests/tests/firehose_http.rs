@@ -94,6 +94,14 @@ async fn spawn_switchable_endpoint(
     (url, received, status)
 }
 
+/// Buffering hints that deliver within a second (or at 1 MiB).
+fn every_second() -> HttpEndpointBufferingHints {
+    HttpEndpointBufferingHints::builder()
+        .size_in_mbs(1)
+        .interval_in_seconds(1)
+        .build()
+}
+
 fn destination(
     url: &str,
     retry_seconds: i32,
@@ -107,12 +115,7 @@ fn destination(
                 .build()
                 .unwrap(),
         )
-        .buffering_hints(
-            HttpEndpointBufferingHints::builder()
-                .size_in_mbs(1)
-                .interval_in_seconds(1)
-                .build(),
-        )
+        .buffering_hints(every_second())
         .retry_options(
             HttpEndpointRetryOptions::builder()
                 .duration_in_seconds(retry_seconds)
@@ -457,12 +460,7 @@ async fn records_partitioned_before_an_update_to_an_http_endpoint_are_delivered_
                 .build()
                 .unwrap(),
         )
-        .buffering_hints(
-            HttpEndpointBufferingHints::builder()
-                .size_in_mbs(1)
-                .interval_in_seconds(1)
-                .build(),
-        )
+        .buffering_hints(every_second())
         .role_arn(FIREHOSE_ROLE_ARN)
         .s3_update(
             S3DestinationUpdate::builder()

@@ -5,11 +5,11 @@ mod firehose_support;
 
 use aws_sdk_firehose::types::DeliveryStreamType;
 use firehose_support::{
-    buffered_s3, create_kinesis_sourced_stream, description, put_kinesis_record, record,
-    s3_destination, sorted_text, wait_for_lines,
+    buffered_s3, create_kinesis_sourced_stream, description, put_kinesis_record, s3_destination,
+    sorted_text, try_put, wait_for_lines,
 };
 use integration_tests::{
-    TempDir, broker_with_firehose, create_stream, kinesis_client, newline_delimited,
+    TempDir, broker_with_firehose, create_stream, kinesis_client, newline_delimited, service_error,
 };
 
 const CLICKS_ARN: &str = "arn:aws:kinesis:us-east-1:000000000000:stream/clicks";
@@ -61,25 +61,18 @@ async fn records_put_to_the_kinesis_stream_after_creation_are_delivered() {
     assert_eq!(source.kinesis_stream_arn(), Some(CLICKS_ARN));
     assert!(source.delivery_start_timestamp().is_some());
 
-    let err = firehose
-        .put_record()
-        .delivery_stream_name("clicks-to-s3")
-        .record(record("direct"))
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = service_error(try_put(&firehose, "clicks-to-s3", "direct").await);
     assert!(err.is_invalid_argument_exception(), "{err:?}");
 
-    let err = create_kinesis_sourced_stream(
-        &firehose,
-        "missing-source",
-        "arn:aws:kinesis:us-east-1:000000000000:stream/nope",
-        s3_destination("b"),
-    )
-    .await
-    .unwrap_err()
-    .into_service_error();
+    let err = service_error(
+        create_kinesis_sourced_stream(
+            &firehose,
+            "missing-source",
+            "arn:aws:kinesis:us-east-1:000000000000:stream/nope",
+            s3_destination("b"),
+        )
+        .await,
+    );
     assert!(err.is_invalid_argument_exception(), "{err:?}");
     broker.shutdown().await;
 }

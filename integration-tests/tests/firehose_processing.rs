@@ -12,7 +12,8 @@ use firehose_support::{
     buffered_s3, create_s3_stream, hints, metrics_page, sample, serve, try_create_s3_stream,
 };
 use integration_tests::{
-    TempDir, broker_with_firehose, files_under, firehose_client, put_record_batch, wait_for_files,
+    TempDir, broker_with_firehose, files_under, firehose_client, put_record_batch, service_error,
+    wait_for_files,
 };
 use local_broker::LocalBroker;
 
@@ -143,10 +144,7 @@ async fn dynamic_partitioning_needs_partition_keys_in_the_prefix() {
             .enabled(true)
             .build(),
     );
-    let err = try_create_s3_stream(&client, "bad", config)
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = service_error(try_create_s3_stream(&client, "bad", config).await);
     assert!(err.is_invalid_argument_exception(), "{err:?}");
 }
 
@@ -223,10 +221,7 @@ async fn a_transform_changes_drops_and_fails_records_as_it_answers() {
             "arn:aws:lambda:us-east-1:000000000000:function:nope",
         )],
     )]);
-    let err = try_create_s3_stream(&client, "unknown-function", unknown)
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = service_error(try_create_s3_stream(&client, "unknown-function", unknown).await);
     assert!(err.is_invalid_argument_exception(), "{err:?}");
     broker.shutdown().await;
 }

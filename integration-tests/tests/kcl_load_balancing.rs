@@ -30,6 +30,17 @@ fn load_aware() -> Config {
     ))
 }
 
+/// Waits (up to 30 s) until `worker` holds all `count` leases.
+async fn wait_until_owns_all(fleet: &Fleet, worker: &str, count: usize) {
+    fleet
+        .wait_until(
+            Duration::from_secs(30),
+            &format!("{worker} owns all {count}"),
+            || async { fleet.owners().await.get(worker) == Some(&count) },
+        )
+        .await;
+}
+
 async fn leases(fleet: &Fleet) -> Vec<Lease> {
     DynamoDbLeaseStore::new(fleet.dynamodb.clone(), &fleet.application)
         .list_leases()
@@ -175,11 +186,7 @@ async fn a_joining_worker_gets_leases_by_graceful_handoff_without_duplicates() {
     let (stop, producer) = fleet.produce_continuously(10, Duration::from_millis(20));
     let first = fleet.start_worker("first", load_aware());
     first.handle.ready().await.expect("first settles");
-    fleet
-        .wait_until(Duration::from_secs(30), "first owns all 4", || async {
-            fleet.owners().await.get("first") == Some(&4)
-        })
-        .await;
+    wait_until_owns_all(&fleet, "first", 4).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let second = fleet.start_worker("second", load_aware());
@@ -264,11 +271,7 @@ async fn a_handoff_the_old_owner_ignores_is_forced_after_the_handoff_timeout() {
             })
         },
     );
-    fleet
-        .wait_until(Duration::from_secs(30), "stubborn owns both", || async {
-            fleet.owners().await.get("stubborn") == Some(&2)
-        })
-        .await;
+    wait_until_owns_all(&fleet, "stubborn", 2).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let asking = fleet.start_worker("asking", load_aware().handoff_timeout(timeout));
 
@@ -331,11 +334,7 @@ async fn a_hot_shard_moves_off_an_overloaded_worker() {
     let (stop, producer) =
         produce_continuously_to(&fleet, hash_keys, 10, 1000, Duration::from_millis(100));
     let first = fleet.start_worker("first", load_aware());
-    fleet
-        .wait_until(Duration::from_secs(30), "first owns all 4", || async {
-            fleet.owners().await.get("first") == Some(&4)
-        })
-        .await;
+    wait_until_owns_all(&fleet, "first", 4).await;
     // Long enough for the throughput averages to reflect the load.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -398,11 +397,7 @@ async fn a_drained_worker_hands_every_lease_over_and_stops() {
 
     leaving.handle.drain().await;
     assert_eq!(leaving.handle.state(), WorkerState::Stopped);
-    fleet
-        .wait_until(Duration::from_secs(30), "staying owns all 4", || async {
-            fleet.owners().await.get("staying") == Some(&4)
-        })
-        .await;
+    wait_until_owns_all(&fleet, "staying", 4).await;
 
     finish_without_duplicates(&fleet, stop, producer, [leaving, staying], "draining").await;
 }

@@ -3,18 +3,26 @@
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
-use integration_tests::{create_stream, kinesis_client, trim_horizon_iterator};
-use local_broker::LocalBroker;
+use integration_tests::{
+    create_on_demand_stream, create_stream, get_records, kinesis_client, trim_horizon_iterator,
+};
+use local_broker::{LocalBroker, RunningBroker};
 use std::time::Duration;
 
-#[tokio::test]
-async fn a_producer_over_the_shard_limit_is_throttled_per_entry_and_retries_land_everything() {
+/// A broker enforcing the per-shard limits of AWS, and a Kinesis client for it.
+async fn limited_broker() -> (RunningBroker, aws_sdk_kinesis::Client) {
     let broker = LocalBroker::builder()
         .enforce_limits(true)
         .start()
         .await
         .unwrap();
     let client = kinesis_client(&broker.endpoint());
+    (broker, client)
+}
+
+#[tokio::test]
+async fn a_producer_over_the_shard_limit_is_throttled_per_entry_and_retries_land_everything() {
+    let (broker, client) = limited_broker().await;
     create_stream(&client, "limited", 1).await;
     // 2 MB in one go: about twice what a shard takes per second.
     let mut pending: Vec<(usize, PutRecordsRequestEntry)> = (0..500)
@@ -71,12 +79,7 @@ async fn a_producer_over_the_shard_limit_is_throttled_per_entry_and_retries_land
         .shard_iterator;
     let mut read = 0;
     while let Some(it) = iterator.take() {
-        let page = client
-            .get_records()
-            .shard_iterator(&it)
-            .send()
-            .await
-            .unwrap();
+        let page = get_records(&client, &it).await;
         read += page.records.len();
         if page.records.is_empty() {
             break;
@@ -89,11 +92,7 @@ async fn a_producer_over_the_shard_limit_is_throttled_per_entry_and_retries_land
 
 #[tokio::test]
 async fn more_than_five_reads_a_second_are_throttled() {
-    let broker = LocalBroker::builder()
-        .enforce_limits(true)
-        .start()
-        .await
-        .unwrap();
+    let (broker, _) = limited_broker().await;
     // One attempt per call: the SDK would otherwise retry throttling errors by itself.
     let client = aws_sdk_kinesis::Client::from_conf(
         aws_sdk_kinesis::Config::builder()
@@ -140,12 +139,7 @@ async fn read_shard(client: &aws_sdk_kinesis::Client, stream: &str, shard: &str)
     let mut iterator = Some(trim_horizon_iterator(client, stream, shard).await);
     let mut data = Vec::new();
     while let Some(it) = iterator.take() {
-        let page = client
-            .get_records()
-            .shard_iterator(&it)
-            .send()
-            .await
-            .unwrap();
+        let page = get_records(client, &it).await;
         let caught_up = page.records.is_empty() && page.millis_behind_latest == Some(0);
         data.extend(
             page.records
@@ -163,25 +157,8 @@ async fn read_shard(client: &aws_sdk_kinesis::Client, stream: &str, shard: &str)
 
 #[tokio::test]
 async fn an_on_demand_stream_splits_shards_under_sustained_write_load_and_keeps_every_record() {
-    use aws_sdk_kinesis::types::{StreamMode, StreamModeDetails};
-    let broker = LocalBroker::builder()
-        .enforce_limits(true)
-        .start()
-        .await
-        .unwrap();
-    let client = kinesis_client(&broker.endpoint());
-    client
-        .create_stream()
-        .stream_name("elastic")
-        .stream_mode_details(
-            StreamModeDetails::builder()
-                .stream_mode(StreamMode::OnDemand)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let (broker, client) = limited_broker().await;
+    create_on_demand_stream(&client, "elastic").await;
     let open_shards = || async {
         client
             .describe_stream_summary()

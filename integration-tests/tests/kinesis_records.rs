@@ -3,7 +3,7 @@
 
 use aws_sdk_kinesis::primitives::{Blob, DateTime};
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, Shard, ShardIteratorType};
-use integration_tests::{broker_with_kinesis, create_stream, shard_iterator};
+use integration_tests::{broker_with_kinesis, create_stream, get_records, shard_iterator};
 use std::collections::{HashMap, HashSet};
 
 async fn shards(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<Shard> {
@@ -21,12 +21,7 @@ async fn shards(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<Shard> {
 async fn drain(client: &aws_sdk_kinesis::Client, mut it: String) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     loop {
-        let page = client
-            .get_records()
-            .shard_iterator(&it)
-            .send()
-            .await
-            .unwrap();
+        let page = get_records(client, &it).await;
         let records = page.records;
         if records.is_empty() {
             return out;

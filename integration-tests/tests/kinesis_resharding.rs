@@ -3,7 +3,7 @@
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{ScalingType, Shard, ShardIteratorType};
-use integration_tests::{broker_with_kinesis, create_stream};
+use integration_tests::{broker_with_kinesis, create_stream, get_records};
 
 async fn all_shards(client: &aws_sdk_kinesis::Client, stream: &str) -> Vec<Shard> {
     client
@@ -92,12 +92,7 @@ async fn split_closes_the_parent_and_leads_readers_to_both_children() {
         .unwrap();
     let mut seen = 0;
     loop {
-        let page = client
-            .get_records()
-            .shard_iterator(&it)
-            .send()
-            .await
-            .unwrap();
+        let page = get_records(&client, &it).await;
         seen += page.records.len();
         match page.next_shard_iterator {
             Some(next) => it = next,

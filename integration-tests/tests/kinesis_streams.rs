@@ -3,9 +3,12 @@
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{
-    EncryptionType, MetricsName, ShardIteratorType, StreamMode, StreamModeDetails, StreamStatus,
+    EncryptionType, MetricsName, ShardIteratorType, StreamMode, StreamStatus,
 };
-use integration_tests::{broker_with_kinesis, create_stream, kinesis_client};
+use integration_tests::{
+    broker_with_kinesis, create_on_demand_stream, create_stream, kinesis_client, service_error,
+    try_put_record,
+};
 use local_broker::{LocalBroker, ShiftableClock};
 use std::time::Duration;
 
@@ -13,18 +16,7 @@ use std::time::Duration;
 async fn lifecycle_create_describe_list_delete() {
     let (_broker, client) = broker_with_kinesis().await;
     create_stream(&client, "orders", 3).await;
-    client
-        .create_stream()
-        .stream_name("clicks")
-        .stream_mode_details(
-            StreamModeDetails::builder()
-                .stream_mode(StreamMode::OnDemand)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    create_on_demand_stream(&client, "clicks").await;
 
     let described = client
         .describe_stream()
@@ -153,15 +145,7 @@ async fn streams_become_active_after_the_transition_delay() {
             .stream_status
     };
     assert_eq!(status(client.clone()).await, StreamStatus::Creating);
-    let err = client
-        .put_record()
-        .stream_name("slow")
-        .partition_key("k")
-        .data(Blob::new("x"))
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = service_error(try_put_record(&client, "slow", "k", "x").await);
     assert!(err.is_resource_not_found_exception(), "{err:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(status(client.clone()).await, StreamStatus::Active);

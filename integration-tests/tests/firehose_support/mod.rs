@@ -12,6 +12,10 @@ use aws_sdk_firehose::operation::create_delivery_stream::builders::CreateDeliver
 use aws_sdk_firehose::operation::create_delivery_stream::{
     CreateDeliveryStreamError, CreateDeliveryStreamOutput,
 };
+use aws_sdk_firehose::operation::delete_delivery_stream::{
+    DeleteDeliveryStreamError, DeleteDeliveryStreamOutput,
+};
+use aws_sdk_firehose::operation::put_record::{PutRecordError, PutRecordOutput};
 use aws_sdk_firehose::operation::update_destination::{
     UpdateDestinationError, UpdateDestinationOutput,
 };
@@ -22,7 +26,7 @@ use aws_sdk_firehose::types::{
     DeliveryStreamStatus, DeliveryStreamType, ExtendedS3DestinationUpdate, KeyType,
     KinesisStreamSourceConfiguration, Record,
 };
-use integration_tests::{FIREHOSE_ROLE_ARN, TempDir, files_under, http_get};
+use integration_tests::{FIREHOSE_ROLE_ARN, TempDir, files_under, http_get, try_put_record};
 use local_broker::{LocalBroker, LocalBrokerBuilder, RunningBroker};
 
 /// Buffering hints of `size_in_mbs` MiB or `interval_in_seconds`, whichever comes first.
@@ -185,6 +189,33 @@ pub fn record(data: impl Into<Vec<u8>>) -> Record {
         .expect("a record with data")
 }
 
+/// PutRecord of one record holding `data` to the delivery stream `stream`, for the test to check
+/// the outcome.
+pub async fn try_put(
+    client: &aws_sdk_firehose::Client,
+    stream: &str,
+    data: impl Into<Vec<u8>>,
+) -> Result<PutRecordOutput, SdkError<PutRecordError>> {
+    client
+        .put_record()
+        .delivery_stream_name(stream)
+        .record(record(data))
+        .send()
+        .await
+}
+
+/// DeleteDeliveryStream of `name`, for the test to check the outcome.
+pub async fn try_delete(
+    client: &aws_sdk_firehose::Client,
+    name: &str,
+) -> Result<DeleteDeliveryStreamOutput, SdkError<DeleteDeliveryStreamError>> {
+    client
+        .delete_delivery_stream()
+        .delivery_stream_name(name)
+        .send()
+        .await
+}
+
 /// Puts one record with `partition_key` to the Kinesis stream `stream`.
 pub async fn put_kinesis_record(
     kinesis: &aws_sdk_kinesis::Client,
@@ -192,12 +223,7 @@ pub async fn put_kinesis_record(
     partition_key: &str,
     data: impl Into<Vec<u8>>,
 ) {
-    kinesis
-        .put_record()
-        .stream_name(stream)
-        .partition_key(partition_key)
-        .data(aws_sdk_kinesis::primitives::Blob::new(data))
-        .send()
+    try_put_record(kinesis, stream, partition_key, data)
         .await
         .expect("PutRecord succeeds");
 }
@@ -259,8 +285,8 @@ pub fn sample(page: &str, name: &str, stream: &str) -> Option<f64> {
 }
 
 /// Waits (generously, up to 30 s) until `/metrics` shows `count` records buffered in `stream`,
-/// and returns the page (showing otherwise, for the caller's assertion).
-pub async fn wait_for_buffered(broker: &RunningBroker, stream: &str, count: usize) -> String {
+/// and fails (showing the page) if it never does.
+pub async fn assert_buffered(broker: &RunningBroker, stream: &str, count: usize) {
     let mut page = String::new();
     for _ in 0..300 {
         page = metrics_page(broker).await;
@@ -269,7 +295,11 @@ pub async fn wait_for_buffered(broker: &RunningBroker, stream: &str, count: usiz
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    page
+    assert_eq!(
+        sample(&page, "BufferedRecords", stream),
+        Some(count as f64),
+        "{page}"
+    );
 }
 
 /// Serves `app` on 127.0.0.1 (an HTTP endpoint or a function Firehose calls) until the test
